@@ -1,0 +1,105 @@
+"""Settlement instructions (per trade or netted), the messages exchanged about them, and fail penalties."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import (
+    Base,
+    BigId,
+    ClaimableMixin,
+    IdMixin,
+    Money,
+    Quantity,
+    UTCDateTime,
+    VersionedMixin,
+    enum_type,
+    utcnow,
+)
+from .enums import InstructionStatus, InstructionType, MessageDirection, MessageStatus
+
+
+class SettlementInstruction(IdMixin, VersionedMixin, ClaimableMixin, Base):
+    __tablename__ = "settlement_instructions"
+    __table_args__ = (
+        Index("ix_settlement_instructions_isd_id", "intended_settlement_date", "id"),
+        Index("ix_settlement_instructions_status_id", "status", "id"),
+    )
+
+    instruction_ref: Mapped[str] = mapped_column(String(35), unique=True)  # our :20C::SEME
+    instruction_type: Mapped[InstructionType] = mapped_column(enum_type(InstructionType))
+    is_netted: Mapped[bool] = mapped_column(default=False)
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"), index=True)
+    counterparty_id: Mapped[int] = mapped_column(BigId, ForeignKey("counterparties.id"), index=True)
+    instrument_id: Mapped[int] = mapped_column(BigId, ForeignKey("instruments.id"), index=True)
+    quantity: Mapped[Decimal] = mapped_column(Quantity)
+    settlement_amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    trade_date: Mapped[dt.date] = mapped_column(Date())
+    intended_settlement_date: Mapped[dt.date] = mapped_column(Date())
+    actual_settlement_date: Mapped[dt.date | None] = mapped_column(Date(), nullable=True)
+    settled_quantity: Mapped[Decimal] = mapped_column(Quantity, default=Decimal(0))
+    settled_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    status: Mapped[InstructionStatus] = mapped_column(enum_type(InstructionStatus))
+    # Market reason code (MT548 / sese.024: CMIS, DDAT, LACK, MONY ...) for unmatched, pending and failed items.
+    reason_code: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    reason_text: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    our_ssi_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("ssis.id"), nullable=True)
+    their_ssi_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("ssis.id"), nullable=True)
+    instructed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    counterparty_ref: Mapped[str | None] = mapped_column(String(35), nullable=True)
+
+
+class InstructionTrade(Base):
+    """Which trades an instruction settles: one for a gross instruction, several for a netted obligation."""
+
+    __tablename__ = "instruction_trades"
+
+    instruction_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("settlement_instructions.id", ondelete="CASCADE"), primary_key=True
+    )
+    trade_id: Mapped[int] = mapped_column(BigId, ForeignKey("trades.id"), primary_key=True, index=True)
+
+
+class SettlementMessage(IdMixin, Base):
+    """A message sent or received about settlement (MT54x, sese.02x, custodian CSV), raw and as parsed."""
+
+    __tablename__ = "settlement_messages"
+    __table_args__ = (UniqueConstraint("direction", "content_hash"),)
+
+    direction: Mapped[MessageDirection] = mapped_column(enum_type(MessageDirection))
+    message_type: Mapped[str] = mapped_column(String(32))  # MT548, sese.025.001.09 ...
+    sender: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reference: Mapped[str | None] = mapped_column(String(35), nullable=True, index=True)
+    related_reference: Mapped[str | None] = mapped_column(String(35), nullable=True, index=True)
+    instruction_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("settlement_instructions.id"), nullable=True, index=True
+    )
+    status: Mapped[MessageStatus] = mapped_column(enum_type(MessageStatus))
+    status_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[str] = mapped_column(Text())
+    parsed: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    file_name: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class FailPenalty(IdMixin, Base):
+    """A CSDR-style cash penalty accrued for one day an instruction failed to settle."""
+
+    __tablename__ = "fail_penalties"
+    __table_args__ = (UniqueConstraint("instruction_id", "penalty_date"),)
+
+    instruction_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("settlement_instructions.id", ondelete="CASCADE")
+    )
+    penalty_date: Mapped[dt.date] = mapped_column(Date())
+    reference_value: Mapped[Decimal] = mapped_column(Money)
+    rate_bp: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))

@@ -1,0 +1,1 @@
+"""Qt views: windows, panes, dialogs. They call services through the background-operation helper only."""

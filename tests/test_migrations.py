@@ -1,0 +1,70 @@
+"""The models and the migrations describe the same schema, and the migrations go up, down and up again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from app.models import Base
+from app.services import schema
+from app.services.db import Database
+from app.services.errors import SchemaTooNew
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    else:
+        db = Database(request.getfixturevalue("pg_empty_url"))
+    yield db
+    db.dispose()
+
+
+def _diff(db: Database) -> list:
+    with db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
+        return compare_metadata(ctx, Base.metadata)
+
+
+def test_models_and_migrations_agree(empty_db: Database) -> None:
+    schema.upgrade(empty_db)
+    assert _diff(empty_db) == []
+
+
+def test_upgrade_downgrade_upgrade(empty_db: Database) -> None:
+    schema.upgrade(empty_db)
+    tables = set(inspect(empty_db.engine).get_table_names())
+    assert {"trades", "audit_log", "breaks", "corrections", "settlement_instructions"} <= tables
+    schema.downgrade(empty_db, "base")
+    assert set(inspect(empty_db.engine).get_table_names()) <= {"alembic_version"}
+    schema.upgrade(empty_db)
+    assert set(inspect(empty_db.engine).get_table_names()) == tables
+    assert schema.current_revision(empty_db) == schema.head_revision()
+    assert _diff(empty_db) == []
+
+
+def test_every_constraint_is_named(empty_db: Database) -> None:
+    schema.upgrade(empty_db)
+    insp = inspect(empty_db.engine)
+    for table in insp.get_table_names():
+        if table == "alembic_version":
+            continue
+        for fk in insp.get_foreign_keys(table):
+            assert fk["name"] and fk["name"].startswith("fk_"), (table, fk)
+        for uq in insp.get_unique_constraints(table):
+            assert uq["name"] and uq["name"].startswith("uq_"), (table, uq)
+        for ck in insp.get_check_constraints(table):
+            assert ck["name"] and ck["name"].startswith("ck_"), (table, ck)
+
+
+def test_database_newer_than_app_is_refused(empty_db: Database) -> None:
+    schema.upgrade(empty_db)
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    with pytest.raises(SchemaTooNew, match="newer OpsDesk"):
+        schema.upgrade(empty_db)
