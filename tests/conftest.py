@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -26,6 +27,8 @@ from app.services.permissions import SYSTEM, Actor
 from .pgserver import PgUnavailable, TempPostgres
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Real argon2id, with cheap parameters: the suite creates hundreds of users and must stay fast.
+auth.use_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 PASSWORD = "correct-horse-9"
 _counter = itertools.count()
@@ -143,7 +146,12 @@ def users(db: Database) -> dict[str, Actor]:
     """One signed-in actor per demo role: clerk1, clerk2, supervisor, supervisor2, admin, auditor."""
     admin = auth.create_user(db, SYSTEM, "admin", Role.ADMIN, PASSWORD, full_name="Ada Admin")
     out = {"admin": admin}
-    for name, role in [("clerk1", Role.CLERK), ("clerk2", Role.CLERK), ("supervisor", Role.SUPERVISOR),
-                       ("supervisor2", Role.SUPERVISOR), ("auditor", Role.AUDITOR)]:
+    for name, role in [
+        ("clerk1", Role.CLERK),
+        ("clerk2", Role.CLERK),
+        ("supervisor", Role.SUPERVISOR),
+        ("supervisor2", Role.SUPERVISOR),
+        ("auditor", Role.AUDITOR),
+    ]:
         out[name] = auth.create_user(db, admin, name, role, PASSWORD, full_name=name.title())
     return out

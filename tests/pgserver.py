@@ -47,10 +47,14 @@ class TempPostgres:
             try:
                 pw = pwd.getpwnam("postgres")
             except KeyError as err:
-                raise PgUnavailable("running as root and there is no 'postgres' user to run the server") from err
+                raise PgUnavailable(
+                    "running as root and there is no 'postgres' user to run the server"
+                ) from err
             self.owner = (pw.pw_uid, pw.pw_gid)
             runuser = shutil.which("runuser")
-            self.as_user = [runuser, "-u", "postgres", "--"] if runuser else ["su", "postgres", "-s", "/bin/sh", "-c"]
+            self.as_user = (
+                [runuser, "-u", "postgres", "--"] if runuser else ["su", "postgres", "-s", "/bin/sh", "-c"]
+            )
         self.dir = Path(tempfile.mkdtemp(prefix="opsdesk-pg-"))
         self.data = self.dir / "data"
         self.port = _free_port()
@@ -68,12 +72,35 @@ class TempPostgres:
             raise PgUnavailable(f"{' '.join(args[:2])} failed: {proc.stderr.strip() or proc.stdout.strip()}")
 
     def start(self) -> str:
-        self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--locale=C", "--no-sync")
-        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
-        self._run(self.pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.dir / "server.log"), "-w",
-                  "-t", "60", "start")
+        self._run(
+            self.initdb,
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        opts = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+        )
+        self._run(
+            self.pg_ctl,
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-l",
+            str(self.dir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:

@@ -20,7 +20,13 @@ MAX_FAILED_LOGINS = 5
 LOCKOUT = dt.timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 8
 
-_hasher = PasswordHasher()
+_hasher = PasswordHasher()  # argon2id with the library's recommended (RFC 9106 low-memory) parameters
+
+
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Swap the hasher (the test suite uses cheaper parameters, as Django's test settings do)."""
+    global _hasher
+    _hasher = hasher
 
 
 def hash_password(password: str) -> str:

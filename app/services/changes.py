@@ -38,6 +38,11 @@ def since(db: Database, actor: Actor, last_id: int, limit: int = 1000) -> list[C
     require(actor, Permission.VIEW)
     with db.read() as s:
         rows = s.scalars(
-            select(ChangeFeedEntry).where(ChangeFeedEntry.id > last_id).order_by(ChangeFeedEntry.id).limit(limit)
+            select(ChangeFeedEntry)
+            .where(ChangeFeedEntry.id > last_id)
+            .order_by(ChangeFeedEntry.id)
+            .limit(limit)
         ).all()
-        return [Change(r.id, r.entity_type, r.entity_id, r.action.value, r.user_id, dict(r.summary)) for r in rows]
+        return [
+            Change(r.id, r.entity_type, r.entity_id, r.action.value, r.user_id, dict(r.summary)) for r in rows
+        ]

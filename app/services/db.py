@@ -64,12 +64,10 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only session; rolled back at the end so nothing is changed by accident."""
+        """A session for reading. Never committed: closing it rolls the connection back, so nothing is changed by
+        accident, while the objects read stay usable (detached, not expired) after the block."""
         with translate_errors(), self._sessions() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:

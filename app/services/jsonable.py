@@ -18,7 +18,9 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral_value() else str(value)
+        # Canonical: no exponent, no trailing zeros, so 190.00 and 190.00000000 (SQLite vs PostgreSQL scale)
+        # serialise, compare and hash the same.
+        return format(value.normalize(), "f")
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, float):
