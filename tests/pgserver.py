@@ -7,6 +7,7 @@ drops its own databases there).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -104,8 +105,6 @@ class TempPostgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(PgUnavailable):  # already gone: nothing left to stop
             self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        except PgUnavailable:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)
