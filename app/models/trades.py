@@ -10,7 +10,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import (
@@ -28,14 +28,34 @@ from .base import (
 )
 from .enums import Side, TradeAction, TradeStatus
 
+SETTLE_SORT_SQL = "coalesce(settlement_date, '9999-12-31')"
+
+# Further blotter sort columns with a (column, id) index (added in migration 0002).
+BLOTTER_SORT_COLUMNS = (
+    "isin",
+    "quantity",
+    "price",
+    "currency",
+    "gross_amount",
+    "net_amount",
+    "account_code",
+    "counterparty_code",
+    "source",
+    "side",
+)
+
 
 class Trade(IdMixin, VersionedMixin, ClaimableMixin, Base):
     __tablename__ = "trades"
     __table_args__ = (
         CheckConstraint("fo_version >= 1", name="fo_version_positive"),
+        # The blotter sorts in the database: every sortable column has an index ending in id (keyset pages).
         Index("ix_trades_trade_date_id", "trade_date", "id"),
         Index("ix_trades_settlement_date_id", "settlement_date", "id"),
         Index("ix_trades_status_id", "status", "id"),
+        *(Index(f"ix_trades_{c}_id", c, "id") for c in BLOTTER_SORT_COLUMNS),
+        # Repairs may lack a settlement date; they sort last through this expression (see services.blotter).
+        Index("ix_trades_settle_sort", text(SETTLE_SORT_SQL), "id"),
     )
 
     trade_ref: Mapped[str] = mapped_column(String(64), unique=True)
