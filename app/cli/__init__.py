@@ -26,10 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="OpsDesk back-office workstation. Without a command, starts the GUI.",
     )
     parser.add_argument("--version", action="version", version=f"opsdesk {__version__}")
-    parser.add_argument("--db", metavar="URL", help="database URL (default: OPSDESK_DATABASE_URL, else the "
-                        "SQLite file in your data directory); postgresql://user@host/db for the team database")
-    parser.add_argument("--user", metavar="NAME", help="act as this user (password from OPSDESK_PASSWORD or a "
-                        "prompt); needed by commands that change data")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL (default: OPSDESK_DATABASE_URL, else the "
+        "SQLite file in your data directory); postgresql://user@host/db for the team database",
+    )
+    parser.add_argument(
+        "--user",
+        metavar="NAME",
+        help="act as this user (password from OPSDESK_PASSWORD or a "
+        "prompt); needed by commands that change data",
+    )
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON summary")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:

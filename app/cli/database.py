@@ -42,8 +42,13 @@ def status(ctx: CliContext) -> int:
         raise DatabaseUnavailable(f"Cannot connect to {db.description}.")
     current, head = schema.current_revision(db), schema.head_revision()
     ctx.emit(
-        {"ok": True, "database": db.description, "revision": current, "app_revision": head,
-         "up_to_date": current == head},
+        {
+            "ok": True,
+            "database": db.description,
+            "revision": current,
+            "app_revision": head,
+            "up_to_date": current == head,
+        },
         f"{db.description}\n  schema revision: {current or '(empty)'}\n  this OpsDesk:    {head}",
     )
     return 0
@@ -54,8 +59,13 @@ def verify(ctx: CliContext) -> int:
     with db.read() as s:
         report = audit.verify_chain(s)
     ctx.emit(
-        {"ok": report.intact, "entries": report.entries, "intact": report.intact,
-         "first_bad_id": report.first_bad_id, "problem": report.problem},
+        {
+            "ok": report.intact,
+            "entries": report.entries,
+            "intact": report.intact,
+            "first_bad_id": report.first_bad_id,
+            "problem": report.problem,
+        },
         f"{report.entries} audit entries; chain {'intact' if report.intact else 'BROKEN'}"
         + ("" if report.intact else f" at entry {report.first_bad_id}: {report.problem}"),
     )

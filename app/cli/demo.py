@@ -14,14 +14,24 @@ from .common import CliContext, CommandFailed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="build a realistic, deterministic demo book (into a database without trades)")
+    p = sub.add_parser(
+        "demo", help="build a realistic, deterministic demo book (into a database without trades)"
+    )
     p.add_argument("--trades", type=int, default=10_000, help="number of trades (default 10,000)")
-    p.add_argument("--seed", type=int, default=1, help="random seed; the same seed and date give the same book")
-    p.add_argument("--password", help="one password for every demo user (for scripts); default: random ones, "
-                   "printed")
-    p.add_argument("--today", type=dt.date.fromisoformat, help="build as of this date (YYYY-MM-DD); default today")
-    p.add_argument("--if-empty", action="store_true",
-                   help="do nothing (exit 0) when the database already holds a book, instead of refusing")
+    p.add_argument(
+        "--seed", type=int, default=1, help="random seed; the same seed and date give the same book"
+    )
+    p.add_argument(
+        "--password", help="one password for every demo user (for scripts); default: random ones, printed"
+    )
+    p.add_argument(
+        "--today", type=dt.date.fromisoformat, help="build as of this date (YYYY-MM-DD); default today"
+    )
+    p.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="do nothing (exit 0) when the database already holds a book, instead of refusing",
+    )
     p.set_defaults(handler=run)
 
 
@@ -33,8 +43,10 @@ def run(ctx: CliContext) -> int:
 
     db = ctx.database()
     if a.if_empty and overview.overview(db, SYSTEM).total_trades > 0:
-        ctx.emit({"ok": True, "skipped": True, "database": db.description},
-                 f"{db.description} already holds a book; nothing built.")
+        ctx.emit(
+            {"ok": True, "skipped": True, "database": db.description},
+            f"{db.description} already holds a book; nothing built.",
+        )
         return 0
     actor = ctx.actor(bootstrap=True)
     started = time.perf_counter()
@@ -43,12 +55,15 @@ def run(ctx: CliContext) -> int:
         if not ctx.json:
             print(f"  [{done:>3}/{total}] {text}", file=sys.stderr)
 
-    summary = demo.build_demo(db, actor, trades=a.trades, seed=a.seed, password=a.password, today=a.today,
-                              progress=progress)
+    summary = demo.build_demo(
+        db, actor, trades=a.trades, seed=a.seed, password=a.password, today=a.today, progress=progress
+    )
     seconds = round(time.perf_counter() - started, 2)
     info = summary.as_dict()
     info.update(ok=True, seconds=seconds, database=db.description)
-    users = "\n".join(f"  {u['username']:<12} {u['role']:<11} password: {u['password']}" for u in info["users"])
+    users = "\n".join(
+        f"  {u['username']:<12} {u['role']:<11} password: {u['password']}" for u in info["users"]
+    )
     counts = ", ".join(f"{k} {v:,}" for k, v in info["counts"].items())
     ctx.emit(info, f"Demo book built in {seconds} s on {db.description}\n  {counts}\nLog-ins:\n{users}")
     return 0

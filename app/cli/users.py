@@ -16,8 +16,11 @@ NEW_PASSWORD_ENV = "OPSDESK_NEW_PASSWORD"
 def register(sub: argparse._SubParsersAction) -> None:
     user = sub.add_parser("user", help="users and roles")
     usub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
-    add = usub.add_parser("add", help=f"add a user (new password from {NEW_PASSWORD_ENV} or a prompt); "
-                          "on a database without users, the first admin needs no --user")
+    add = usub.add_parser(
+        "add",
+        help=f"add a user (new password from {NEW_PASSWORD_ENV} or a prompt); "
+        "on a database without users, the first admin needs no --user",
+    )
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--full-name", default="")
@@ -43,10 +46,19 @@ def add_user(ctx: CliContext) -> int:
     actor = ctx.actor(bootstrap=True)
     if actor is SYSTEM and a.role != Role.ADMIN.value:
         raise CommandFailed("The database has no users yet: create an admin first (--role admin).")
-    created = auth.create_user(ctx.database(), actor, a.name, a.role, _new_password(ctx, a.name),
-                               full_name=a.full_name, timezone=a.timezone)
-    ctx.emit({"ok": True, "user": created.username, "role": created.role.value, "by": actor.username},
-             f"Added {created.username} ({created.role.value}).")
+    created = auth.create_user(
+        ctx.database(),
+        actor,
+        a.name,
+        a.role,
+        _new_password(ctx, a.name),
+        full_name=a.full_name,
+        timezone=a.timezone,
+    )
+    ctx.emit(
+        {"ok": True, "user": created.username, "role": created.role.value, "by": actor.username},
+        f"Added {created.username} ({created.role.value}).",
+    )
     return 0
 
 
