@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, literal, literal_column, or_, select, tuple_
 
 from app.models import Instrument, Trade
 from app.models.enums import Side, TradeStatus
@@ -151,7 +151,9 @@ def _conditions(flt: BlotterFilter) -> list[ColumnElement[bool]]:
         c.append(Trade.status.in_([TradeStatus(s) for s in flt.statuses]))
     if flt.exception_code:
         # exception_codes is a comma-separated list; match a whole code.
-        c.append(func.concat(",", Trade.exception_codes, ",").like(f"%,{flt.exception_code.upper()},%"))
+        c.append(
+            (literal(",") + Trade.exception_codes + literal(",")).like(f"%,{flt.exception_code.upper()},%")
+        )
     if flt.trade_date_from:
         c.append(Trade.trade_date >= flt.trade_date_from)
     if flt.trade_date_to:
@@ -203,6 +205,23 @@ def _sort_expr(sort: Sort) -> Any:
     return getattr(Trade, sort.key)
 
 
+# Unique sort keys need no id tie-break (and adding one would stop PostgreSQL using the unique index alone).
+UNIQUE_SORT = frozenset({"trade_ref", "id"})
+
+
+def _order(sort: Sort, key: Any, desc: bool) -> tuple[Any, ...]:
+    if sort.key in UNIQUE_SORT:
+        return (key.desc(),) if desc else (key.asc(),)
+    return (key.desc(), Trade.id.desc()) if desc else (key.asc(), Trade.id.asc())
+
+
+def _beyond(sort: Sort, key: Any, last: tuple[Any, Any], desc: bool) -> ColumnElement[bool]:
+    """Rows after ``last`` in the display order: the keyset condition of the next page."""
+    if sort.key in UNIQUE_SORT:
+        return key < last[0] if desc else key > last[0]
+    return tuple_(key, Trade.id) < tuple_(*last) if desc else tuple_(key, Trade.id) > tuple_(*last)
+
+
 def _key_value(sort: Sort, value: Any) -> Any:
     if sort.key == "settlement_date" and value is None:
         return NO_DATE
@@ -237,15 +256,11 @@ def fetch_page(
     require(actor, Permission.VIEW)
     key = _sort_expr(sort)
     desc = sort.descending != from_end
-    order = (key.desc(), Trade.id.desc()) if desc else (key.asc(), Trade.id.asc())
+    order = _order(sort, key, desc)
     q = _base(flt).order_by(*order).limit(limit)
     if after is not None and not from_end:
         k = _key_value(sort, after[0])
-        cmp = (
-            tuple_(key, Trade.id) < tuple_(k, after[1])
-            if desc
-            else tuple_(key, Trade.id) > tuple_(k, after[1])
-        )
+        cmp = _beyond(sort, key, (k, after[1]), desc)
         q = q.where(cmp)
     elif offset:
         q = q.offset(offset)
@@ -292,10 +307,6 @@ def position_of(db: Database, actor: Actor, flt: BlotterFilter, sort: Sort, trad
         if row is None:
             return None
         k = _key_value(sort, row[0])
-        before = (
-            tuple_(key, Trade.id) > tuple_(k, trade_id)
-            if sort.descending
-            else tuple_(key, Trade.id) < tuple_(k, trade_id)
-        )
+        before = _beyond(sort, key, (k, trade_id), not sort.descending)
         n = s.scalar(select(func.count()).select_from(Trade).where(before, *_conditions(flt)))
     return int(n or 0)
