@@ -5,6 +5,9 @@ commit or roll back together. Entries are hash-chained: ``entry_hash = sha256(pr
 ``prev_hash`` is unique, so two writers can never fork the chain; on PostgreSQL an advisory transaction lock
 serialises writers at the tip (SQLite write transactions are already serial, see db.py). The database refuses
 UPDATE and DELETE on the table (triggers in the initial migration).
+
+Convention: ``entity_type`` is the table name of the item (``trades``, ``breaks``, ``users``), so the change feed's
+entity types name exactly what a pane must reload.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def create_user(
             s,
             actor,
             "user.create",
-            "user",
+            "users",
             user.id,
             after={"username": username, "role": role.value, "full_name": full_name},
             change=ChangeAction.INSERT,
@@ -117,7 +117,7 @@ def login(db: Database, username: str, password: str) -> Actor:
             if user.failed_logins >= MAX_FAILED_LOGINS:
                 user.locked_until = now + LOCKOUT
                 audit.record(
-                    s, actor, "user.locked", "user", user.id, after={"locked_until": user.locked_until}
+                    s, actor, "user.locked", "users", user.id, after={"locked_until": user.locked_until}
                 )
                 locked = AccountLocked(
                     f"Too many failed log-ins: the account '{user.username}' is locked until "
@@ -128,7 +128,7 @@ def login(db: Database, username: str, password: str) -> Actor:
                     s,
                     actor,
                     "user.login_failed",
-                    "user",
+                    "users",
                     user.id,
                     after={"failed_logins": user.failed_logins},
                     change=None,
@@ -141,7 +141,7 @@ def login(db: Database, username: str, password: str) -> Actor:
             if _hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = hash_password(password)
             actor = actor_for(user)
-            audit.record(s, actor, "user.login", "user", user.id, change=None)
+            audit.record(s, actor, "user.login", "users", user.id, change=None)
             return actor
     # Outside the transaction: the failure count is committed before the refusal is raised.
     raise locked or AuthenticationFailed("Wrong user name or password.")
@@ -160,7 +160,7 @@ def unlock(db: Database, actor: Actor, username: str) -> None:
             s,
             actor,
             "user.unlock",
-            "user",
+            "users",
             user.id,
             before=before,
             after={"failed_logins": 0, "locked_until": None},
@@ -178,7 +178,7 @@ def set_password(db: Database, actor: Actor, username: str, password: str) -> No
             raise NotFound(f"No user named '{username}'.")
         user.password_hash = hash_password(password)
         user.version += 1
-        audit.record(s, actor, "user.set_password", "user", user.id)
+        audit.record(s, actor, "user.set_password", "users", user.id)
 
 
 def list_users(db: Database, actor: Actor) -> list[dict[str, object]]:

@@ -42,7 +42,17 @@ class Database:
                 pool_size=5,
                 max_overflow=5,
                 pool_recycle=1800,
-                connect_args={"connect_timeout": connect_timeout, "application_name": "opsdesk"},
+                connect_args={
+                    "connect_timeout": connect_timeout,
+                    "application_name": "opsdesk",
+                    # Over a VPN a link can go half-open: without keepalives a query waits for TCP to give up
+                    # (minutes). These make libpq notice a dead peer in ~25 s and fail the call cleanly.
+                    "keepalives": 1,
+                    "keepalives_idle": 10,
+                    "keepalives_interval": 5,
+                    "keepalives_count": 3,
+                    "tcp_user_timeout": 25000,
+                },
             )
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.backend == "sqlite":
