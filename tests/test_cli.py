@@ -45,12 +45,15 @@ def test_first_admin_then_users_added_as_that_admin(capsys, url: str, monkeypatc
     code, out = run(capsys, "--db", url, "--json", "user", "add", "clerk1", "--role", "clerk")
     assert code == 1 and "--user" in out["error"]
     monkeypatch.setenv("OPSDESK_PASSWORD", PASSWORD)
-    code, out = run(capsys, "--db", url, "--user", "boss", "--json", "user", "add", "clerk1", "--role", "clerk")
+    code, out = run(
+        capsys, "--db", url, "--user", "boss", "--json", "user", "add", "clerk1", "--role", "clerk"
+    )
     assert code == 0 and out["by"] == "boss"
     db = Database(url)
     with db.read() as s:
-        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "user.create")
-                          .order_by(AuditEntry.id.desc())).first()
+        entry = s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "user.create").order_by(AuditEntry.id.desc())
+        ).first()
     db.dispose()
     assert entry.username == "boss" and entry.after["username"] == "clerk1"
 
@@ -87,7 +90,12 @@ def test_audit_verify(capsys, url: str, monkeypatch) -> None:
 
 
 def test_main_py_is_the_same_cli(url: str) -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--db", url, "--json", "db", "upgrade"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--db", url, "--json", "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["ok"] is True
