@@ -25,6 +25,7 @@ from app.services.permissions import Actor
 from app.views.login import LoginDialog
 from app.views.main_window import LAYOUT_KEY, MainWindow
 from app.views.monitor import ChangeFeed
+from app.views.qt_models.blotter_model import StatusRole
 from app.views.status_bar import CONNECTED_TEXT
 from app.views.tasks import TaskRunner
 
@@ -131,12 +132,14 @@ def test_panes_show_counts_by_status_from_the_database(
     window = open_window(users["clerk1"])
     wait_loaded(qtbot, window, "trade_blotter")
     blotter = window.panes["trade_blotter"]
-    assert blotter.model.count_of("REPAIR") == 3
-    assert blotter.model.count_of("SETTLED") == 2
-    assert blotter.model.count_of("CANCELLED") == 0  # every status has its row, zero or not
-    cards = {c.caption_label.text(): c for c in blotter.card_widgets}
-    assert cards["Trades"].value == "6"
-    assert cards["In repair"].value == "3" and cards["In repair"].property("tone") == "bad"
+    qtbot.waitUntil(lambda: blotter.model.count_exact)
+    statuses = [blotter.model.data(blotter.model.index(r, 0), StatusRole) for r in range(6)]
+    assert blotter.model.rowCount() == 6 and blotter.count_label.text() == "6 trades"
+    assert statuses.count("REPAIR") == 3 and statuses.count("SETTLED") == 2
+    queue = window.panes["settlement_queue"]
+    window.go_to("settlement_queue")
+    wait_loaded(qtbot, window, "settlement_queue")
+    assert queue.model.count_of("CANCELLED") == 0  # every status has its row, zero or not
     # Panes behind other tabs load when brought forward.
     window.go_to("approvals_inbox")
     wait_loaded(qtbot, window, "approvals_inbox")
@@ -220,9 +223,9 @@ def test_a_visible_pane_refreshes_when_the_feed_reports_its_items(
     window = open_window(users["clerk1"])
     wait_loaded(qtbot, window, "trade_blotter")
     blotter = window.panes["trade_blotter"]
-    assert blotter.model.total == 0
+    assert blotter.model.rowCount() == 0
     add_trades(db, users["clerk2"], [TradeStatus.REPAIR, TradeStatus.REPAIR])
-    qtbot.waitUntil(lambda: blotter.model.count_of("REPAIR") == 2, timeout=10_000)
+    qtbot.waitUntil(lambda: blotter.model.rowCount() == 2, timeout=10_000)
     # A pane behind another tab runs no query; it is stale, and loads when brought forward.
     sla = window.panes["sla_monitors"]
     assert sla.loaded_at is None and sla.stale

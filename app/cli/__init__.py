@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from app import __version__
 from app.services.errors import OpsDeskError
 
-from . import database, demo, gui, users
+from . import database, demo, gui, trades, users
 from .common import CliContext, CommandFailed
 
-COMMAND_MODULES = [gui, database, users, demo]
+COMMAND_MODULES = [gui, database, users, demo, trades]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,8 +11,12 @@ holdings, bank cash statements) that disagree with the book in realistic, record
 Determinism: the same ``seed`` and ``today`` give the same book, row for row (one numpy Generator drives every
 draw, and every timestamp derives from ``today``, never from the clock). Only the generated passwords are random.
 
-Speed: nothing is an ORM object per row. Columns are numpy arrays (money in integer cents, prices in integer units
-of 1e-8, timestamps in integer microseconds), rendered chunk by chunk into exact fixed-width text, and loaded with
+Amounts follow the enrichment rules of trade capture (``capture.enrichment.amounts``: gross, commission schedule,
+SEC fee, UK stamp duty, net), so a demo trade repaired and re-enriched keeps its amounts; repair reason codes are
+capture's (``capture.validation.REASONS``).
+
+Speed: nothing is an ORM object per row. Columns are numpy arrays (money in integer units of 1e-4, the Money
+column's scale; prices in units of 1e-8; timestamps in microseconds), rendered chunk by chunk into exact text, and loaded with
 ``executemany`` of the Core ``insert(table)`` statement on SQLite and ``COPY ... FROM STDIN`` (psycopg
 ``write_row``) on PostgreSQL. Rows are generated with their final ids, so foreign keys need no round trips.
 
@@ -30,9 +34,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -60,6 +66,9 @@ from app.models.enums import (
 from . import audit, auth
 from . import demo_data as dd
 from .calendars import CALENDAR_END, CALENDAR_START, BusinessCalendar, get_calendar
+from .capture.enrichment import amounts as enrichment_amounts
+from .capture.units import MONEY_SCALE, display
+from .capture.validation import ASSET_WORDS, TOLERANCE_PCT
 from .db import Database
 from .errors import ValidationFailed
 from .identifiers import make_cusip, make_isin, make_lei, validate_isin
@@ -70,6 +79,8 @@ Progress = Callable[[int, int, str], None]
 MAX_TRADES = 5_000_000
 WINDOW_DAYS = 10
 CHUNK = 50_000
+# Tables loaded with at least this many rows get their secondary indexes rebuilt after the load.
+BULK_INDEX_THRESHOLD = 20_000
 
 NAT = np.iinfo(np.int64).min  # numpy's NaT; also the NULL marker of integer columns here
 SEC = 1_000_000
@@ -90,8 +101,11 @@ ASSET_CLASSES = (
     AssetClass.FUTURE,
 )
 CCY = {c: i for i, c in enumerate(dd.CURRENCIES)}
-# Rounding step per currency, in cents: whole yen, cents elsewhere.
-CCY_STEP = np.array([100 if c in dd.WHOLE_UNIT_CURRENCIES else 1 for c in dd.CURRENCIES], dtype=np.int64)
+# One minor unit of each currency in money units (1e-4): a cent, or a whole yen.
+MINOR_STEP = np.array(
+    [10_000 if c in dd.WHOLE_UNIT_CURRENCIES else 100 for c in dd.CURRENCIES], dtype=np.int64
+)
+UNIT = 10**MONEY_SCALE  # one unit of a currency in money units
 # Rough USD value of one unit of each currency, only to size tickets realistically.
 CCY_USD = np.array([1.0, 1.08, 1.27, 1.13, 0.0067])
 
@@ -141,11 +155,11 @@ STAGE = np.array(
     ]
 )
 REPAIR_MIX = {
-    "BAD_ISIN": 0.2,
-    "UNKNOWN_ISIN": 0.1,
-    "UNKNOWN_CPTY": 0.15,
+    "ISIN_CHECK": 0.2,
+    "ISIN_UNKNOWN": 0.1,
+    "CPTY_UNKNOWN": 0.15,
     "PRICE_TOLERANCE": 0.3,
-    "MISSING_SSI": 0.25,
+    "SSI_MISSING": 0.25,
 }
 REPAIR_CODES = tuple(dd.REPAIR_CODES)
 FAIL_MIX = {"LACK": 0.4, "MONY": 0.2, "CMIS": 0.2, "DDAT": 0.08, "DQUA": 0.06, "DMON": 0.06}
@@ -204,6 +218,32 @@ class DemoSummary:
     differences: pd.DataFrame
     seconds: float = 0.0
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able summary for the CLI: counts, statuses, users with passwords, differences by kind."""
+        by_kind: dict[str, dict[str, int]] = {}
+        for (source, difference), n in self.differences.groupby(["source", "difference"]).size().items():
+            by_kind.setdefault(str(source), {})[str(difference)] = int(n)
+        users = [
+            {
+                "username": u.username,
+                "role": u.role,
+                "full_name": u.full_name,
+                "password": u.password,
+                "created": u.created,
+            }
+            for u in self.users
+        ]
+        return {
+            "seed": self.seed,
+            "today": self.today.isoformat(),
+            "trades": self.trades,
+            "counts": dict(self.counts),
+            "statuses": dict(self.statuses),
+            "users": users,
+            "differences": by_kind,
+            "build_seconds": round(self.seconds, 2),
+        }
+
     def login_lines(self) -> list[str]:
         """One line per demo user, for the CLI to print."""
         lines = []
@@ -237,10 +277,8 @@ def build_demo(
     """
     started = time.perf_counter()
     require(actor, Permission.BUILD_DEMO)
-    if trades < 1 or trades > MAX_TRADES:
-        raise ValidationFailed(
-            f"The demo book needs between 1 and {MAX_TRADES:,} trades (asked for {trades:,})."
-        )
+    if trades < 0 or trades > MAX_TRADES:
+        raise ValidationFailed(f"The demo book takes 0 to {MAX_TRADES:,} trades (asked for {trades:,}).")
     today = today or dt.date.today()
     lo, hi = CALENDAR_START + dt.timedelta(days=60), CALENDAR_END - dt.timedelta(days=60)
     if not lo <= today <= hi:
@@ -251,35 +289,28 @@ def build_demo(
 
     with db.read() as s:
         _refuse_if_not_fresh(s, db)
-    report.stage(0, "Generating the book")
-    book = generate_book(trades=trades, seed=seed, today=today, progress=report)
-
-    report.stage(30, "Creating the demo users")
-    users = _create_users(db, actor, password)
+    # The users are created while the book is generated: argon2 hashing releases the GIL and needs no numpy, so
+    # the two overlap (each create_user is its own short unit of work; generation touches no database).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-users") as pool:
+        users_done = pool.submit(_create_users, db, actor, password)
+        report.stage(0, "Generating the book")
+        book = generate_book(trades=trades, seed=seed, today=today, progress=report)
+        report.stage(30, "Creating the demo users")
+        users = users_done.result()
 
     report.stage(35, "Writing the book")
-    total_rows = sum(f.n for f in book.frames)
     with db.write() as s:
         # Checked again under the write lock: another workstation may have loaded something meanwhile.
         _refuse_if_not_fresh(s, db)
-        pg = db.is_postgres
-        if pg:
-            # Timestamps are rendered as UTC wall-clock text; make PostgreSQL read them as UTC.
-            s.execute(text("SET LOCAL TIME ZONE 'UTC'"))
-        done = 0
-        for frame in book.frames:
-            for n in _write_frame(s, frame, pg):
-                done += n
-                report.stage(35 + int(60 * done / max(total_rows, 1)), f"Writing {frame.table}")
-        if pg:
-            _after_bulk_load_pg(s, book)
-        counts = book.counts()
+        counts = _load(s, book, db.is_postgres, report)
         report.stage(97, "Recording the audit entry")
+        # One audit entry for the whole build. Entity types are table names (services.audit): the entry and its
+        # change-feed row name ``trades``; every other table loaded gets its own BULK feed row so open panes reload.
         audit.record(
             s,
             actor,
             "demo.build",
-            "demo",
+            "trades",
             None,
             after={
                 "seed": seed,
@@ -291,6 +322,9 @@ def build_demo(
             change=ChangeAction.BULK,
             summary={"action": "demo.build", "counts": counts},
         )
+        for table, n in counts.items():
+            if n and table != "trades":
+                audit.publish(s, actor, table, None, ChangeAction.BULK, {"action": "demo.build", "rows": n})
     report.stage(100, "Demo book ready")
     return DemoSummary(
         seed=seed,
@@ -318,6 +352,106 @@ class _Reporter:
         if self.progress is not None and (percent, textual) != self.last:
             self.last = (percent, textual)
             self.progress(min(percent, 100), 100, textual)
+
+
+def _load(s: Session, book: Book, pg: bool, report: _Reporter) -> dict[str, int]:
+    """Write every frame of the book in ``s``'s transaction; returns rows per table.
+
+    The big tables' secondary indexes (the blotter has one per sortable column) are dropped for the load and
+    rebuilt afterwards from the database's own definitions, in the same transaction: building an index from
+    sorted data is several times cheaper than maintaining it row by row, and the schema ends up exactly as the
+    migrations made it. On PostgreSQL their foreign keys are dropped and re-added the same way (the recipe of
+    PostgreSQL's "Populating a Database"): per-row trigger checks cost more than the COPY itself. The tables are
+    empty (the database is fresh), so nobody else is using them; a failure rolls all of it back.
+    """
+    total = max(sum(f.n for f in book.frames), 1)
+    if pg:
+        # Timestamps are rendered as UTC wall-clock text; make PostgreSQL read them as UTC.
+        s.execute(text("SET LOCAL TIME ZONE 'UTC'"))
+        s.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+    else:
+        # Index pages of a million-row load do not fit SQLite's default 2 MB page cache: give this connection
+        # 256 MB for the load, and sort the index rebuilds in memory rather than in temporary files; both are
+        # given back after (the settings belong to the pooled connection).
+        s.execute(text("PRAGMA cache_size = -262144"))
+        s.execute(text("PRAGMA temp_store = MEMORY"))
+    try:
+        big = [table for table, n in book.counts().items() if n >= BULK_INDEX_THRESHOLD]
+        foreign_keys = _drop_foreign_keys(s, big) if pg else []
+        dropped = _drop_secondary_indexes(s, big, pg)
+        done = 0
+        for frame in book.frames:
+            for n in _write_frame(s, frame, pg):
+                done += n
+                report.stage(35 + int(55 * done / total), f"Writing {frame.table}")
+            frame.cols.clear()  # release what only this frame held before the next one renders
+        report.stage(90, "Building indexes")
+        for ddl in dropped:
+            s.connection().exec_driver_sql(
+                ddl
+            )  # the database's own DDL, verbatim (no bind-parameter parsing)
+        if foreign_keys:
+            report.stage(93, "Checking foreign keys")
+        for table, name, definition in foreign_keys:
+            # Re-adding validates every row in one join: the same guarantee as the per-row checks it replaces.
+            s.connection().exec_driver_sql(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+        if pg:
+            report.stage(95, "Updating planner statistics")
+            _after_bulk_load_pg(s, book)
+    finally:
+        if not pg:
+            s.execute(text("PRAGMA cache_size = -2000"))
+            s.execute(text("PRAGMA temp_store = DEFAULT"))
+    return book.counts()
+
+
+def _drop_foreign_keys(s: Session, tables: list[str]) -> list[tuple[str, str, str]]:
+    """PostgreSQL: drop the foreign keys of ``tables`` (except those to users: all NULL here, cheap to check, and
+    dropping them would lock the users table against log-ins); return (table, name, definition) to re-add."""
+    rows = s.execute(
+        text(
+            "SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+            "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_class r ON r.oid = c.confrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE c.contype = 'f' AND n.nspname = current_schema() AND t.relname = ANY(:tables) "
+            "AND r.relname <> 'users' ORDER BY t.relname, c.conname"
+        ),
+        {"tables": tables},
+    ).all()
+    for table, name, _ in rows:
+        s.execute(text(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"'))
+    return [tuple(r) for r in rows]
+
+
+def _drop_secondary_indexes(s: Session, tables: list[str], pg: bool) -> list[str]:
+    """Drop the plain indexes of ``tables`` (not primary keys, not those backing constraints); return their DDL."""
+    ddl: list[str] = []
+    for table in tables:
+        if pg:
+            rows = s.execute(
+                text(
+                    "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+                    "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+                    "JOIN pg_namespace n ON n.oid = t.relnamespace "
+                    "WHERE t.relname = :t AND n.nspname = current_schema() AND NOT x.indisprimary "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) "
+                    "ORDER BY i.relname"
+                ),
+                {"t": table},
+            ).all()
+        else:
+            # Indexes SQLite made for UNIQUE/PRIMARY KEY constraints have no SQL and stay.
+            rows = s.execute(
+                text(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t "
+                    "AND sql IS NOT NULL ORDER BY name"
+                ),
+                {"t": table},
+            ).all()
+        for name, definition in rows:
+            s.execute(text(f'DROP INDEX "{name}"'))
+            ddl.append(definition)
+    return ddl
 
 
 def _refuse_if_not_fresh(s: Session, db: Database) -> None:
@@ -355,7 +489,7 @@ class Frame:
 
     Column kinds: ``int`` (int64; NAT is NULL), ``ref`` (id; 0 is NULL), ``text`` (list/object array; None is
     NULL), ``day`` (datetime64[D]; NaT is NULL), ``ts`` (int64 microseconds UTC; NAT is NULL), ``money`` (int64
-    cents, NAT is NULL), ``price`` (int64 units of 1e-8), ``bool``, ``const`` (one value for every row), ``lazy``
+    units of 1e-4, NAT is NULL), ``price`` (int64 units of 1e-8), ``bool``, ``const`` (one value for every row), ``lazy``
     (a function of (start, stop) giving a list).
     """
 
@@ -408,7 +542,7 @@ def _render(kind: str, values: Any, a: int, b: int) -> list[Any]:
     if kind == "int":
         return _nullify(v.tolist(), v == NAT)
     if kind == "money":
-        return _nullify(_fixed_decimal(v, 2), v == NAT)
+        return _nullify(_fixed_decimal(v, MONEY_SCALE), v == NAT)
     if kind == "price":
         return _nullify(_fixed_decimal(v, PRICE_SCALE), v == NAT)
     if kind == "day":
@@ -495,38 +629,37 @@ def _write_frame(s: Session, frame: Frame, pg: bool) -> Iterator[int]:
     raw = s.connection().connection.driver_connection
     if pg:
         with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(cols)}) FROM STDIN") as copy:
-            for a in range(0, frame.n, CHUNK):
-                b = min(a + CHUNK, frame.n)
-                for row in frame.rows(a, b):
+            for rows in _rendered(frame):
+                for row in rows:
                     copy.write_row(row)
-                yield b - a
+                yield len(rows)
     else:
         # The Core statement names the columns; the driver's executemany skips per-value bind processing,
         # which the rendered text makes unnecessary.
         sql = str(insert(table).compile(dialect=s.get_bind().dialect, column_keys=cols))
-        for a in range(0, frame.n, CHUNK):
-            b = min(a + CHUNK, frame.n)
-            raw.executemany(sql, frame.rows(a, b))
-            yield b - a
+        for rows in _rendered(frame):
+            raw.executemany(sql, rows)
+            yield len(rows)
+
+
+def _rendered(frame: Frame) -> Iterator[list[tuple[Any, ...]]]:
+    """The frame's rows, chunk by chunk (rendering a chunk ahead on a thread was measured slower: the GIL)."""
+    for a in range(0, frame.n, CHUNK):
+        yield list(frame.rows(a, min(a + CHUNK, frame.n)))
 
 
 def _after_bulk_load_pg(s: Session, book: Book) -> None:
     # Ids were given explicitly, so move each table's sequence past them; then refresh planner statistics so
-    # the first blotter page uses the indexes.
-    for frame in book.frames:
-        table = Base.metadata.tables[frame.table]
-        if "id" in table.columns and frame.n:
+    # the first blotter page uses the indexes (ANALYZE samples a fixed number of rows: cheap at any size).
+    for table, n in book.counts().items():
+        if n and "id" in Base.metadata.tables[table].columns:
             s.execute(
-                text(
-                    "SELECT setval(pg_get_serial_sequence(:t, 'id'), (SELECT max(id) FROM "
-                    + table.name
-                    + "))"
-                ),
-                {"t": table.name},
+                text(f"SELECT setval(pg_get_serial_sequence(:t, 'id'), (SELECT max(id) FROM {table}))"),
+                {"t": table},
             )
-    for frame in book.frames:
-        if frame.n >= 10_000:
-            s.execute(text(f"ANALYZE {frame.table}"))
+    for table, n in book.counts().items():
+        if n >= 10_000:
+            s.execute(text(f"ANALYZE {table}"))
 
 
 # =====================================================================================================================
@@ -545,7 +678,10 @@ class Book:
     differences: pd.DataFrame
 
     def counts(self) -> dict[str, int]:
-        return {f.table: f.n for f in self.frames}
+        out: dict[str, int] = {}
+        for f in self.frames:
+            out[f.table] = out.get(f.table, 0) + f.n
+        return out
 
 
 def generate_book(*, trades: int, seed: int, today: dt.date, progress: _Reporter | None = None) -> Book:
@@ -574,7 +710,7 @@ def generate_book(*, trades: int, seed: int, today: dt.date, progress: _Reporter
         st.position_frame(ref),
         st.balance_frame(ref),
         stmts.statement_frame(),
-        stmts.line_frame(),
+        *stmts.line_frames(),
     ]
     statuses = {
         s.value: int(n) for s, n in zip(STATUSES, np.bincount(t.status, minlength=len(STATUSES)), strict=True)
@@ -611,11 +747,6 @@ def _price_parts(price: str) -> tuple[int, int]:
     return len(frac), int(whole + frac)
 
 
-def _div_round(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
-    """num / den rounded half up, for non-negative integers (exact; no float on the way)."""
-    return (num + np.asarray(den) // 2) // den
-
-
 def _us(moment: dt.datetime) -> int:
     return int((moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1))
 
@@ -631,14 +762,28 @@ def _draw(rng: np.random.Generator, mix: dict[Any, float], size: int) -> np.ndar
     return rng.choice(len(p), size=size, p=p / p.sum())
 
 
-def _pick(
-    rng: np.random.Generator, candidates: np.ndarray, k: int, exclude: np.ndarray | None = None
-) -> np.ndarray:
-    """k distinct elements of ``candidates`` (fewer if there are not enough), excluding ``exclude``."""
-    if exclude is not None and len(exclude):
-        candidates = np.setdiff1d(candidates, exclude)
+def _pick(rng: np.random.Generator, available: np.ndarray, k: int) -> np.ndarray:
+    """k distinct indices where ``available`` is True (fewer if there are not enough), sorted; they are then marked
+    unavailable, so successive picks never overlap (each line gets at most one injected difference)."""
+    candidates = np.flatnonzero(available)
     k = min(k, len(candidates))
-    return np.sort(rng.choice(candidates, size=k, replace=False)) if k else candidates[:0]
+    if not k:
+        return candidates[:0]
+    chosen = np.sort(rng.choice(candidates, size=k, replace=False))
+    available[chosen] = False
+    return chosen
+
+
+def _same(value: Any, n: int) -> np.ndarray:
+    """An object array of n references to one value (np.full would make a string object per element)."""
+    out = np.empty(n, dtype=object)
+    out.fill(value)
+    return out
+
+
+def _choose(cond: np.ndarray, yes: Any, no: Any) -> np.ndarray:
+    """np.where for two constant labels, as shared references rather than a new string per element."""
+    return np.array([no, yes], dtype=object)[cond.astype(np.intp)]
 
 
 def _share(n: int, fraction: float) -> int:
@@ -646,11 +791,21 @@ def _share(n: int, fraction: float) -> int:
     return max(1, round(n * fraction))
 
 
-def _json_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _plain(fixed: str) -> str:
+    """Fixed-width decimal text without its leading zeros ('0000012.50' -> '12.50', '00000.71' -> '0.71')."""
+    text_ = fixed.lstrip("0")
+    return "0" + text_ if text_.startswith(".") or not text_ else text_
 
 
 # --- reference data ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _EnrichmentView:
+    """The part of capture's RefData that ``capture.enrichment.amounts`` reads (its ``instruments`` frame), built
+    from the generated instruments before they are in any database."""
+
+    instruments: pd.DataFrame
 
 
 class _Reference:
@@ -829,6 +984,18 @@ class _Reference:
                 )
         self.inst_specs = specs
         self.inst_liquidity = liquidity
+        self.ccy_names = np.array(dd.CURRENCIES, dtype=object)
+        # What trade capture's enrichment reads of the instrument master, for computing the demo's amounts.
+        self.enrichment = _EnrichmentView(
+            pd.DataFrame(
+                {
+                    "asset_class": [ASSET_CLASSES[s["ac"]].value for s in specs],
+                    "country": [self.markets[self.mkt_index[s["mic"]]].country for s in specs],
+                    "contract_u": self.inst_cs * 10**6,
+                    "settlement_cycle": self.inst_cyc_new,
+                }
+            )
+        )
 
     @staticmethod
     def _price_text(price: float, currency: str) -> str:
@@ -1075,7 +1242,6 @@ class _Reference:
         self.n_acct = len(specs)
         self.ac_code = np.array([a.code for a in specs], dtype=object)
         self.ac_kyc_ok = np.array([a.kyc == KycStatus.APPROVED for a in specs])
-        self.ac_bp = np.array([a.commission_bp for a in specs], dtype=np.int64)
         w = np.array([a.weight for a in specs], dtype=float)
         self.ac_weight = w / w.sum()
         fut = np.array([a.futures for a in specs])
@@ -1092,61 +1258,70 @@ class _Reference:
             self.cash_account[a, CCY["JPY"]] = "001-" + _rand(rng, DIGITS, 7)
 
     def _ssis(self, rng: np.random.Generator) -> None:
-        n_m = len(self.markets)
+        """Our SSI per account and theirs per counterparty, in every market they settle in and every currency
+        traded there (Eurex SMI futures settle in CHF, the rest of Eurex in EUR), as enrichment looks them up."""
+        n_m, n_c = len(self.markets), len(dd.CURRENCIES)
+        currencies = [
+            sorted({CCY[spec.currency], *self.inst_ccy[self.inst_mkt == m].tolist()})
+            for m, spec in enumerate(self.markets)
+        ]
         rows: list[dict[str, Any]] = []
-        self.our_ssi = np.zeros((self.n_acct, n_m), dtype=np.int64)
+        self.our_ssi = np.zeros((self.n_acct, n_m, n_c), dtype=np.int64)
         self.our_safekeeping = np.empty((self.n_acct, n_m), dtype=object)
-        self.their_ssi = np.zeros((self.n_cp, n_m), dtype=np.int64)
-        valid_from = dt.date(self.today.year - 3, 1, 1)
+        self.their_ssi = np.zeros((self.n_cp, n_m, n_c), dtype=np.int64)
         common = {
             "asset_class": None,
-            "valid_from": valid_from,
+            "valid_from": dt.date(self.today.year - 3, 1, 1),
             "valid_to": None,
             "version": 1,
             "updated_by_id": None,
             "created_at": self.created,
             "updated_at": self.created,
         }
+
+        def add(owner: dict[str, Any], m: int, c: int, agent: str, safekeeping: str, cash: str) -> int:
+            rows.append(
+                {
+                    "id": len(rows) + 1,
+                    **owner,
+                    "market_id": m + 1,
+                    "currency": dd.CURRENCIES[c],
+                    "place_of_settlement_bic": self.markets[m].csd_bic,
+                    "agent_bic": agent,
+                    "safekeeping_account": safekeeping,
+                    "cash_account": cash,
+                    **common,
+                }
+            )
+            return len(rows)
+
         for a in range(self.n_acct):
             for m, spec in enumerate(self.markets):
-                sid = len(rows) + 1
-                safekeeping = f"{spec.our_agent_bic[:4]}-{_rand(rng, DIGITS, 8)}"
-                self.our_ssi[a, m] = sid
-                self.our_safekeeping[a, m] = safekeeping
-                rows.append(
-                    {
-                        "id": sid,
-                        "counterparty_id": None,
-                        "account_id": a + 1,
-                        "market_id": m + 1,
-                        "currency": spec.currency,
-                        "place_of_settlement_bic": spec.csd_bic,
-                        "agent_bic": spec.our_agent_bic,
-                        "safekeeping_account": safekeeping,
-                        "cash_account": self.cash_account[a, CCY[spec.currency]],
-                        **common,
-                    }
-                )
-        for c in range(self.n_cp):
+                self.our_safekeeping[a, m] = f"{spec.our_agent_bic[:4]}-{_rand(rng, DIGITS, 8)}"
+                for c in currencies[m]:
+                    self.our_ssi[a, m, c] = add(
+                        {"counterparty_id": None, "account_id": a + 1},
+                        m,
+                        c,
+                        spec.our_agent_bic,
+                        self.our_safekeeping[a, m],
+                        self.cash_account[a, c],
+                    )
+        for cp in range(self.n_cp):
             for m, spec in enumerate(self.markets):
-                if not self.cp_cover[c, m]:
+                if not self.cp_cover[cp, m]:
                     continue
-                sid = len(rows) + 1
-                self.their_ssi[c, m] = sid
-                rows.append(
-                    {
-                        "id": sid,
-                        "counterparty_id": c + 1,
-                        "account_id": None,
-                        "market_id": m + 1,
-                        "currency": spec.currency,
-                        "place_of_settlement_bic": spec.csd_bic,
-                        "agent_bic": spec.their_agent_bics[rng.integers(len(spec.their_agent_bics))],
-                        "safekeeping_account": _rand(rng, DIGITS, 10),
-                        "cash_account": _rand(rng, DIGITS, 12),
-                        **common,
-                    }
-                )
+                agent = spec.their_agent_bics[rng.integers(len(spec.their_agent_bics))]
+                safekeeping = _rand(rng, DIGITS, 10)
+                for c in currencies[m]:
+                    self.their_ssi[cp, m, c] = add(
+                        {"counterparty_id": cp + 1, "account_id": None},
+                        m,
+                        c,
+                        agent,
+                        safekeeping,
+                        _rand(rng, DIGITS, 12),
+                    )
         self.ssi_rows = rows
 
     # frames -----------------------------------------------------------------------------------------------------------
@@ -1245,36 +1420,12 @@ class _Reference:
 
 
 def _amounts(
-    ref: _Reference, inst: np.ndarray, acct: np.ndarray, buy: np.ndarray, qty: np.ndarray, price8: np.ndarray
+    ref: _Reference, inst: np.ndarray, buy: np.ndarray, qty: np.ndarray, price8: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Gross, commission, fees and net in integer cents, exactly (rounded half up to the currency's minor unit).
-
-    gross = quantity x price x contract size (bonds: / 100, the price being % of nominal). Commission: the
-    account's rate in bp on equities and ETFs, none on bonds (dealt on the spread), 1.50 a contract on futures.
-    Fees: UK stamp duty 0.5 % on purchases of UK shares, French FTT 0.4 % on purchases of French shares, Eurex
-    fees 0.30 a contract. Net: what the account pays (buy) or receives (sell).
-    """
-    step = CCY_STEP[ref.inst_ccy[inst]]
-    pdp = ref.inst_pdp[inst]
-    # In price units of 10**-dp the product stays well inside int64 for every ticket the demo draws
-    # (at most 5e7 nominal x 1.5e7 units x 100 cents).
-    units = price8 // np.power(10, PRICE_SCALE - pdp)
-    num = qty * ref.inst_cs[inst] * 100 * units
-    den = np.power(10, pdp) * np.where(ref.inst_bond[inst], 100, 1)
-    gross = _div_round(num, den * step) * step
-    ac = ref.inst_ac[inst]
-    shares = (ac == EQ) | (ac == ETF)
-    fut = ac == FUT
-    comm = np.where(shares, _div_round(gross * ref.ac_bp[acct], 10_000 * step) * step, 0)
-    comm = np.where(fut, qty * 150, comm)
-    uk = buy & (ac == EQ) & (ref.inst_country[inst] == "GB")
-    fr = buy & (ac == EQ) & (ref.inst_country[inst] == "FR")
-    fees = np.zeros_like(gross)
-    fees = np.where(uk, _div_round(gross * 50, 10_000 * step) * step, fees)
-    fees = np.where(fr, _div_round(gross * 40, 10_000 * step) * step, fees)
-    fees = np.where(fut, qty * 30, fees)
-    net = np.where(buy, gross + comm + fees, gross - comm - fees)
-    return gross, comm, fees, net
+    """Gross, commission, fees and net in int64 money units (1e-4), by trade capture's enrichment rules."""
+    side = _choose(buy, "BUY", "SELL")
+    currency = ref.ccy_names[ref.inst_ccy[inst]]
+    return enrichment_amounts(ref.enrichment, inst, qty * 10**6, price8, None, side, currency)
 
 
 class _Trades:
@@ -1354,6 +1505,15 @@ class _Trades:
                     .tz_localize(None)
                 )
                 trade_time[sel] = utc.as_unit("us").asi8
+        # Ids follow arrival order, as a front-office feed assigns them: the trade-reference and date indexes then
+        # grow at their end instead of splitting pages all over (several times faster to load).
+        order = np.argsort(trade_time, kind="stable")
+        inst, mkt, ac, fut, acct, cpty, buy, ccy, lot, qty = (
+            x[order] for x in (inst, mkt, ac, fut, acct, cpty, buy, ccy, lot, qty)
+        )
+        tick, price_units, scale8, price8, trade_date, trade_time = (
+            x[order] for x in (tick, price_units, scale8, price8, trade_date, trade_time)
+        )
         cycle = np.where(trade_date >= ref.inst_switch[inst], ref.inst_cyc_new[inst], ref.inst_cyc_old[inst])
         settle = np.empty(n, dtype="datetime64[D]")
         for m in range(n_m):
@@ -1407,11 +1567,11 @@ class _Trades:
         fut_bad = (
             other
             & fut
-            & ~np.isin(code1, [REPAIR_CODES.index("PRICE_TOLERANCE"), REPAIR_CODES.index("UNKNOWN_CPTY")])
+            & ~np.isin(code1, [REPAIR_CODES.index("PRICE_TOLERANCE"), REPAIR_CODES.index("CPTY_UNKNOWN")])
         )
         code1[fut_bad] = REPAIR_CODES.index("PRICE_TOLERANCE")
         # A missing SSI needs a counterparty without one in that market.
-        missing_ssi = code1 == REPAIR_CODES.index("MISSING_SSI")
+        missing_ssi = code1 == REPAIR_CODES.index("SSI_MISSING")
         for m in range(n_m):
             sel = np.flatnonzero(missing_ssi & (mkt == m))
             lacking = np.flatnonzero(~ref.cp_cover[:, m])
@@ -1427,9 +1587,9 @@ class _Trades:
         price8 = np.where(fat, wrong * scale8, price8)
 
         isin = ref.inst_isin[inst].copy()
-        bad_isin = code1 == REPAIR_CODES.index("BAD_ISIN")
+        bad_isin = code1 == REPAIR_CODES.index("ISIN_CHECK")
         isin[bad_isin] = ref.inst_bad_isin[inst[bad_isin]]
-        unknown_isin = code1 == REPAIR_CODES.index("UNKNOWN_ISIN")
+        unknown_isin = code1 == REPAIR_CODES.index("ISIN_UNKNOWN")
         pool = np.array(
             [
                 make_isin("US", make_cusip("9" + _rand(rng, DIGITS, 4) + "ZZ" + _rand(rng, DIGITS, 1)))
@@ -1440,7 +1600,7 @@ class _Trades:
         pool = pool[~np.isin(pool, ref.inst_isin)]
         isin[unknown_isin] = pool[rng.integers(0, len(pool), int(unknown_isin.sum()))]
         instrument_known = ~(bad_isin | unknown_isin)
-        unknown_cpty = code1 == REPAIR_CODES.index("UNKNOWN_CPTY")
+        unknown_cpty = code1 == REPAIR_CODES.index("CPTY_UNKNOWN")
         cpty_code = ref.cp_code[cpty].copy()
         cp_pool = np.array([f"XBRK{k:03d}" for k in range(1, 13)], dtype=object)
         cpty_code[unknown_cpty] = cp_pool[rng.integers(0, len(cp_pool), int(unknown_cpty.sum()))]
@@ -1448,11 +1608,11 @@ class _Trades:
         # Enrichment: settlement date and SSIs exist only when the instrument (and counterparty) are known.
         self.true_settle = settle.copy()
         settle = np.where(instrument_known, settle, np.datetime64("NaT"))
-        our_ssi = np.where(instrument_known, ref.our_ssi[acct, mkt], 0)
-        their_ssi = np.where(instrument_known & ~unknown_cpty, ref.their_ssi[cpty, mkt], 0)
+        our_ssi = np.where(instrument_known, ref.our_ssi[acct, mkt, ccy], 0)
+        their_ssi = np.where(instrument_known & ~unknown_cpty, ref.their_ssi[cpty, mkt, ccy], 0)
 
-        gross, comm, fees, net = _amounts(ref, inst, acct, buy, qty, price8)
-        self.true_net = np.where(fat, _amounts(ref, inst, acct, buy, qty, true_price8)[3], net)
+        gross, comm, fees, net = _amounts(ref, inst, buy, qty, price8)
+        self.true_net = np.where(fat, _amounts(ref, inst, buy, qty, true_price8)[3], net)
 
         # Timestamps (integer microseconds UTC), coherent with how far each trade got ----------------------------
         stage = STAGE[status].copy()
@@ -1481,7 +1641,6 @@ class _Trades:
                 ny_21[late] + (rng.uniform(10, 600, int(late.sum())) * MINUTE).astype(np.int64), cap
             )
         instructed = later(np.where(stage >= 4, affirmed, created), 1, 30, stage >= 4)
-        self.late_affirmation = late
 
         self.inst = inst
         self.mkt = mkt
@@ -1597,7 +1756,7 @@ class _Trades:
         f.add("instrument_id", "ref", np.where(self.instrument_known, self.inst + 1, 0))
         f.add("account_id", "ref", self.acct + 1)
         f.add("counterparty_id", "ref", np.where(self.unknown_cpty, 0, self.cpty + 1))
-        f.add("side", "text", np.where(self.buy, Side.BUY.value, Side.SELL.value).astype(object))
+        f.add("side", "text", _choose(self.buy, Side.BUY.value, Side.SELL.value))
         f.add("quantity", "int", self.qty)
         f.add("price", "price", self.price8)
         f.add("currency", "text", np.array(dd.CURRENCIES, dtype=object)[ref.inst_ccy[self.inst]])
@@ -1632,23 +1791,33 @@ class _Trades:
         ccy = np.array(dd.CURRENCIES, dtype=object)
 
         def payload(a: int, b: int) -> list[str]:
+            # Every value is an identifier, a code or a number (letters, digits, '-', '.'): no JSON escaping needed.
             t = self.v_trade[a:b]
-            qty = self.v_qty[a:b].tolist()
-            price = _fixed_decimal(self.v_price[a:b], PRICE_SCALE)
+            inst = self.inst[t]
+            columns = zip(
+                actions[self.v_action[a:b]].tolist(),
+                self.trade_ref[t].tolist(),
+                self.v_no[a:b].tolist(),
+                self.isin[t].tolist(),
+                acct_code[self.acct[t]].tolist(),
+                self.cpty_code[t].tolist(),
+                _choose(self.buy[t], "BUY", "SELL").tolist(),
+                self.v_qty[a:b].tolist(),
+                [_plain(x) for x in _fixed_decimal(self.v_price[a:b], PRICE_SCALE)],
+                ccy[ref.inst_ccy[inst]].tolist(),
+                _day_text(self.trade_date[t]),
+                strict=True,
+            )
             out = []
-            for k, (i, v, act) in enumerate(
-                zip(t.tolist(), self.v_no[a:b].tolist(), self.v_action[a:b].tolist(), strict=True)
-            ):
-                head = f'{{"action":"{actions[act]}","trade_ref":"{self.trade_ref[i]}","fo_version":{v}'
-                if act == 2:
+            for act, tref, v, isin, acc, cp, side, qty, price, cur, day in columns:
+                head = f'{{"action":"{act}","trade_ref":"{tref}","fo_version":{v}'
+                if act == "CANCEL":
                     out.append(head + "}")
-                    continue
-                out.append(
-                    f'{head},"isin":{_json_str(self.isin[i])},"account":{_json_str(acct_code[self.acct[i]])},'
-                    f'"counterparty":{_json_str(self.cpty_code[i])},"side":"{"BUY" if self.buy[i] else "SELL"}",'
-                    f'"quantity":"{qty[k]}","price":"{price[k].lstrip("0").rjust(1, "0")}",'
-                    f'"currency":"{ccy[ref.inst_ccy[self.inst[i]]]}","trade_date":"{self.trade_date[i]}"}}'
-                )
+                else:
+                    out.append(
+                        f'{head},"isin":"{isin}","account":"{acc}","counterparty":"{cp}","side":"{side}",'
+                        f'"quantity":"{qty}","price":"{price}","currency":"{cur}","trade_date":"{day}"}}'
+                    )
             return out
 
         f = Frame("trade_versions", total)
@@ -1669,6 +1838,43 @@ class _Trades:
         f.add("payload", "lazy", payload)
         return f
 
+    def _message(
+        self, ref: _Reference, code: str, i: int, bad_cache: dict[str, str], kyc: dict[str, str]
+    ) -> str:
+        """The clerk's sentence for a repair exception, worded as trade capture's validation words it."""
+        if code == "ISIN_CHECK":
+            isin = self.isin[i]
+            if isin not in bad_cache:
+                try:
+                    validate_isin(isin)
+                except ValidationFailed as err:
+                    bad_cache[isin] = str(err)
+            return bad_cache[isin]
+        if code == "ISIN_UNKNOWN":
+            return f"ISIN {self.isin[i]} is not in the instrument master"
+        if code == "CPTY_UNKNOWN":
+            return f"counterparty {self.cpty_code[i]} is not in the counterparty master"
+        if code == "PRICE_TOLERANCE":
+            return self._tolerance_words(ref, i, Decimal(int(self.price8[i])).scaleb(-PRICE_SCALE))
+        if code == "SSI_MISSING":
+            m = ref.markets[self.mkt[i]]
+            what = ASSET_WORDS[ASSET_CLASSES[ref.inst_ac[self.inst[i]]]]
+            ccy = dd.CURRENCIES[ref.inst_ccy[self.inst[i]]]
+            return f"no standing settlement instruction of counterparty {self.cpty_code[i]} on {m.mic} in {ccy} for {what}"
+        account = ref.ac_code[self.acct[i]]
+        return f"account {account} has KYC status {kyc[account]}; trades need APPROVED"
+
+    def _tolerance_words(self, ref: _Reference, i: int, price: Decimal) -> str:
+        inst = self.inst[i]
+        reference = Decimal(int(ref.inst_ref[inst])).scaleb(-int(ref.inst_pdp[inst]))
+        asset = ASSET_CLASSES[ref.inst_ac[inst]]
+        pct = abs(price - reference) * 100 / reference
+        shown = f"{pct:,.0f}" if pct >= 10 else f"{pct:.1f}"
+        return (
+            f"price {display(price)} is {shown}% away from the reference {display(reference)} "
+            f"(tolerance {TOLERANCE_PCT[asset]}% for {ASSET_WORDS[asset]})"
+        )
+
     def exception_frame(self, ref: _Reference) -> Frame:
         rows = np.flatnonzero(self.code1 >= 0)
         messages: list[str] = []
@@ -1680,49 +1886,17 @@ class _Trades:
             code = REPAIR_CODES[self.code1[i]]
             codes.append(code)
             fields.append(dd.REPAIR_CODES[code])
-            inst = self.inst[i]
-            if code == "BAD_ISIN":
-                isin = self.isin[i]
-                if isin not in bad_cache:
-                    try:
-                        validate_isin(isin)
-                        bad_cache[isin] = f"ISIN {isin} is not valid."
-                    except ValidationFailed as err:
-                        bad_cache[isin] = str(err)
-                messages.append(bad_cache[isin])
-            elif code == "UNKNOWN_ISIN":
-                messages.append(
-                    f"ISIN {self.isin[i]} is valid but not in the instrument master: add the instrument or correct the ISIN."
-                )
-            elif code == "UNKNOWN_CPTY":
-                messages.append(
-                    f"Counterparty code '{self.cpty_code[i]}' is not known: map it to a counterparty or correct it."
-                )
-            elif code == "PRICE_TOLERANCE":
-                p = Decimal(int(self.price8[i])).scaleb(-PRICE_SCALE).normalize()
-                r = Decimal(int(ref.inst_ref[inst])).scaleb(-int(ref.inst_pdp[inst]))
-                off = abs(p - r) / r * 100
-                messages.append(
-                    f"Price {p:f} is {off:.0f}% away from the reference price {r:f}; the tolerance is 10%."
-                )
-            elif code == "MISSING_SSI":
-                m = ref.markets[self.mkt[i]]
-                messages.append(
-                    f"No standing settlement instruction for counterparty {self.cpty_code[i]} in {m.mic} "
-                    f"({m.currency}): ask the counterparty for its SSI."
-                )
-            else:
-                code_a = ref.ac_code[self.acct[i]]
-                messages.append(
-                    f"Account {code_a} has KYC status {kyc[code_a]}: its trades are held until KYC is approved."
-                )
+            messages.append(self._message(ref, code, i, bad_cache, kyc))
         raised = self.created[rows] + SEC
         # A few trades that flow today were repaired earlier: their cleared exception stays as history.
         fixed = np.flatnonzero((self.code1 < 0) & (STAGE[self.status] >= 1) & (self.ids % 97 == 0))
-        for _ in fixed.tolist():
+        for i in fixed.tolist():
+            # The front office first sent a price 20 % off, then amended it: the exception was cleared.
             codes.append("PRICE_TOLERANCE")
             fields.append("price")
-            messages.append("Price was outside the 10% tolerance; the front office confirmed it.")
+            messages.append(
+                self._tolerance_words(ref, i, Decimal(int(self.price8[i])).scaleb(-PRICE_SCALE) * 6 / 5)
+            )
         all_rows = np.concatenate([rows, fixed])
         raised = np.concatenate([raised, self.created[fixed] + SEC])
         cleared = np.concatenate(
@@ -1743,13 +1917,11 @@ class _Trades:
 # --- settlement: instructions, movements, positions, balances ----------------------------------------------------------
 
 
-def _their_ref(ref: _Reference, t: _Trades, rows: np.ndarray) -> np.ndarray:
-    """The counterparty's own reference for a trade (on their instruction and their confirmation)."""
-    codes = ref.cp_code[t.cpty[rows]]
-    keys = (t.ids[rows] * 7919 + 104_729) % 10**10
-    return np.array(
-        [f"{c[:4]}{k:010d}" for c, k in zip(codes.tolist(), keys.tolist(), strict=True)], dtype=object
-    )
+def _their_refs(ref: _Reference, t: _Trades, rows: np.ndarray) -> list[str]:
+    """The counterparty's own reference for trades (on their instruction and their confirmation)."""
+    codes = ref.cp_code[t.cpty[rows]].tolist()
+    keys = ((t.ids[rows] * 7919 + 104_729) % 10**10).tolist()
+    return [f"{c[:4]}{k:010d}" for c, k in zip(codes, keys, strict=True)]
 
 
 class _Settlement:
@@ -1775,7 +1947,7 @@ class _Settlement:
         self.rows = rows
         self.ids = np.arange(1, m + 1, dtype=np.int64)
         ts = status[rows]
-        istat = np.full(m, InstructionStatus.INSTRUCTED.value, dtype=object)
+        istat = _same(InstructionStatus.INSTRUCTED.value, m)
         reason = np.full(m, -1, dtype=np.int64)
         pending = ts == ST[TradeStatus.INSTRUCTED]
         matched = rng.random(m) < 0.78
@@ -1805,7 +1977,7 @@ class _Settlement:
         )
         self.istat = istat
         self.reason = reason
-        self.cp_ref = np.where(matched_cp, _their_ref(ref, t, rows), None)
+        self.matched_cp = matched_cp
 
         # Settlement outcome ----------------------------------------------------------------------------------------
         isd = t.settle[rows]
@@ -1824,11 +1996,17 @@ class _Settlement:
         part_qty = np.minimum(part_qty, qty - lot)
         sq = np.where(settled, qty, np.where(partial, part_qty, 0))
         net = t.net[rows]
-        step = CCY_STEP[ref.inst_ccy[t.inst[rows]]]
-        # Cash settles pro rata to the delivered quantity, rounded to the currency's minor unit.
-        sign = np.where(net < 0, -1, 1)
-        s_amt = np.where(settled, net, sign * _div_round(np.abs(net) * sq // step, qty) * step)
-        s_amt = np.where(sq == 0, 0, s_amt)
+        s_amt = np.where(settled, net, 0)
+        # A partial settlement moves cash pro rata to the quantity delivered, rounded half up to the minor unit.
+        # net x quantity can exceed int64 for big bond tickets: Python ints for these few rows.
+        step = MINOR_STEP[ref.inst_ccy[t.inst[rows]]]
+        part = np.flatnonzero(partial)
+        s_amt[part] = [
+            (1 if a >= 0 else -1) * ((2 * abs(a) * b + c * d) // (2 * c * d)) * d
+            for a, b, c, d in zip(
+                net[part].tolist(), sq[part].tolist(), qty[part].tolist(), step[part].tolist(), strict=True
+            )
+        ]
         self.isd, self.asd, self.sq, self.s_amt = isd, asd, sq, s_amt
         settle_time = np.minimum(
             _day_us(asd) + 7 * HOUR + (rng.uniform(0, 9, m) * HOUR).astype(np.int64), t.cap
@@ -1941,7 +2119,7 @@ class _Settlement:
         )
         gc = spend.groupby(["acct", "ccy"], sort=True)["pay"].sum().reset_index()
         kc = len(gc)
-        unit = 100_000  # 1,000 currency units, in cents
+        unit = 1_000 * UNIT  # opening cash in thousands of the currency
         opening = np.ceil(gc["pay"].to_numpy() * rng.uniform(1.1, 1.8, kc) / unit).astype(
             np.int64
         ) * unit + unit * rng.integers(10, 500, kc)
@@ -2012,7 +2190,7 @@ class _Settlement:
         f.add(
             "instruction_type",
             "text",
-            np.where(t.buy[rows], InstructionType.RVP.value, InstructionType.DVP.value).astype(object),
+            _choose(t.buy[rows], InstructionType.RVP.value, InstructionType.DVP.value),
         )
         f.add("is_netted", "const", False)
         f.add("account_id", "int", t.acct[rows] + 1)
@@ -2032,7 +2210,14 @@ class _Settlement:
         f.add("our_ssi_id", "ref", t.our_ssi[rows])
         f.add("their_ssi_id", "ref", t.their_ssi[rows])
         f.add("instructed_at", "ts", t.instructed[rows])
-        f.add("counterparty_ref", "text", self.cp_ref)
+        f.add(
+            "counterparty_ref",
+            "lazy",
+            lambda a, b: [
+                r if m else None
+                for r, m in zip(_their_refs(ref, t, rows[a:b]), self.matched_cp[a:b].tolist(), strict=True)
+            ],
+        )
         f.add("version", "const", 1)
         f.add("updated_by_id", "const", None)
         f.add("created_at", "ts", t.instructed[rows])
@@ -2115,25 +2300,56 @@ def _dec(v: int, scale: int) -> str:
     return format(d, "f")
 
 
-LINE_KEYS = (
-    "statement",  # index of the statement within its source (made global later)
-    "order",  # sort key within the statement
-    "reference",
-    "related_reference",
-    "value_date",
-    "entry_date",
-    "trade_date",
-    "amount",
-    "currency",
+def _json_dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# Statement-line columns and how each is rendered.
+LINE_COLUMNS = {
+    "reference": "text",
+    "related_reference": "text",
+    "value_date": "day",
+    "entry_date": "day",
+    "trade_date": "day",
+    "amount": "money",
+    "currency": "text",
+    "isin": "text",
+    "quantity": "int",
+    "price": "price",
+    "side": "text",
+    "counterparty": "text",
+    "account_identifier": "text",
+    "description": "text",
+    "extra": "text",
+}
+DIFF_COLUMNS = (
+    "source",
+    "difference",
+    "statement_ref",
+    "line_no",
+    "trade_ref",
+    "account",
     "isin",
-    "quantity",
-    "price",
-    "side",
-    "counterparty",
-    "account_identifier",
-    "description",
-    "extra",
+    "currency",
+    "field",
+    "book",
+    "external",
 )
+EPOCH_DAY = np.datetime64("2000-01-01", "D")
+
+LazyText = Callable[[dict[str, np.ndarray], int, int], list[Any]]
+
+
+@dataclass
+class _LineBlock:
+    """The lines of one kind of statement, sorted by statement and numbered; lazy columns render per chunk."""
+
+    parts: dict[str, np.ndarray]
+    lazy: dict[str, LazyText]
+
+    @property
+    def n(self) -> int:
+        return len(self.parts["statement"])
 
 
 class _Statements:
@@ -2145,151 +2361,144 @@ class _Statements:
         self.ref, self.t, self.st, self.seed = ref, t, st, seed
         self.diffs: list[dict[str, Any]] = []
         self.statements: list[dict[str, Any]] = []
-        self.line_parts: list[dict[str, np.ndarray]] = []
+        self.blocks: list[_LineBlock] = []
         self.ccy_names = np.array(dd.CURRENCIES, dtype=object)
         self._confirmations(rng)
         self._holdings(rng)
         self._cash(rng)
-        self.differences = pd.DataFrame(
-            self.diffs,
-            columns=[
-                "source",
-                "difference",
-                "statement_ref",
-                "line_no",
-                "trade_ref",
-                "account",
-                "isin",
-                "currency",
-                "field",
-                "book",
-                "external",
-            ],
-        )
+        # Object columns keep None as None (pandas would otherwise turn missing strings into NaN).
+        self.differences = pd.DataFrame(self.diffs, columns=list(DIFF_COLUMNS), dtype=object)
 
     # helpers ---------------------------------------------------------------------------------------------------------
 
     def _statement(self, **kw: Any) -> None:
-        ref = kw["statement_ref"]
-        kw["content_hash"] = hashlib.sha256(
-            f"opsdesk-demo:{self.seed}:{kw['kind']}:{ref}".encode()
-        ).hexdigest()
+        key = f"opsdesk-demo:{self.seed}:{kw['kind']}:{kw['statement_ref']}"
+        kw["content_hash"] = hashlib.sha256(key.encode()).hexdigest()
         self.statements.append(kw)
 
     def _add_lines(
-        self, first_statement: int, parts: dict[str, np.ndarray], marks: dict[int, dict[str, Any]]
+        self,
+        first_statement: int,
+        parts: dict[str, np.ndarray],
+        lazy: dict[str, LazyText],
+        marks: dict[int, dict[str, Any]],
     ) -> None:
-        """Sort lines into their statements, number them, and resolve the differences' line numbers."""
+        """Sort lines into their statements, number them, and note each difference's statement and line."""
         order = np.lexsort((parts["order"], parts["statement"]))
-        parts = {k: v[order] for k, v in parts.items()}
+        for k in list(parts):  # in place: the unsorted arrays are released one by one
+            parts[k] = parts[k][order]
         stmt = parts["statement"]
-        starts = np.r_[0, np.flatnonzero(np.diff(stmt)) + 1]
+        starts = np.r_[0, np.flatnonzero(np.diff(stmt)) + 1] if len(stmt) else np.zeros(0, dtype=np.int64)
         counts = np.diff(np.r_[starts, len(stmt)])
         parts["line_no"] = np.arange(len(stmt)) - np.repeat(starts, counts) + 1
         parts["statement"] = stmt + first_statement
         position = np.empty(len(order), dtype=np.int64)
         position[order] = np.arange(len(order))
         for row, diff in marks.items():
-            p = position[row]
+            p = int(position[row])
             diff["line_no"] = int(parts["line_no"][p])
             diff["statement_ref"] = self.statements[int(parts["statement"][p])]["statement_ref"]
             extra = {"demo_difference": diff["difference"], "field": diff["field"]}
-            if diff["book"] is not None:
-                extra["book"] = diff["book"]
-            if diff["external"] is not None:
-                extra["external"] = diff["external"]
+            for key in ("book", "external"):
+                if diff[key] is not None:
+                    extra[key] = diff[key]
             parts["extra"][p] = _json_dumps(extra)
-        self.line_parts.append(parts)
+        self.blocks.append(_LineBlock(parts, lazy))
 
     def _diff(
         self, source: str, difference: str, field: str, book: Any, external: Any, **kw: Any
     ) -> dict[str, Any]:
-        d = {
-            "source": source,
-            "difference": difference,
-            "statement_ref": kw.get("statement_ref"),
-            "line_no": None,
-            "trade_ref": kw.get("trade_ref"),
-            "account": kw.get("account"),
-            "isin": kw.get("isin"),
-            "currency": kw.get("currency"),
-            "field": field,
-            "book": None if book is None else str(book),
-            "external": None if external is None else str(external),
-        }
+        d = dict.fromkeys(DIFF_COLUMNS)
+        d.update(kw)
+        d.update(
+            source=source,
+            difference=difference,
+            field=field,
+            book=None if book is None else str(book),
+            external=None if external is None else str(external),
+        )
         self.diffs.append(d)
         return d
+
+    def _trade_info(self, r: int) -> dict[str, Any]:
+        t, ref = self.t, self.ref
+        return {
+            "trade_ref": t.trade_ref[r],
+            "account": ref.ac_code[t.acct[r]],
+            "isin": ref.inst_isin[t.inst[r]],
+            "currency": dd.CURRENCIES[ref.inst_ccy[t.inst[r]]],
+        }
+
+    @staticmethod
+    def _day_us(day: np.datetime64) -> int:
+        return int(_day_us(np.array([day], dtype="datetime64[D]"))[0])
 
     # (a) counterparty trade confirmations -----------------------------------------------------------------------------
 
     def _confirmations(self, rng: np.random.Generator) -> None:
+        """One statement per counterparty and trade date, one line per trade it knows.
+
+        The counterparty states the true trade: the right ISIN and price even where our booking is wrong (those are
+        BOOK_ERROR rows of the answer). About 2 % of lines differ: quantity, price, settlement date, missing lines,
+        and extra lines for trades we never booked.
+        """
         ref, t = self.ref, self.t
         src = StatementKind.TRADE_CONFIRMATIONS.value
-        conf = np.flatnonzero((t.status != ST[TradeStatus.CANCELLED]) & ~t.unknown_cpty)
-        n_conf = len(conf)
-        book_error = conf[
-            np.isin(
-                t.code1[conf],
-                [REPAIR_CODES.index(c) for c in ("BAD_ISIN", "UNKNOWN_ISIN", "PRICE_TOLERANCE")],
-            )
-        ]
-        missing = _pick(rng, conf, _share(n_conf, 0.003), exclude=book_error)
-        avail = np.setdiff1d(conf, np.concatenate([missing, book_error]))
-        q_sel = _pick(rng, avail, _share(n_conf, 0.005))
-        p_sel = _pick(rng, avail, _share(n_conf, 0.005), exclude=q_sel)
-        d_sel = _pick(rng, avail, _share(n_conf, 0.004), exclude=np.concatenate([q_sel, p_sel]))
-        lines = np.setdiff1d(conf, missing)
-        extra_base = _pick(rng, lines, _share(n_conf, 0.002))
+        n = t.n
+        conf = (t.status != ST[TradeStatus.CANCELLED]) & ~t.unknown_cpty
+        n_conf = int(conf.sum())
+        wrong_codes = [REPAIR_CODES.index(c) for c in ("ISIN_CHECK", "ISIN_UNKNOWN", "PRICE_TOLERANCE")]
+        book_error = conf & np.isin(t.code1, wrong_codes)
+        free = conf & ~book_error
+        missing = _pick(rng, free, _share(n_conf, 0.003))
+        q_sel = _pick(rng, free, _share(n_conf, 0.005))
+        p_sel = _pick(rng, free, _share(n_conf, 0.005))
+        d_sel = _pick(rng, free, _share(n_conf, 0.004))
+        has_line = conf.copy()
+        has_line[missing] = False
+        lines = np.flatnonzero(has_line)
+        extra_base = _pick(rng, has_line.copy(), _share(n_conf, 0.002))
+        pos = np.full(n, -1, dtype=np.int64)
+        pos[lines] = np.arange(len(lines))
 
-        # What the counterparty says: the true trade (right ISIN and price even where our booking is wrong).
         qty = t.qty[lines].copy()
         price = t.true_price8[lines].copy()
         value = t.true_settle[lines].copy()
         amount = t.true_net[lines].copy()
-        pos = {int(r): k for k, r in enumerate(lines.tolist())}
-        q_idx = np.array([pos[int(r)] for r in q_sel], dtype=np.int64)
-        p_idx = np.array([pos[int(r)] for r in p_sel], dtype=np.int64)
-        d_idx = np.array([pos[int(r)] for r in d_sel], dtype=np.int64)
+        q_idx, p_idx, d_idx = pos[q_sel], pos[p_sel], pos[d_sel]
         lot = t.lot[q_sel]
         delta = lot * rng.integers(1, 10, len(q_sel)) * np.where(rng.random(len(q_sel)) < 0.5, -1, 1)
-        new_q = np.where(qty[q_idx] + delta > 0, qty[q_idx] + delta, qty[q_idx] - delta)
-        qty[q_idx] = new_q
+        qty[q_idx] = np.where(qty[q_idx] + delta > 0, qty[q_idx] + delta, qty[q_idx] - delta)
         tick8 = t.tick[p_sel] * t.scale8[p_sel]
-        new_p = price[p_idx] + tick8 * rng.integers(1, 6, len(p_sel)) * np.where(
+        moved = price[p_idx] + tick8 * rng.integers(1, 6, len(p_sel)) * np.where(
             rng.random(len(p_sel)) < 0.5, -1, 1
         )
-        new_p = np.where(new_p > 0, new_p, price[p_idx] + tick8)
-        price[p_idx] = new_p
+        price[p_idx] = np.where(moved > 0, moved, price[p_idx] + tick8)
         for sel, idx in ((q_sel, q_idx), (p_sel, p_idx)):
             if len(sel):
-                amount[idx] = _amounts(ref, t.inst[sel], t.acct[sel], t.buy[sel], qty[idx], price[idx])[3]
+                amount[idx] = _amounts(ref, t.inst[sel], t.buy[sel], qty[idx], price[idx])[3]
         for mi in np.unique(t.mkt[d_sel]).tolist():
             sub = t.mkt[d_sel] == mi
             value[d_idx[sub]] = ref.cals[mi].add_business_days_array(value[d_idx[sub]], 1)
 
-        # Extra lines: trades the counterparty has and we do not (out-trades), alongside a real one.
-        n_x = len(extra_base)
-        factor = rng.uniform(0.5, 2.0, n_x)
+        # Extra lines: trades the counterparty has and we do not (out-trades), next to a real one.
+        xb = extra_base
         x_qty = np.maximum(
-            t.lot[extra_base],
-            np.round(t.qty[extra_base] * factor / t.lot[extra_base]).astype(np.int64) * t.lot[extra_base],
+            t.lot[xb],
+            np.round(t.qty[xb] * rng.uniform(0.5, 2.0, len(xb)) / t.lot[xb]).astype(np.int64) * t.lot[xb],
         )
-        x_amount = _amounts(
-            ref, t.inst[extra_base], t.acct[extra_base], t.buy[extra_base], x_qty, t.true_price8[extra_base]
-        )[3]
+        x_amount = _amounts(ref, t.inst[xb], t.buy[xb], x_qty, t.true_price8[xb])[3]
 
-        rows = np.concatenate([lines, extra_base])
+        rows = np.concatenate([lines, xb])
         n_l = len(lines)
-        cp = t.cpty[rows]
         day = t.trade_date[rows]
-        keys = cp.astype(np.int64) * 100_000 + (day - np.datetime64("2000-01-01")).astype(np.int64)
+        keys = t.cpty[rows].astype(np.int64) * 100_000 + (day - EPOCH_DAY).astype(np.int64)
         uniq, stmt = np.unique(keys, return_inverse=True)
         first = len(self.statements)
         for key in uniq.tolist():
-            c = key // 100_000
-            d = np.datetime64("2000-01-01") + np.timedelta64(key % 100_000, "D")
-            code = ref.cp_code[c]
-            ds = str(d)
+            c, dnum = divmod(key, 100_000)
+            d = EPOCH_DAY + np.timedelta64(dnum, "D")
+            code, ds = ref.cp_code[c], str(d)
             self._statement(
                 kind=src,
                 format="DEMO",
@@ -2303,169 +2512,147 @@ class _Statements:
                 opening_balance=None,
                 closing_balance=None,
                 file_name=f"demo/confirmations/{code}_{ds}.csv",
-                imported_at=min(int(_day_us(np.array([d]))[0]) + DAY + 5 * HOUR, t.cap),
+                imported_at=min(self._day_us(d) + DAY + 5 * HOUR, t.cap),
             )
-        their = _their_ref(ref, t, rows)
-        their[n_l:] = np.array(
-            [f"{c[:4]}X{k:09d}" for k, c in enumerate(ref.cp_code[cp[n_l:]].tolist())], dtype=object
-        )
-        related = t.trade_ref[rows].copy()
-        # One confirmation in ten does not quote our reference: the match has to use the trade's details.
-        related[(t.ids[rows] % 10 == 3)] = None
-        related[n_l:] = None
+        extra_no = np.concatenate([np.full(n_l, -1), np.arange(len(xb))])
         parts = {
             "statement": stmt.astype(np.int64),
-            "order": np.concatenate([t.trade_time[lines], t.trade_time[extra_base] + 1]),
-            "reference": their,
-            "related_reference": related,
-            "value_date": np.concatenate([value, t.true_settle[extra_base]]),
+            "order": np.concatenate([t.trade_time[lines], t.trade_time[xb] + 1]),
+            "row": rows,
+            "extra_no": extra_no,
+            "value_date": np.concatenate([value, t.true_settle[xb]]),
             "entry_date": day,
             "trade_date": day,
             "amount": np.concatenate([amount, x_amount]),
             "currency": self.ccy_names[ref.inst_ccy[t.inst[rows]]],
             "isin": ref.inst_isin[t.inst[rows]],
             "quantity": np.concatenate([qty, x_qty]),
-            "price": np.concatenate([price, t.true_price8[extra_base]]),
-            "side": np.where(t.buy[rows], "BUY", "SELL").astype(object),
-            "counterparty": ref.cp_code[cp],
+            "price": np.concatenate([price, t.true_price8[xb]]),
+            "side": _choose(t.buy[rows], "BUY", "SELL"),
+            "counterparty": ref.cp_code[t.cpty[rows]],
             "account_identifier": ref.ac_code[t.acct[rows]],
-            "description": np.full(len(rows), "Trade confirmation", dtype=object),
-            "extra": np.full(len(rows), "{}", dtype=object),
+            "description": _same("Trade confirmation", len(rows)),
+            "extra": _same("{}", len(rows)),
         }
+
+        def reference(p: dict[str, np.ndarray], a: int, b: int) -> list[Any]:
+            out = _their_refs(ref, t, p["row"][a:b])
+            for k in np.flatnonzero(p["extra_no"][a:b] >= 0).tolist():
+                out[k] = f"{out[k][:4]}X{int(p['extra_no'][a + k]):09d}"
+            return out
+
+        def related(p: dict[str, np.ndarray], a: int, b: int) -> list[Any]:
+            r = p["row"][a:b]
+            # One confirmation in ten does not quote our reference: those match on the trade's details.
+            quoted = (p["extra_no"][a:b] < 0) & (t.ids[r] % 10 != 3)
+            return [
+                ref_ if q else None for ref_, q in zip(t.trade_ref[r].tolist(), quoted.tolist(), strict=True)
+            ]
+
         marks: dict[int, dict[str, Any]] = {}
-
-        def info(r: int) -> dict[str, Any]:
-            return {
-                "trade_ref": t.trade_ref[r],
-                "account": ref.ac_code[t.acct[r]],
-                "isin": ref.inst_isin[t.inst[r]],
-                "currency": dd.CURRENCIES[ref.inst_ccy[t.inst[r]]],
-            }
-
         for r, k in zip(q_sel.tolist(), q_idx.tolist(), strict=True):
-            marks[k] = self._diff(src, "QUANTITY", "quantity", t.qty[r], qty[k], **info(r))
+            marks[k] = self._diff(src, "QUANTITY", "quantity", t.qty[r], qty[k], **self._trade_info(r))
         for r, k in zip(p_sel.tolist(), p_idx.tolist(), strict=True):
-            marks[k] = self._diff(
-                src,
-                "PRICE",
-                "price",
-                _dec(t.true_price8[r], PRICE_SCALE),
-                _dec(price[k], PRICE_SCALE),
-                **info(r),
-            )
+            book, ext = _dec(t.true_price8[r], PRICE_SCALE), _dec(price[k], PRICE_SCALE)
+            marks[k] = self._diff(src, "PRICE", "price", book, ext, **self._trade_info(r))
         for r, k in zip(d_sel.tolist(), d_idx.tolist(), strict=True):
             marks[k] = self._diff(
-                src, "SETTLEMENT_DATE", "settlement_date", t.true_settle[r], value[k], **info(r)
+                src, "SETTLEMENT_DATE", "settlement_date", t.true_settle[r], value[k], **self._trade_info(r)
             )
-        for r in book_error.tolist():
-            code = REPAIR_CODES[t.code1[r]]
-            k = pos.get(r)
-            if code == "PRICE_TOLERANCE":
-                d = self._diff(
-                    src,
-                    "BOOK_ERROR",
-                    "price",
-                    _dec(t.price8[r], PRICE_SCALE),
-                    _dec(t.true_price8[r], PRICE_SCALE),
-                    **info(r),
-                )
+        for r in np.flatnonzero(book_error).tolist():
+            if REPAIR_CODES[t.code1[r]] == "PRICE_TOLERANCE":
+                book, ext, fld = _dec(t.price8[r], PRICE_SCALE), _dec(t.true_price8[r], PRICE_SCALE), "price"
             else:
-                d = self._diff(src, "BOOK_ERROR", "isin", t.isin[r], ref.inst_isin[t.inst[r]], **info(r))
-            if k is not None:
-                marks[k] = d
+                book, ext, fld = t.isin[r], ref.inst_isin[t.inst[r]], "isin"
+            marks[int(pos[r])] = self._diff(src, "BOOK_ERROR", fld, book, ext, **self._trade_info(r))
         for r in missing.tolist():
-            i = info(r)
             sref = f"CONF-{ref.cp_code[t.cpty[r]]}-{str(t.trade_date[r]).replace('-', '')}"
-            self._diff(src, "MISSING", "trade", t.trade_ref[r], None, statement_ref=sref, **i)
-        for k, r in enumerate(extra_base.tolist()):
-            i = info(r) | {"trade_ref": None}
-            marks[n_l + k] = self._diff(src, "EXTRA", "trade", None, their[n_l + k], **i)
-        self._add_lines(first, parts, marks)
+            self._diff(
+                src, "MISSING", "trade", t.trade_ref[r], None, statement_ref=sref, **self._trade_info(r)
+            )
+        x_refs = reference(parts | {"row": rows, "extra_no": extra_no}, n_l, len(rows))
+        for k, r in enumerate(xb.tolist()):
+            info = self._trade_info(r) | {"trade_ref": None}
+            marks[n_l + k] = self._diff(src, "EXTRA", "trade", None, x_refs[k], **info)
+        self._add_lines(first, parts, {"reference": reference, "related_reference": related}, marks)
 
     # (b) custodian holdings --------------------------------------------------------------------------------------------
 
     def _holdings(self, rng: np.random.Generator) -> None:
+        """One statement per account and market (its safekeeping account) as of the market's last business day:
+        the settled position of every instrument held, with a few quantity differences, missing and extra lines."""
         ref, t, st = self.ref, self.t, self.st
         src = StatementKind.HOLDINGS.value
         p = st.positions
-        acct = p["acct"].to_numpy()
-        inst = p["inst"].to_numpy()
-        settled = p["settled"].to_numpy()
+        acct, inst, settled = (p[k].to_numpy() for k in ("acct", "inst", "settled"))
         keep = (settled != 0) & (ref.inst_ac[inst] != FUT)
         acct, inst, settled = acct[keep], inst[keep], settled[keep]
         mkt = ref.inst_mkt[inst]
         n = len(acct)
-        idx = np.arange(n)
-        q_sel = _pick(rng, idx, _share(n, 0.01))
-        missing = _pick(rng, idx, _share(n, 0.005), exclude=q_sel)
+        free = np.ones(n, dtype=bool)
+        q_sel = _pick(rng, free, _share(n, 0.01))
+        missing = _pick(rng, free, _share(n, 0.005))
         ext_qty = settled.copy()
         lot = ref.inst_lot[inst[q_sel]]
         delta = np.maximum(
             lot, (np.abs(settled[q_sel]) * rng.uniform(0.02, 0.2, len(q_sel)) // lot).astype(np.int64) * lot
         )
         ext_qty[q_sel] = settled[q_sel] + np.where(rng.random(len(q_sel)) < 0.5, -delta, delta)
-        # Extra lines: a holding the custodian reports in an instrument of that market the account does not hold.
-        n_x = _share(n, 0.005)
-        x_acct, x_inst = [], []
+        # Extra lines: the custodian reports an instrument of that market the account does not hold.
         held = set(zip(acct.tolist(), inst.tolist(), strict=True))
-        for r in rng.choice(n, size=min(n_x, n), replace=False).tolist() if n else []:
-            cands = np.flatnonzero((ref.inst_mkt == mkt[r]) & (ref.inst_ac != FUT))
-            cands = [c for c in cands.tolist() if (int(acct[r]), c) not in held]
+        x_acct: list[int] = []
+        x_inst: list[int] = []
+        for r in rng.choice(n, size=min(_share(n, 0.005), n), replace=False).tolist() if n else []:
+            cands = [
+                c
+                for c in np.flatnonzero((ref.inst_mkt == mkt[r]) & (ref.inst_ac != FUT)).tolist()
+                if (int(acct[r]), c) not in held
+            ]
             if cands:
                 c = cands[int(rng.integers(len(cands)))]
                 held.add((int(acct[r]), c))
                 x_acct.append(int(acct[r]))
                 x_inst.append(c)
-        x_acct_a = np.array(x_acct, dtype=np.int64)
-        x_inst_a = np.array(x_inst, dtype=np.int64)
-        x_qty = ref.inst_lot[x_inst_a] * rng.integers(1, 500, len(x_inst_a))
+        xa, xi = np.array(x_acct, dtype=np.int64), np.array(x_inst, dtype=np.int64)
+        x_qty = ref.inst_lot[xi] * rng.integers(1, 500, len(xi))
 
-        lines = np.setdiff1d(idx, missing)
-        l_acct = np.concatenate([acct[lines], x_acct_a])
-        l_inst = np.concatenate([inst[lines], x_inst_a])
+        lines = np.flatnonzero(~np.isin(np.arange(n), missing))
+        l_acct = np.concatenate([acct[lines], xa])
+        l_inst = np.concatenate([inst[lines], xi])
         l_qty = np.concatenate([ext_qty[lines], x_qty])
         l_mkt = ref.inst_mkt[l_inst]
         keys = l_acct * 100 + l_mkt
-        # Statements exist for every safekeeping account with holdings, even if all its lines went missing.
+        # Every safekeeping account with holdings gets its statement, even if all its lines went missing.
         uniq = np.unique(np.concatenate([acct * 100 + mkt, keys]))
         stmt = np.searchsorted(uniq, keys)
         first = len(self.statements)
-        stmt_of_key = {}
         for key in uniq.tolist():
             a, m = divmod(key, 100)
-            day = t.window[m][-1]  # the last business day before today on that market
+            day = t.window[m][-1]  # the market's last business day before today
             safekeeping = ref.our_safekeeping[a, m]
-            sref = f"HLD-{safekeeping}-{str(day).replace('-', '')}"
-            stmt_of_key[key] = sref
             self._statement(
                 kind=src,
                 format="DEMO",
                 sender=ref.markets[m].our_agent_bic,
                 account_identifier=safekeeping,
                 account_id=a + 1,
-                statement_ref=sref,
+                statement_ref=f"HLD-{safekeeping}-{str(day).replace('-', '')}",
                 sequence_number=None,
                 statement_date=day,
                 currency=None,
                 opening_balance=None,
                 closing_balance=None,
                 file_name=f"demo/holdings/{ref.ac_code[a]}_{ref.markets[m].mic}_{day}.txt",
-                imported_at=min(int(_day_us(np.array([day]))[0]) + DAY + 4 * HOUR, t.cap),
+                imported_at=min(self._day_us(day) + DAY + 4 * HOUR, t.cap),
             )
         n_l = len(l_acct)
-        price8 = ref.inst_ref[l_inst] * np.power(10, PRICE_SCALE - ref.inst_pdp[l_inst])
         days = t.window[l_mkt, -1]
         parts = {
             "statement": stmt.astype(np.int64),
             "order": l_inst.astype(np.int64),
-            "reference": np.array(
-                [
-                    f"POS-{a + 1:03d}-{i + 1:05d}"
-                    for a, i in zip(l_acct.tolist(), l_inst.tolist(), strict=True)
-                ],
-                dtype=object,
-            ),
-            "related_reference": np.full(n_l, None, dtype=object),
+            "acct": l_acct,
+            "inst": l_inst,
+            "related_reference": _same(None, n_l),
             "value_date": days,
             "entry_date": days,
             "trade_date": np.full(n_l, np.datetime64("NaT"), dtype="datetime64[D]"),
@@ -2473,15 +2660,19 @@ class _Statements:
             "currency": self.ccy_names[ref.inst_ccy[l_inst]],
             "isin": ref.inst_isin[l_inst],
             "quantity": l_qty,
-            "price": price8,
-            "side": np.full(n_l, None, dtype=object),
-            "counterparty": np.full(n_l, None, dtype=object),
+            "price": ref.inst_ref[l_inst] * np.power(10, PRICE_SCALE - ref.inst_pdp[l_inst]),
+            "side": _same(None, n_l),
+            "counterparty": _same(None, n_l),
             "account_identifier": ref.our_safekeeping[l_acct, l_mkt],
             "description": np.array([s["name"] for s in ref.inst_specs], dtype=object)[l_inst],
-            "extra": np.full(n_l, "{}", dtype=object),
+            "extra": _same("{}", n_l),
         }
-        pos = {int(r): k for k, r in enumerate(lines.tolist())}
-        marks: dict[int, dict[str, Any]] = {}
+
+        def reference(p: dict[str, np.ndarray], a: int, b: int) -> list[Any]:
+            return [
+                f"POS-{x + 1:03d}-{i + 1:05d}"
+                for x, i in zip(p["acct"][a:b].tolist(), p["inst"][a:b].tolist(), strict=True)
+            ]
 
         def info(a: int, i: int) -> dict[str, Any]:
             return {
@@ -2490,79 +2681,80 @@ class _Statements:
                 "currency": dd.CURRENCIES[ref.inst_ccy[i]],
             }
 
+        pos = np.full(n, -1, dtype=np.int64)
+        pos[lines] = np.arange(len(lines))
+        marks: dict[int, dict[str, Any]] = {}
         for r in q_sel.tolist():
-            marks[pos[r]] = self._diff(
+            marks[int(pos[r])] = self._diff(
                 src, "QUANTITY", "quantity", settled[r], ext_qty[r], **info(acct[r], inst[r])
             )
         for r in missing.tolist():
+            day = t.window[mkt[r]][-1]
+            sref = f"HLD-{ref.our_safekeeping[acct[r], mkt[r]]}-{str(day).replace('-', '')}"
             self._diff(
-                src,
-                "MISSING",
-                "quantity",
-                settled[r],
-                None,
-                statement_ref=stmt_of_key[int(acct[r]) * 100 + int(mkt[r])],
-                **info(acct[r], inst[r]),
+                src, "MISSING", "quantity", settled[r], None, statement_ref=sref, **info(acct[r], inst[r])
             )
         for k in range(len(x_acct)):
             marks[len(lines) + k] = self._diff(
                 src, "EXTRA", "quantity", None, x_qty[k], **info(x_acct[k], x_inst[k])
             )
-        self._add_lines(first, parts, marks)
+        self._add_lines(first, parts, {"reference": reference}, marks)
 
     # (c) bank cash statements -----------------------------------------------------------------------------------------
 
     def _cash(self, rng: np.random.Generator) -> None:
+        """One statement per account, currency and value date with settled cash, opening and closing balances
+        chained from the opening cash; a few amounts differ (charges taken), lines missing, extra charges."""
         ref, t, st = self.ref, self.t, self.st
         src = StatementKind.CASH.value
         c = st.cash
         rows = np.flatnonzero(c["kind"] == st.k_st)
         n = len(rows)
-        idx = np.arange(n)
-        a_sel = _pick(rng, idx, _share(n, 0.0005))
-        missing = _pick(rng, idx, _share(n, 0.0003), exclude=a_sel)
-        acct = c["account"][rows]
-        ccy = c["currency"][rows]
+        free = np.ones(n, dtype=bool)
+        a_sel = _pick(rng, free, _share(n, 0.0005))
+        missing = _pick(rng, free, _share(n, 0.0003))
+        acct = c["account"][rows].astype(np.int64)
+        ccy = c["currency"][rows].astype(np.int64)
         amount = c["amount"][rows]
         vday = c["value_date"][rows]
-        unit = np.where(ccy == CCY["JPY"], 10_000, 100)  # cents per currency unit, charges in whole yen
+        unit = np.where(ccy == CCY["JPY"], 100 * UNIT, UNIT)  # charges of 25 USD/EUR/GBP/CHF, 2,500 JPY
         ext = amount.copy()
         ext[a_sel] = amount[a_sel] - 25 * unit[a_sel]  # the bank took its charges out of the settlement
-        keep = np.setdiff1d(idx, missing)
+        keep = np.flatnonzero(~np.isin(np.arange(n), missing))
         # Extra lines: account charges on a day the account already has a statement.
-        n_x = _share(n, 0.0003)
-        x_base = rng.choice(keep, size=min(n_x, len(keep)), replace=False) if len(keep) else keep
+        x_base = (
+            np.sort(rng.choice(keep, size=min(_share(n, 0.0003), len(keep)), replace=False))
+            if len(keep)
+            else keep
+        )
         x_amount = -unit[x_base] * rng.integers(10, 60, len(x_base))
 
-        l_rows = np.concatenate([rows[keep], np.full(len(x_base), -1)])
+        src_row = np.concatenate([rows[keep], np.full(len(x_base), -1)])  # row in st.cash, -1 for charges
         l_acct = np.concatenate([acct[keep], acct[x_base]])
         l_ccy = np.concatenate([ccy[keep], ccy[x_base]])
         l_day = np.concatenate([vday[keep], vday[x_base]])
         l_amount = np.concatenate([ext[keep], x_amount])
-        l_mov = np.concatenate([st.cash_ids[rows[keep]], np.full(len(x_base), 0)])
-        keys = (l_acct * 10 + l_ccy) * 100_000 + (l_day - np.datetime64("2000-01-01")).astype(np.int64)
+        keys = (l_acct * 10 + l_ccy) * 100_000 + (l_day - EPOCH_DAY).astype(np.int64)
         uniq, stmt = np.unique(keys, return_inverse=True)
-        # Balances: the first statement opens at the book's settled balance before that day (the opening cash);
-        # each later one opens at the previous closing, so a difference carries forward as it does at a bank.
-        sums = np.bincount(stmt, weights=None, minlength=len(uniq)) * 0
-        sums = pd.Series(l_amount).groupby(stmt).sum().reindex(range(len(uniq)), fill_value=0).to_numpy()
+        # The first statement of an account and currency opens at the book's settled balance before that day (the
+        # opening cash); each later one opens at the previous closing, so a difference carries forward.
+        sums = np.zeros(len(uniq), dtype=np.int64)
+        np.add.at(sums, stmt, l_amount)
         pair = uniq // 100_000
+        dep = c["kind"] == list(MovementKind).index(MovementKind.DEPOSIT)
         deposits = pd.Series(
-            c["amount"][c["kind"] == list(MovementKind).index(MovementKind.DEPOSIT)],
-            index=c["account"][c["kind"] == list(MovementKind).index(MovementKind.DEPOSIT)] * 10
-            + c["currency"][c["kind"] == list(MovementKind).index(MovementKind.DEPOSIT)],
+            c["amount"][dep], index=c["account"][dep].astype(np.int64) * 10 + c["currency"][dep]
         )
         base = deposits.groupby(level=0).sum().reindex(pair, fill_value=0).to_numpy()
         frame = pd.DataFrame({"pair": pair, "sum": sums})
-        before = frame.groupby("pair")["sum"].cumsum().to_numpy() - sums
-        opening = base + before
+        opening = base + frame.groupby("pair")["sum"].cumsum().to_numpy() - sums
         closing = opening + sums
         seq = frame.groupby("pair").cumcount().to_numpy() + 1
         first = len(self.statements)
         for k, key in enumerate(uniq.tolist()):
-            p, dnum = divmod(key, 100_000)
-            a, cc = divmod(p, 10)
-            day = np.datetime64("2000-01-01") + np.timedelta64(dnum, "D")
+            pr, dnum = divmod(key, 100_000)
+            a, cc = divmod(pr, 10)
+            day = EPOCH_DAY + np.timedelta64(dnum, "D")
             account = ref.cash_account[a, cc]
             self._statement(
                 kind=src,
@@ -2574,54 +2766,61 @@ class _Statements:
                 sequence_number=str(seq[k]),
                 statement_date=day,
                 currency=dd.CURRENCIES[cc],
-                opening_balance=opening[k],
-                closing_balance=closing[k],
+                opening_balance=int(opening[k]),
+                closing_balance=int(closing[k]),
                 file_name=f"demo/cash/{ref.ac_code[a]}-{dd.CURRENCIES[cc]}-{day}.sta",
-                imported_at=min(int(_day_us(np.array([day]))[0]) + DAY + 3 * HOUR, t.cap),
+                imported_at=min(self._day_us(day) + DAY + 3 * HOUR, t.cap),
             )
         n_l = len(l_acct)
-        trow = np.where(l_rows >= 0, c["trade_row"][np.maximum(l_rows, 0)], -1)
-        instr = np.where(l_rows >= 0, c["instruction"][np.maximum(l_rows, 0)], 0)
-        related = np.empty(n_l, dtype=object)
-        for k in range(n_l):
-            if instr[k]:
-                related[k] = f"SEME{instr[k]:012d}"
-            elif trow[k] >= 0:
-                related[k] = t.trade_ref[trow[k]]
-            else:
-                related[k] = None
-        buy = np.where(trow >= 0, t.buy[np.maximum(trow, 0)], False)
-        fut = np.where(trow >= 0, t.fut[np.maximum(trow, 0)], False)
-        description = np.where(
-            trow < 0,
-            "Account charges",
-            np.where(fut, "Futures commission and fees", np.where(buy, "RVP settlement", "DVP settlement")),
-        ).astype(object)
-        isin = np.where(trow >= 0, ref.inst_isin[t.inst[np.maximum(trow, 0)]], None)
+        charge = src_row < 0
+        safe = np.maximum(src_row, 0)
+        trow = np.where(charge, -1, c["trade_row"][safe])
+        instr = np.where(charge, 0, c["instruction"][safe])
+        tsafe = np.maximum(trow, 0)
+        fut = ~charge & t.fut[tsafe]
+        buy = ~charge & t.buy[tsafe]
+        labels = np.array(
+            ["DVP settlement", "RVP settlement", "Futures commission and fees", "Account charges"],
+            dtype=object,
+        )
+        description = labels[np.where(charge, 3, np.where(fut, 2, buy.astype(np.intp)))]
+        isin = ref.inst_isin[t.inst[tsafe]]
+        isin[charge] = None
+        movement = np.where(charge, 0, st.cash_ids[safe])
         parts = {
             "statement": stmt.astype(np.int64),
-            "order": l_mov.astype(np.int64) + np.where(l_rows < 0, 10**12, 0),
-            "reference": np.array(
-                [f"BNK{m:010d}" if m else f"BNKCHG{k:06d}" for k, m in enumerate(l_mov.tolist())],
-                dtype=object,
-            ),
-            "related_reference": related,
+            "order": movement + np.where(charge, 10**12, 0),
+            "movement": movement,
+            "charge_no": np.where(charge, np.cumsum(charge) - 1, -1),
+            "instruction": instr,
+            "trade_row": trow,
             "value_date": l_day,
             "entry_date": l_day,
             "trade_date": np.full(n_l, np.datetime64("NaT"), dtype="datetime64[D]"),
             "amount": l_amount,
             "currency": self.ccy_names[l_ccy],
-            "isin": isin.astype(object),
+            "isin": isin,
             "quantity": np.full(n_l, NAT, dtype=np.int64),
             "price": np.full(n_l, NAT, dtype=np.int64),
-            "side": np.full(n_l, None, dtype=object),
-            "counterparty": np.full(n_l, None, dtype=object),
+            "side": _same(None, n_l),
+            "counterparty": _same(None, n_l),
             "account_identifier": ref.cash_account[l_acct, l_ccy],
             "description": description,
-            "extra": np.full(n_l, "{}", dtype=object),
+            "extra": _same("{}", n_l),
         }
-        pos = {int(r): k for k, r in enumerate(keep.tolist())}
-        marks: dict[int, dict[str, Any]] = {}
+
+        def reference(p: dict[str, np.ndarray], a: int, b: int) -> list[Any]:
+            return [
+                f"BNK{m:010d}" if m else f"BNKCHG{x:06d}"
+                for m, x in zip(p["movement"][a:b].tolist(), p["charge_no"][a:b].tolist(), strict=True)
+            ]
+
+        def related(p: dict[str, np.ndarray], a: int, b: int) -> list[Any]:
+            # Settlements quote our instruction reference; futures fees the trade reference.
+            out: list[Any] = []
+            for i, r in zip(p["instruction"][a:b].tolist(), p["trade_row"][a:b].tolist(), strict=True):
+                out.append(f"SEME{i:012d}" if i else (t.trade_ref[r] if r >= 0 else None))
+            return out
 
         def info(r: int) -> dict[str, Any]:
             tr = int(c["trade_row"][rows[r]])
@@ -2632,25 +2831,30 @@ class _Statements:
                 "currency": dd.CURRENCIES[ccy[r]],
             }
 
+        pos = np.full(n, -1, dtype=np.int64)
+        pos[keep] = np.arange(len(keep))
+        marks: dict[int, dict[str, Any]] = {}
         for r in a_sel.tolist():
-            marks[pos[r]] = self._diff(
-                src, "AMOUNT", "amount", _dec(amount[r], 2), _dec(ext[r], 2), **info(r)
+            marks[int(pos[r])] = self._diff(
+                src, "AMOUNT", "amount", _dec(amount[r], MONEY_SCALE), _dec(ext[r], MONEY_SCALE), **info(r)
             )
         for r in missing.tolist():
-            key = (int(acct[r]) * 10 + int(ccy[r])) * 100_000 + int(
-                (vday[r] - np.datetime64("2000-01-01")).astype(np.int64)
-            )
-            hit = np.searchsorted(uniq, key)
+            key = (int(acct[r]) * 10 + int(ccy[r])) * 100_000 + int((vday[r] - EPOCH_DAY).astype(np.int64))
+            hit = int(np.searchsorted(uniq, key))
             sref = (
                 self.statements[first + hit]["statement_ref"]
                 if hit < len(uniq) and uniq[hit] == key
                 else None
             )
-            self._diff(src, "MISSING", "amount", _dec(amount[r], 2), None, statement_ref=sref, **info(r))
+            self._diff(
+                src, "MISSING", "amount", _dec(amount[r], MONEY_SCALE), None, statement_ref=sref, **info(r)
+            )
         for k, r in enumerate(x_base.tolist()):
             i = info(r) | {"trade_ref": None, "isin": None}
-            marks[len(keep) + k] = self._diff(src, "EXTRA", "amount", None, _dec(x_amount[k], 2), **i)
-        self._add_lines(first, parts, marks)
+            marks[len(keep) + k] = self._diff(
+                src, "EXTRA", "amount", None, _dec(x_amount[k], MONEY_SCALE), **i
+            )
+        self._add_lines(first, parts, {"reference": reference, "related_reference": related}, marks)
 
     # frames ------------------------------------------------------------------------------------------------------------
 
@@ -2682,28 +2886,22 @@ class _Statements:
         f.add("imported_by_id", "const", None)
         return f
 
-    def line_frame(self) -> Frame:
-        parts = {k: np.concatenate([p[k] for p in self.line_parts]) for k in (*LINE_KEYS, "line_no")}
-        n = len(parts["statement"])
-        f = Frame("statement_lines", n)
-        f.add("id", "int", np.arange(1, n + 1, dtype=np.int64))
-        f.add("statement_id", "int", parts["statement"] + 1)
-        f.add("line_no", "int", parts["line_no"])
-        for key in ("reference", "related_reference"):
-            f.add(key, "text", parts[key])
-        for key in ("value_date", "entry_date", "trade_date"):
-            f.add(key, "day", parts[key])
-        f.add("amount", "money", parts["amount"])
-        f.add("currency", "text", parts["currency"])
-        f.add("isin", "text", parts["isin"])
-        f.add("quantity", "int", parts["quantity"])
-        f.add("price", "price", parts["price"])
-        for key in ("side", "counterparty", "account_identifier", "description", "extra"):
-            f.add(key, "text", parts[key])
-        return f
-
-
-def _json_dumps(value: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    def line_frames(self) -> list[Frame]:
+        """One frame per kind of statement (consecutive ids), so the big line arrays are never concatenated."""
+        frames = []
+        next_id = 1
+        for block in self.blocks:
+            p = block.parts
+            f = Frame("statement_lines", block.n)
+            f.add("id", "int", np.arange(next_id, next_id + block.n, dtype=np.int64))
+            f.add("statement_id", "int", p["statement"] + 1)
+            f.add("line_no", "int", p["line_no"])
+            for name, kind in LINE_COLUMNS.items():
+                if name in block.lazy:
+                    fn = block.lazy[name]
+                    f.add(name, "lazy", lambda a, b, fn=fn, p=p: fn(p, a, b))
+                else:
+                    f.add(name, kind, p[name])
+            frames.append(f)
+            next_id += block.n
+        return frames

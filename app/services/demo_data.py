@@ -689,7 +689,6 @@ class AccountSpec:
     segregation: Segregation
     base_currency: str
     has_lei: bool
-    commission_bp: int  # commission on equities and ETFs, basis points of gross
     weight: float  # share of the trade flow
     futures: bool  # may trade futures
 
@@ -697,76 +696,56 @@ class AccountSpec:
 A = KycStatus.APPROVED
 ACCOUNTS: tuple[AccountSpec, ...] = (
     AccountSpec(
-        "HOUSE-EQ", "Principal Equities Book", "HOUSE", A, Segregation.HOUSE, "USD", True, 0, 9.0, False
+        "HOUSE-EQ", "Principal Equities Book", "HOUSE", A, Segregation.HOUSE, "USD", True, 9.0, False
     ),
     AccountSpec(
-        "HOUSE-FI", "Principal Fixed Income Book", "HOUSE", A, Segregation.HOUSE, "EUR", True, 0, 6.0, False
+        "HOUSE-FI", "Principal Fixed Income Book", "HOUSE", A, Segregation.HOUSE, "EUR", True, 6.0, False
     ),
     AccountSpec(
-        "HOUSE-FUT", "Futures Proprietary Book", "HOUSE", A, Segregation.HOUSE, "EUR", True, 0, 3.0, True
+        "HOUSE-FUT", "Futures Proprietary Book", "HOUSE", A, Segregation.HOUSE, "EUR", True, 3.0, True
     ),
     AccountSpec(
-        "HOUSE-FAC", "Client Facilitation Book", "HOUSE", A, Segregation.HOUSE, "USD", True, 0, 4.0, False
+        "HOUSE-FAC", "Client Facilitation Book", "HOUSE", A, Segregation.HOUSE, "USD", True, 4.0, False
     ),
     AccountSpec(
-        "C-HVPF", "Harbour View Pension Fund", "CLIENT", A, Segregation.SEGREGATED, "GBP", True, 4, 6.0, False
+        "C-HVPF", "Harbour View Pension Fund", "CLIENT", A, Segregation.SEGREGATED, "GBP", True, 6.0, False
     ),
     AccountSpec(
-        "C-ASAM", "Alder Street Asset Management", "CLIENT", A, Segregation.OMNIBUS, "USD", True, 5, 7.0, True
+        "C-ASAM", "Alder Street Asset Management", "CLIENT", A, Segregation.OMNIBUS, "USD", True, 7.0, True
     ),
     AccountSpec(
-        "C-CHEN", "Cedar Hill Endowment", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 6, 3.0, False
+        "C-CHEN", "Cedar Hill Endowment", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 3.0, False
     ),
     AccountSpec(
-        "C-FFO", "Fenwick Family Office", "CLIENT", A, Segregation.SEGREGATED, "CHF", False, 10, 1.5, False
+        "C-FFO", "Fenwick Family Office", "CLIENT", A, Segregation.SEGREGATED, "CHF", False, 1.5, False
     ),
     AccountSpec(
-        "C-GINS", "Glenmore Insurance plc", "CLIENT", A, Segregation.SEGREGATED, "GBP", True, 4, 4.0, False
+        "C-GINS", "Glenmore Insurance plc", "CLIENT", A, Segregation.SEGREGATED, "GBP", True, 4.0, False
     ),
     AccountSpec(
-        "C-KGMF", "Kestrel Global Macro Fund", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 3, 6.0, True
+        "C-KGMF", "Kestrel Global Macro Fund", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 6.0, True
     ),
     AccountSpec(
-        "C-LPC", "Lindqvist Private Client", "CLIENT", A, Segregation.SEGREGATED, "EUR", False, 10, 1.0, False
+        "C-LPC", "Lindqvist Private Client", "CLIENT", A, Segregation.SEGREGATED, "EUR", False, 1.0, False
+    ),
+    AccountSpec("C-MHLD", "Marchetti Holdings", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 1.5, False),
+    AccountSpec(
+        "C-NLIF", "Northern Lights Income Fund", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 4.0, False
     ),
     AccountSpec(
-        "C-MHLD", "Marchetti Holdings", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 8, 1.5, False
+        "C-OUE", "Oakhurst University Endowment", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 2.5, False
     ),
     AccountSpec(
-        "C-NLIF",
-        "Northern Lights Income Fund",
-        "CLIENT",
-        A,
-        Segregation.SEGREGATED,
-        "USD",
-        True,
-        5,
-        4.0,
-        False,
+        "C-PCP", "Pelham Capital Partners", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 4.5, True
     ),
     AccountSpec(
-        "C-OUE",
-        "Oakhurst University Endowment",
-        "CLIENT",
-        A,
-        Segregation.SEGREGATED,
-        "USD",
-        True,
-        6,
-        2.5,
-        False,
+        "C-QMAF", "Quayside Multi-Asset Fund", "CLIENT", A, Segregation.OMNIBUS, "EUR", True, 5.0, True
     ),
     AccountSpec(
-        "C-PCP", "Pelham Capital Partners", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 4, 4.5, True
+        "C-RCT", "Rosewood Charitable Trust", "CLIENT", A, Segregation.SEGREGATED, "GBP", True, 1.5, False
     ),
     AccountSpec(
-        "C-QMAF", "Quayside Multi-Asset Fund", "CLIENT", A, Segregation.OMNIBUS, "EUR", True, 5, 5.0, True
-    ),
-    AccountSpec(
-        "C-RCT", "Rosewood Charitable Trust", "CLIENT", A, Segregation.SEGREGATED, "GBP", True, 7, 1.5, False
-    ),
-    AccountSpec(
-        "C-SGF", "Saltmarsh Growth Fund", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 5, 4.0, False
+        "C-SGF", "Saltmarsh Growth Fund", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 4.0, False
     ),
     AccountSpec(
         "C-TWM",
@@ -776,39 +755,25 @@ ACCOUNTS: tuple[AccountSpec, ...] = (
         Segregation.OMNIBUS,
         "GBP",
         True,
-        8,
         4.0,
         False,
     ),
+    AccountSpec("C-VSF", "Vireo Sovereign Fund", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 5.0, True),
     AccountSpec(
-        "C-VSF", "Vireo Sovereign Fund", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 2, 5.0, True
+        "C-WPO", "Whitcombe Private Office", "CLIENT", A, Segregation.SEGREGATED, "CHF", False, 1.0, False
     ),
     AccountSpec(
-        "C-WPO", "Whitcombe Private Office", "CLIENT", A, Segregation.SEGREGATED, "CHF", False, 10, 1.0, False
+        "C-YEEF", "Yarrow Ethical Equity Fund", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 3.0, False
     ),
     AccountSpec(
-        "C-YEEF",
-        "Yarrow Ethical Equity Fund",
-        "CLIENT",
-        A,
-        Segregation.SEGREGATED,
-        "EUR",
-        True,
-        5,
-        3.0,
-        False,
+        "C-ZHP", "Zephyr Hedge Partners", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 5.0, True
+    ),
+    AccountSpec("C-BTC", "Bellamy Trust Company", "CLIENT", A, Segregation.OMNIBUS, "USD", True, 2.0, False),
+    AccountSpec(
+        "C-DRP", "Drummond Retirement Plan", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 2.5, False
     ),
     AccountSpec(
-        "C-ZHP", "Zephyr Hedge Partners", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 3, 5.0, True
-    ),
-    AccountSpec(
-        "C-BTC", "Bellamy Trust Company", "CLIENT", A, Segregation.OMNIBUS, "USD", True, 6, 2.0, False
-    ),
-    AccountSpec(
-        "C-DRP", "Drummond Retirement Plan", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 4, 2.5, False
-    ),
-    AccountSpec(
-        "C-EBF", "Everly Balanced Fund", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 5, 2.5, False
+        "C-EBF", "Everly Balanced Fund", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 2.5, False
     ),
     # A few accounts whose KYC is not approved: their trades wait in repair.
     AccountSpec(
@@ -819,7 +784,6 @@ ACCOUNTS: tuple[AccountSpec, ...] = (
         Segregation.SEGREGATED,
         "GBP",
         True,
-        5,
         0.4,
         False,
     ),
@@ -831,7 +795,6 @@ ACCOUNTS: tuple[AccountSpec, ...] = (
         Segregation.SEGREGATED,
         "USD",
         True,
-        4,
         0.4,
         False,
     ),
@@ -843,7 +806,6 @@ ACCOUNTS: tuple[AccountSpec, ...] = (
         Segregation.OMNIBUS,
         "EUR",
         True,
-        8,
         0.4,
         False,
     ),
@@ -855,7 +817,6 @@ ACCOUNTS: tuple[AccountSpec, ...] = (
         Segregation.SEGREGATED,
         "USD",
         True,
-        5,
         0.3,
         False,
     ),
@@ -867,7 +828,6 @@ ACCOUNTS: tuple[AccountSpec, ...] = (
         Segregation.SEGREGATED,
         "USD",
         True,
-        5,
         0.2,
         False,
     ),
@@ -883,13 +843,14 @@ DEMO_USERS: tuple[tuple[str, Role, str, str], ...] = (
     ("auditor", Role.AUDITOR, "Alex Auditor", "Europe/London"),
 )
 
-# Validation reason codes of trades in the repair queue, with the field at fault.
+# Reason codes of the demo's trades in repair, with the field at fault: trade capture's codes
+# (capture.validation.REASONS), so the repair queue, its filters and re-validation treat demo trades like imported ones.
 REPAIR_CODES = {
-    "BAD_ISIN": "isin",
-    "UNKNOWN_ISIN": "isin",
-    "UNKNOWN_CPTY": "counterparty_code",
+    "ISIN_CHECK": "isin",
+    "ISIN_UNKNOWN": "isin",
+    "CPTY_UNKNOWN": "counterparty_code",
     "PRICE_TOLERANCE": "price",
-    "MISSING_SSI": "their_ssi_id",
+    "SSI_MISSING": "their_ssi",
     "KYC_NOT_APPROVED": "account_code",
 }
 

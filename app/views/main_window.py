@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QTabWidget,
 
 from app import __version__
 from app.services import preferences
+from app.services.permissions import Permission
 from app.views import resources
 from app.views.monitor import ChangeFeed, ConnectionMonitor
 from app.views.panes import PANE_CLASSES, Pane, Workspace
@@ -227,6 +228,27 @@ class MainWindow(QMainWindow):
         refresh.setStatusTip("Reload the panes on screen")
         refresh.triggered.connect(self.refresh_visible)
         file_menu.addAction(refresh)
+        file_menu.addSeparator()
+        # Trade files in and the blotter's view out; both act on the blotter pane and bring it forward.
+        blotter = self.panes.get("trade_blotter")
+        self.import_action = QAction(resources.icon("import"), "&Import trades…", self)
+        self.import_action.setShortcut(QKeySequence("Ctrl+I"))
+        self.import_action.setStatusTip(
+            "Import front-office trade files (CSV, XLSX, FIX log) into the blotter"
+        )
+        self.import_action.setVisible(self.actor.can(Permission.IMPORT))
+        file_menu.addAction(self.import_action)
+        export_menu = file_menu.addMenu(resources.icon("export"), "&Export blotter")
+        self.export_actions: dict[str, QAction] = {}
+        for fmt, text in (("csv", "As &CSV…"), ("xlsx", "As Excel &workbook (XLSX)…")):
+            action = export_menu.addAction(text)
+            self.export_actions[fmt] = action
+        if blotter is not None:
+            self.import_action.triggered.connect(lambda: (self.go_to("trade_blotter"), blotter.ask_import()))
+            for fmt, action in self.export_actions.items():
+                action.triggered.connect(
+                    lambda _c=False, f=fmt: (self.go_to("trade_blotter"), blotter.ask_export(f))
+                )
         file_menu.addSeparator()
         quit_action = QAction(resources.icon("quit"), "&Quit", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))

@@ -66,7 +66,15 @@ REQUIRED: tuple[str, ...] = ("trade_ref", "isin", "account", "side", "quantity",
 COUNTERPARTY_KEYS: tuple[str, ...] = ("counterparty", "counterparty_lei", "counterparty_bic")
 
 _DEFAULT_SIDES = {"BUY": "BUY", "B": "BUY", "SELL": "SELL", "S": "SELL"}
-_DEFAULT_ACTIONS = {"": "NEW", "NEW": "NEW", "N": "NEW", "AMEND": "AMEND", "A": "AMEND", "CANCEL": "CANCEL", "C": "CANCEL"}
+_DEFAULT_ACTIONS = {
+    "": "NEW",
+    "NEW": "NEW",
+    "N": "NEW",
+    "AMEND": "AMEND",
+    "A": "AMEND",
+    "CANCEL": "CANCEL",
+    "C": "CANCEL",
+}
 
 
 def _frozen(d: Mapping[str, str]) -> Mapping[str, str]:
@@ -201,7 +209,9 @@ def _check(profile: Profile, origin: str) -> Profile:
             f"(found {', '.join(sorted(bad_sides | bad_actions))})."
         )
     if len(profile.delimiter) != 1:
-        raise ValidationFailed(f"Profile {origin}: the delimiter must be one character, not {profile.delimiter!r}.")
+        raise ValidationFailed(
+            f"Profile {origin}: the delimiter must be one character, not {profile.delimiter!r}."
+        )
     return profile
 
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 QTY_SCALE = 6
 PRICE_SCALE = 8
@@ -89,6 +90,8 @@ def parse_units(
     negative = np.zeros(n, dtype=bool)
     bad = too_wide.copy()
     too_precise = np.zeros(n, dtype=bool)
+    since_sep = np.zeros(n, dtype=np.int64)  # integer digits since the last thousands separator
+    seen_sep = np.zeros(n, dtype=bool)
     limit = _MAX_DIGITS - scale
     for c in chars:
         is_pad = c == 0
@@ -105,9 +108,16 @@ def parse_units(
         negative |= (c == 45) & ~started
         bad |= is_dec & in_frac
         bad |= is_th & (in_frac | ~digits)
+        # Thousands groups have three digits ("1,892.50"; not "1,2,3"), the first one to three.
+        group_end = is_th | (is_dec & ~in_frac)
+        bad |= group_end & seen_sep & (since_sep != 3)
+        bad |= is_th & ~seen_sep & (since_sep > 3)
+        seen_sep |= is_th
+        since_sep = np.where(is_th, 0, since_sep)
         bad |= content & ~(is_digit | is_dec | is_th | is_sign)
         d = (c - 48).astype(np.int64)
         int_digit = is_digit & ~in_frac
+        since_sep += int_digit
         sig_int += int_digit & ((acc > 0) | (d > 0))
         frac_digit = is_digit & in_frac
         keep = int_digit | (frac_digit & (n_frac < scale))
@@ -120,6 +130,7 @@ def parse_units(
         started |= content
     del ended
     bad |= started & ~digits
+    bad |= seen_sep & ~in_frac & (since_sep != 3)
     too_large = sig_int > limit
     value = acc * _POW10[scale - n_frac]
     problem[too_large] = TOO_LARGE
@@ -143,7 +154,9 @@ def round_div(num: np.ndarray, den: Any, *, half_up: bool = False) -> np.ndarray
     Works element-wise on object arrays of Python ints (exact) and on int64 arrays; ``den`` is positive.
     """
     num = np.asarray(num)
-    den_arr = np.broadcast_to(np.asarray(den, dtype=num.dtype if num.dtype == object else np.int64), num.shape)
+    den_arr = np.broadcast_to(
+        np.asarray(den, dtype=num.dtype if num.dtype == object else np.int64), num.shape
+    )
     q = num // den_arr
     r = num - q * den_arr  # 0 <= r < den (floor division)
     twice = r * 2
@@ -207,3 +220,25 @@ def display(value: Decimal, places: int = 2) -> str:
 
 def take_text(values: Sequence[str] | np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=object)[idx]
+
+
+def frame_of(columns: dict[str, Any], index: Any = None) -> pd.DataFrame:
+    """A DataFrame whose text columns stay numpy object columns.
+
+    pandas 3 turns an object column of strings into its ``str`` dtype by default, which reads None as NaN and makes
+    every later conversion back to Python strings cost a pass over the column; the pipeline wants plain objects.
+    Lists and object arrays become object Series; typed arrays (ints, datetimes, categoricals) pass through.
+    """
+    data: dict[str, Any] = {}
+    for name, values in columns.items():
+        if isinstance(values, list) or (isinstance(values, np.ndarray) and values.dtype == object):
+            data[name] = pd.Series(values, dtype=object, index=index)
+        else:
+            data[name] = values
+    return pd.DataFrame(data, index=index)
+
+
+def records_frame(records: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
+    """``frame_of`` for a list of row dicts (the few rows of the ordered path and of FIX orders)."""
+    names = columns or (list(records[0]) if records else [])
+    return frame_of({n: [r.get(n) for r in records] for n in names})

@@ -1,0 +1,196 @@
+"""Bulk writes for imports: ids allocated up front, rows as columns, COPY on PostgreSQL, executemany on SQLite.
+
+Never an ORM object or a statement per row. Values go to the driver in the form each backend stores:
+
+* PostgreSQL: ``COPY table (...) FROM STDIN`` through psycopg 3's ``write_row``; numbers as Python floats when they
+  have at most 15 significant digits (a float's repr is then exactly the decimal, so ``numeric`` receives the exact
+  value) and as ``Decimal`` beyond; timestamps as ISO text with a UTC offset.
+* SQLite: ``executemany`` in chunks of ``CHUNK`` rows on the unit of work's connection; numbers as the float
+  SQLAlchemy's ``Numeric`` would store (SQLite has no decimal type; see docs/architecture.md), dates and timestamps
+  as the text SQLAlchemy's ``Date``/``DateTime`` types write (``2026-11-25``, ``2026-11-25 13:45:01.123000``), so
+  rows written here read back through the ORM exactly like rows it wrote itself.
+
+Ids: on PostgreSQL from the table's sequence (``nextval`` over ``generate_series``), safe with concurrent writers;
+on SQLite ``max(id) + 1 ...`` inside the ``BEGIN IMMEDIATE`` transaction, which no other writer can enter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from .units import to_decimal, to_float
+
+CHUNK = 50_000
+# SQLite page cache for a bulk write, in KiB (negative PRAGMA value). The trades table has ~20 indexes (one per
+# sortable blotter column); with the default 2 MB cache most index inserts miss the cache, and a bulk load runs
+# about twice as slowly. Memory is taken only as pages are touched, and the setting is restored afterwards.
+SQLITE_BULK_CACHE_KIB = 262_144
+_EXACT_FLOAT_LIMIT = 10**15  # at most 15 significant digits: float repr is the exact decimal
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+@contextlib.contextmanager
+def bulk_write(session: Session) -> Iterator[None]:
+    """Connection settings for a bulk write, restored on exit (SQLite: a larger page cache)."""
+    if is_postgres(session):
+        yield
+        return
+    conn = session.connection()
+    before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_BULK_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before or -2000)}")
+
+
+# SQLite: an import that at least doubles a table rebuilds the table's secondary indexes once, by sorting, instead
+# of updating each of them row by row (trades has one per sortable blotter column).
+DEFER_INDEXES_MIN_ROWS = 50_000
+
+
+@contextlib.contextmanager
+def deferred_indexes(session: Session, table: str, new_rows: int) -> Iterator[bool]:
+    """On SQLite, for a bulk insert of ``new_rows`` into ``table`` at least as large as the table already is,
+    drop its non-unique secondary indexes and create them again (from their own stored SQL) when the block ends.
+
+    All of it happens inside the write transaction: a failure or a cancel rolls the drop back with everything else,
+    and readers (WAL snapshots) keep seeing the committed table with its indexes. Unique indexes stay, so
+    constraints are checked as always. PostgreSQL keeps its indexes: dropping one takes an exclusive lock that would
+    stall every other workstation's blotter for the duration of the import. Yields whether indexes were deferred.
+    """
+    if is_postgres(session) or new_rows < DEFER_INDEXES_MIN_ROWS:
+        yield False
+        return
+    conn = session.connection()
+    existing = int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() or 0)
+    if new_rows < existing:
+        yield False
+        return
+    indexes = [
+        (name, sql)
+        for name, sql in conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+            (table,),
+        ).all()
+        if not sql.upper().startswith("CREATE UNIQUE")
+    ]
+    for name, _ in indexes:
+        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    yield True
+    for _, sql in indexes:
+        conn.exec_driver_sql(sql)
+
+
+def allocate_ids(session: Session, table: str, n: int) -> np.ndarray:
+    """n fresh primary keys for ``table`` (int64), in ascending order."""
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if is_postgres(session):
+        rows = session.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table, "n": n},
+        ).scalars()
+        return np.sort(np.fromiter(rows, dtype=np.int64, count=n))
+    start = int(session.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar() or 0) + 1
+    return np.arange(start, start + n, dtype=np.int64)
+
+
+def numbers(units: np.ndarray, scale: int, session: Session) -> list[Any]:
+    """Exact decimal values (int64 units of 10^-scale) in the form the backend's driver takes."""
+    floats = to_float(units, scale)
+    if not is_postgres(session):
+        return floats.tolist()
+    out: list[Any] = floats.tolist()
+    for i in np.flatnonzero(np.abs(units) >= _EXACT_FLOAT_LIMIT):
+        out[i] = to_decimal(int(units[i]), scale)
+    return out
+
+
+def dates(values: np.ndarray) -> list[str | None]:
+    """datetime64 dates as 'YYYY-MM-DD' text (None for NaT), formatting each distinct date once."""
+    days = np.asarray(values).astype("datetime64[D]")
+    uniq, inverse = np.unique(days, return_inverse=True)
+    text_ = np.array([None if np.isnat(d) else str(d) for d in uniq], dtype=object)
+    return text_[inverse.reshape(-1)].tolist() if days.size else []
+
+
+def timestamps(values: np.ndarray, session: Session) -> list[str | None]:
+    """Naive-UTC datetime64 values as the backend's timestamp text (None for NaT), each distinct value once."""
+    stamps = np.asarray(values).astype("datetime64[us]")
+    if stamps.size == 0:
+        return []
+    uniq, inverse = np.unique(stamps, return_inverse=True)
+    suffix = "+00:00" if is_postgres(session) else ""
+    text_ = np.datetime_as_string(uniq, unit="us").astype(object)
+    text_ = np.array([t.replace("T", " ") + suffix for t in text_.tolist()], dtype=object)
+    text_[np.isnat(uniq)] = None
+    return text_[inverse.reshape(-1)].tolist()
+
+
+def timestamp(value: dt.datetime, session: Session) -> str:
+    """One aware datetime as the backend's timestamp text."""
+    utc = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return utc.isoformat(sep=" ", timespec="microseconds") + ("+00:00" if is_postgres(session) else "")
+
+
+def insert_rows(
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    data: Sequence[Sequence[Any]],
+    *,
+    on_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """Insert len(data[0]) rows given column by column. ``on_chunk(rows_done)`` runs between chunks (progress,
+    cancel). Returns the number of rows."""
+    n = len(data[0]) if data else 0
+    if n == 0:
+        return 0
+    conn = session.connection()
+    if is_postgres(session):
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for done, row in enumerate(zip(*data, strict=True), start=1):
+                copy.write_row(row)
+                if on_chunk is not None and done % CHUNK == 0:
+                    on_chunk(done)
+        cursor.close()
+    else:
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        rows = list(zip(*data, strict=True))
+        for start in range(0, n, CHUNK):
+            conn.exec_driver_sql(sql, rows[start : start + CHUNK])
+            if on_chunk is not None:
+                on_chunk(min(start + CHUNK, n))
+    if on_chunk is not None:
+        on_chunk(n)
+    return n
+
+
+def execute_many(session: Session, sql: str, params: list[tuple[Any, ...]]) -> int:
+    """An UPDATE (or other statement) with '?' placeholders for each parameter tuple; returns rows affected."""
+    if not params:
+        return 0
+    conn = session.connection()
+    if is_postgres(session):
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.executemany(sql.replace("?", "%s"), params, returning=False)
+        count = cursor.rowcount
+        cursor.close()
+        return int(count)
+    total = 0
+    for start in range(0, len(params), CHUNK):
+        result = conn.exec_driver_sql(sql, params[start : start + CHUNK])
+        total += int(result.rowcount)
+    return total

@@ -1,0 +1,531 @@
+"""Repairing a trade in the repair queue, and everything the blotter's detail panel shows about one trade.
+
+``repair_trade`` lets a clerk edit the front-office fields that failed validation (ISIN, account, counterparty,
+side, quantity, price, currency, trade date and time), then re-validates and re-enriches the trade with exactly the
+rules of the import (validation.py, enrichment.py): clean, it becomes VALIDATED and its open exceptions are cleared
+(``cleared_at``); otherwise it stays in REPAIR with the new reasons. The edit is a versioned update
+(services.concurrency.versioned_update): a clerk who edits a trade someone else changed since they loaded it is
+refused with "changed by X at T; reload", and the edit is audited (before/after) with a change-feed row.
+Calling it with no changes re-validates the trade as it is (after reference data was fixed, say).
+
+Only trades in REPAIR are edited here. A trade that passed validation (VALIDATED and later) is amended through the
+correction workflow (maker-checker), never directly: ``repair_trade`` refuses it with InvalidTransition.
+
+``trade_detail`` returns plain data (dicts and dataclasses, no ORM objects): the trade's fields, its instrument,
+account, counterparty and SSIs, its front-office versions (with the line as the file had it), its exceptions open
+and cleared, its audit history (the trade's entries and those of the imports that brought its versions), and the
+settlement instructions and reconciliation breaks that refer to it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Account,
+    AuditEntry,
+    Break,
+    Counterparty,
+    ImportBatch,
+    InstructionTrade,
+    Instrument,
+    SettlementInstruction,
+    StandingSettlementInstruction,
+    Trade,
+    TradeException,
+    TradeVersion,
+    utcnow,
+)
+from app.models.enums import Side, TradeStatus
+from app.services import audit
+from app.services.concurrency import versioned_update
+from app.services.db import Database
+from app.services.errors import InvalidTransition, NotFound, ValidationFailed
+from app.services.jsonable import to_jsonable
+from app.services.permissions import Actor, Permission, require
+
+from . import fix, refdata
+from .enrichment import enrich
+from .profiles import load_profile
+from .units import MONEY_SCALE, PRICE_SCALE, QTY_SCALE, frame_of, from_decimal, to_decimal
+from .validation import exception_codes, validate
+
+# Fields a clerk may edit in the repair queue (the front office's fields; everything else is derived).
+EDITABLE: tuple[str, ...] = (
+    "isin",
+    "account_code",
+    "counterparty_code",
+    "side",
+    "quantity",
+    "price",
+    "currency",
+    "trade_date",
+    "trade_time",
+)
+
+
+@dataclass(frozen=True)
+class ExceptionInfo:
+    code: str
+    field: str
+    message: str
+    raised_at: dt.datetime | None = None
+    cleared_at: dt.datetime | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.cleared_at is None
+
+
+@dataclass
+class RepairResult:
+    trade_id: int
+    trade_ref: str
+    version: int  # the trade's new row version (to edit it again)
+    status: str  # VALIDATED or REPAIR
+    exceptions: list[ExceptionInfo]  # the open exceptions after the repair (empty when VALIDATED)
+    changed: list[str]  # the fields whose stored value changed (edited and derived)
+
+    @property
+    def validated(self) -> bool:
+        return self.status == TradeStatus.VALIDATED.value
+
+
+@dataclass
+class TradeDetail:
+    trade: dict[str, Any]
+    instrument: dict[str, Any] | None
+    account: dict[str, Any] | None
+    counterparty: dict[str, Any] | None
+    our_ssi: dict[str, Any] | None
+    their_ssi: dict[str, Any] | None
+    versions: list[dict[str, Any]]
+    exceptions: list[ExceptionInfo]
+    history: list[dict[str, Any]]
+    instructions: list[dict[str, Any]]
+    breaks: list[dict[str, Any]]
+    editable: bool = False
+    editable_fields: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def open_exceptions(self) -> list[ExceptionInfo]:
+        return [e for e in self.exceptions if e.open]
+
+
+# --- repair ----------------------------------------------------------------------------------------------------------
+
+
+def _parse_value(name: str, value: Any) -> Any:
+    """One edited value in the trade's type; ValueError with the words to show when it is not valid."""
+    if name in ("isin", "account_code", "counterparty_code", "currency"):
+        text = "" if value is None else str(value).strip().upper()
+        limit = {"isin": 12, "account_code": 32, "counterparty_code": 32, "currency": 3}[name]
+        if len(text) > limit:
+            raise ValueError(f"'{text}' is longer than {limit} characters")
+        if name == "currency" and text and not (text.isascii() and text.isalpha() and len(text) == 3):
+            raise ValueError(f"'{text}' is not a 3-letter currency code")
+        return text
+    if name == "side":
+        text = str(getattr(value, "value", value)).strip().upper()
+        text = {"B": "BUY", "S": "SELL", "1": "BUY", "2": "SELL"}.get(text, text)
+        if text not in ("BUY", "SELL"):
+            raise ValueError(f"'{value}' is not a side; use BUY or SELL")
+        return text
+    if name in ("quantity", "price"):
+        scale = QTY_SCALE if name == "quantity" else PRICE_SCALE
+        try:
+            number = value if isinstance(value, Decimal) else Decimal(str(value).strip().replace(",", ""))
+        except InvalidOperation:
+            raise ValueError(f"'{value}' is not a number") from None
+        if not number.is_finite():
+            raise ValueError(f"'{value}' is not a number")
+        try:
+            return from_decimal(number, scale)
+        except ValueError:
+            raise ValueError(f"{value} has more than {scale} decimals") from None
+    if name == "trade_date":
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ValueError(f"'{value}' is not a date (YYYY-MM-DD)") from None
+    # trade_time
+    if isinstance(value, dt.datetime):
+        ts = value
+    else:
+        try:
+            ts = dt.datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ValueError(f"'{value}' is not a timestamp (ISO 8601)") from None
+    if ts.tzinfo is None:
+        raise ValueError("a trade time needs a time zone (for example 2026-11-19T14:30:00+00:00)")
+    return ts.astimezone(dt.UTC)
+
+
+def _parse_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Clerk input (text from an edit box, or typed values) in the trade's types; refused with a clear message."""
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise ValidationFailed(
+            f"These fields cannot be edited in the repair queue: {', '.join(unknown)}. "
+            f"Editable: {', '.join(EDITABLE)}."
+        )
+    out: dict[str, Any] = {}
+    problems: list[tuple[str, str, str]] = []
+    for name, value in changes.items():
+        try:
+            out[name] = _parse_value(name, value)
+        except ValueError as err:
+            problems.append(("", name, str(err)))
+    if problems:
+        raise ValidationFailed(
+            "The repair was not saved: "
+            + "; ".join(f"{f.replace('_', ' ')} {w}" for _, f, w in problems)
+            + ".",
+            problems,
+        )
+    return out
+
+
+def _row_frame(trade: Trade, edits: dict[str, Any]) -> pd.DataFrame:
+    """The trade (with the clerk's edits) as a one-row INCOMING_COLUMNS frame for validation and enrichment."""
+
+    def pick(name: str, current: Any) -> Any:
+        return edits.get(name, current)
+
+    trade_time = pick("trade_time", trade.trade_time).astimezone(dt.UTC).replace(tzinfo=None)
+    return frame_of(
+        {
+            "line": [0],
+            "trade_ref": [trade.trade_ref],
+            "action": ["NEW"],
+            "order_ref": [trade.order_ref or ""],
+            "source_ref": [trade.source_ref or ""],
+            "isin": [pick("isin", trade.isin)],
+            "account_code": [pick("account_code", trade.account_code)],
+            "counterparty_code": [pick("counterparty_code", trade.counterparty_code)],
+            "cpty_lei": [""],
+            "cpty_bic": [""],
+            "side": [pick("side", trade.side.value)],
+            "qty_u": np.array([pick("quantity", from_decimal(trade.quantity, QTY_SCALE))], dtype=np.int64),
+            "px_u": np.array([pick("price", from_decimal(trade.price, PRICE_SCALE))], dtype=np.int64),
+            "currency": [pick("currency", trade.currency)],
+            "trade_date": np.array([pick("trade_date", trade.trade_date)], dtype="datetime64[D]"),
+            "trade_time": np.array([trade_time], dtype="datetime64[us]"),
+            "settle_given": np.array([np.datetime64("NaT")], dtype="datetime64[D]"),
+        }
+    )
+
+
+def _fix_notional(s: Session, trade: Trade) -> int | None:
+    """The exact notional of a FIX trade's active fills (its versions replayed), or None for other sources."""
+    if not trade.source.startswith("FIX"):
+        return None
+    payloads = s.scalars(
+        select(TradeVersion.payload)
+        .where(TradeVersion.trade_id == trade.id)
+        .order_by(TradeVersion.fo_version)
+    ).all()
+    state = fix.OrderState(trade_ref=trade.trade_ref)
+    for p in payloads:
+        state.replay(p or {})
+    if not state.fills:
+        return None
+    qty, _avg, notional = state.totals()
+    return notional if from_decimal(qty, QTY_SCALE) == from_decimal(trade.quantity, QTY_SCALE) else None
+
+
+def repair_trade(
+    db: Database,
+    actor: Actor,
+    trade_id: int,
+    seen_version: int,
+    changes: dict[str, Any],
+    *,
+    today: dt.date | None = None,
+) -> RepairResult:
+    """Edit a trade in the repair queue and re-validate it (see the module docstring)."""
+    require(actor, Permission.REPAIR_TRADE)
+    edits = _parse_changes(changes)
+    with db.write() as s:
+        trade = s.get(Trade, trade_id)
+        if trade is None:
+            raise NotFound(f"Trade #{trade_id} does not exist (it may have been deleted).")
+        if trade.status != TradeStatus.REPAIR:
+            raise InvalidTransition(
+                f"Trade {trade.trade_ref} is {trade.status.value}, not in the repair queue: a trade that passed "
+                "validation is amended through the correction workflow (propose a correction for a supervisor to "
+                "approve), not edited directly."
+            )
+        frame = _row_frame(trade, edits)
+        ref = refdata.load(s)
+        res, issues = validate(frame, ref, today=today)
+        keep_notional = "quantity" not in edits and "price" not in edits
+        notional = _fix_notional(s, trade) if keep_notional else None
+        enr = enrich(
+            frame, res, ref, issues, np.array([notional], dtype=object) if notional is not None else None
+        )
+        exc = issues.frame()
+        status = TradeStatus.REPAIR if len(exc) else TradeStatus.VALIDATED
+
+        def ref_id(table: pd.DataFrame, pos: int) -> int | None:
+            return int(table["id"].iloc[pos]) if pos >= 0 else None
+
+        settle = enr.settlement_date[0]
+        new: dict[str, Any] = {
+            "isin": frame["isin"].iat[0],
+            "account_code": frame["account_code"].iat[0],
+            "counterparty_code": str(res.counterparty_code[0]),
+            "instrument_id": ref_id(ref.instruments, int(res.inst[0])),
+            "account_id": ref_id(ref.accounts, int(res.acct[0])),
+            "counterparty_id": ref_id(ref.counterparties, int(res.cpty[0])),
+            "side": Side(frame["side"].iat[0]),
+            "quantity": to_decimal(int(frame["qty_u"].iat[0]), QTY_SCALE),
+            "price": to_decimal(int(frame["px_u"].iat[0]), PRICE_SCALE),
+            "currency": str(res.currency[0]),
+            "gross_amount": to_decimal(int(enr.gross_u[0]), MONEY_SCALE),
+            "commission": to_decimal(int(enr.commission_u[0]), MONEY_SCALE),
+            "fees": to_decimal(int(enr.fees_u[0]), MONEY_SCALE),
+            "net_amount": to_decimal(int(enr.net_u[0]), MONEY_SCALE),
+            "trade_date": edits.get("trade_date", trade.trade_date),
+            "trade_time": edits.get("trade_time", trade.trade_time),
+            "settlement_date": None if np.isnat(settle) else dt.date.fromisoformat(str(settle)),
+            "our_ssi_id": None if enr.our_ssi_id[0] < 0 else int(enr.our_ssi_id[0]),
+            "their_ssi_id": None if enr.their_ssi_id[0] < 0 else int(enr.their_ssi_id[0]),
+            "status": status,
+            "exception_codes": exception_codes(exc["code"].tolist()),
+        }
+        changed = {k: v for k, v in new.items() if _differs(getattr(trade, k), v)}
+        # Status and codes are always written, so the audit entry says what the re-validation concluded.
+        changed["status"] = status
+        changed["exception_codes"] = new["exception_codes"]
+        s.expunge(trade)
+        version = versioned_update(s, actor, Trade, trade_id, seen_version, changed, action="trades.repair")
+        now = utcnow()
+        s.execute(
+            update(TradeException)
+            .where(TradeException.trade_id == trade_id, TradeException.cleared_at.is_(None))
+            .values(cleared_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        infos = [
+            ExceptionInfo(str(c), str(f), str(m)[:500], now)
+            for c, f, m in zip(exc["code"], exc["field"], exc["message"], strict=True)
+        ]
+        s.add_all(
+            TradeException(trade_id=trade_id, code=i.code, field=i.field, message=i.message, raised_at=now)
+            for i in infos
+        )
+        s.flush()
+        return RepairResult(
+            trade_id=trade_id,
+            trade_ref=trade.trade_ref,
+            version=version,
+            status=status.value,
+            exceptions=infos,
+            changed=sorted(k for k in changed if k in new and _differs(getattr(trade, k), new[k])),
+        )
+
+
+def _differs(old: Any, new: Any) -> bool:
+    if isinstance(old, Decimal) and isinstance(new, Decimal):
+        return old.compare(new) != 0
+    return to_jsonable(old) != to_jsonable(new)
+
+
+# --- detail ----------------------------------------------------------------------------------------------------------
+
+
+def _columns(obj: Any) -> dict[str, Any]:
+    """An ORM row's column values as plain Python values (enums as their value)."""
+    out: dict[str, Any] = {}
+    for col in obj.__table__.columns:
+        value = getattr(obj, col.key)
+        out[col.key] = getattr(value, "value", value) if not isinstance(value, str | int | Decimal) else value
+    return out
+
+
+def _fields_of(payload: dict[str, Any], batches: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """The values of a file line by column header: parsed from the raw line with the header and profile the
+    batch recorded, or as stored."""
+    if "fields" in payload and isinstance(payload["fields"], dict):
+        return dict(payload["fields"])
+    raw = payload.get("raw")
+    summary = batches.get(int(payload.get("batch") or 0)) or {}
+    header = summary.get("header")
+    if not isinstance(raw, str) or not header or summary.get("format") != "csv":
+        return None
+    try:
+        delimiter = load_profile(summary.get("profile")).delimiter
+    except ValidationFailed:
+        delimiter = ","
+    values = next(csv.reader(io.StringIO(raw), delimiter=delimiter), [])
+    return dict(zip(header, values, strict=False))
+
+
+def trade_detail(db: Database, actor: Actor, trade_id: int) -> TradeDetail:
+    """Everything the detail panel shows about one trade (see the module docstring)."""
+    require(actor, Permission.VIEW)
+    with db.read() as s:
+        trade = s.get(Trade, trade_id)
+        if trade is None:
+            raise NotFound(f"Trade #{trade_id} does not exist (it may have been deleted).")
+        fields = _columns(trade)
+        instrument = None
+        if trade.instrument_id is not None:
+            inst = s.get(Instrument, trade.instrument_id)
+            if inst is not None:
+                instrument = {
+                    "id": inst.id,
+                    "isin": inst.isin,
+                    "name": inst.name,
+                    "ticker": inst.ticker,
+                    "asset_class": inst.asset_class.value,
+                    "currency": inst.currency,
+                    "market": inst.market.mic,
+                    "market_name": inst.market.name,
+                    "settlement_cycle": inst.settlement_cycle,
+                    "reference_price": inst.reference_price,
+                    "contract_size": inst.contract_size,
+                }
+        account = None
+        if trade.account_id is not None and (a := s.get(Account, trade.account_id)) is not None:
+            account = {
+                "id": a.id,
+                "code": a.code,
+                "name": a.name,
+                "type": a.account_type.value,
+                "kyc_status": a.kyc_status.value,
+                "segregation": a.segregation.value,
+            }
+        counterparty = None
+        if (
+            trade.counterparty_id is not None
+            and (c := s.get(Counterparty, trade.counterparty_id)) is not None
+        ):
+            counterparty = {"id": c.id, "code": c.code, "name": c.name, "lei": c.lei, "bic": c.bic}
+
+        def ssi(ssi_id: int | None) -> dict[str, Any] | None:
+            if ssi_id is None:
+                return None
+            row = s.get(StandingSettlementInstruction, ssi_id)
+            if row is None:
+                return None
+            return {
+                "id": row.id,
+                "place_of_settlement_bic": row.place_of_settlement_bic,
+                "agent_bic": row.agent_bic,
+                "safekeeping_account": row.safekeeping_account,
+                "cash_account": row.cash_account,
+                "currency": row.currency,
+                "asset_class": None if row.asset_class is None else row.asset_class.value,
+            }
+
+        version_rows = s.scalars(
+            select(TradeVersion).where(TradeVersion.trade_id == trade_id).order_by(TradeVersion.fo_version)
+        ).all()
+        batch_ids = sorted(
+            {int(v.payload.get("batch")) for v in version_rows if (v.payload or {}).get("batch")}
+        )
+        batches = {
+            b.id: dict(b.summary or {})
+            for b in s.scalars(select(ImportBatch).where(ImportBatch.id.in_(batch_ids)))
+        }
+        versions = [
+            {
+                "fo_version": v.fo_version,
+                "action": v.action.value,
+                "source": v.source,
+                "source_ref": v.source_ref,
+                "received_at": v.received_at,
+                "payload": dict(v.payload or {}),
+                "fields": _fields_of(dict(v.payload or {}), batches),
+            }
+            for v in version_rows
+        ]
+        exceptions = [
+            ExceptionInfo(e.code, e.field, e.message, e.raised_at, e.cleared_at)
+            for e in s.scalars(
+                select(TradeException).where(TradeException.trade_id == trade_id).order_by(TradeException.id)
+            )
+        ]
+        entries: list[AuditEntry] = list(audit.history(s, "trades", trade_id))
+        for bid in batch_ids:
+            entries.extend(audit.history(s, "import_batches", bid))
+        entries.sort(key=lambda e: e.id)
+        history = [
+            {
+                "id": e.id,
+                "occurred_at": e.occurred_at,
+                "username": e.username,
+                "action": e.action,
+                "before": e.before,
+                "after": e.after,
+            }
+            for e in entries
+        ]
+        instructions = [
+            {
+                "id": i.id,
+                "instruction_ref": i.instruction_ref,
+                "type": i.instruction_type.value,
+                "status": i.status.value,
+                "is_netted": i.is_netted,
+                "quantity": i.quantity,
+                "settlement_amount": i.settlement_amount,
+                "currency": i.currency,
+                "intended_settlement_date": i.intended_settlement_date,
+                "actual_settlement_date": i.actual_settlement_date,
+                "reason_code": i.reason_code,
+                "reason_text": i.reason_text,
+            }
+            for i in s.scalars(
+                select(SettlementInstruction)
+                .join(InstructionTrade, InstructionTrade.instruction_id == SettlementInstruction.id)
+                .where(InstructionTrade.trade_id == trade_id)
+                .order_by(SettlementInstruction.id)
+            )
+        ]
+        breaks = [
+            {
+                "id": b.id,
+                "type": b.break_type.value,
+                "status": b.status.value,
+                "category": b.category,
+                "root_cause": b.root_cause,
+                "differences": b.differences,
+                "amount": b.amount,
+                "currency": b.currency,
+                "as_of_date": b.as_of_date,
+                "opened_at": b.opened_at,
+                "owner_id": b.owner_id,
+            }
+            for b in s.scalars(select(Break).where(Break.internal_ref == trade.trade_ref).order_by(Break.id))
+        ]
+        editable = trade.status == TradeStatus.REPAIR
+        return TradeDetail(
+            trade=fields,
+            instrument=instrument,
+            account=account,
+            counterparty=counterparty,
+            our_ssi=ssi(trade.our_ssi_id),
+            their_ssi=ssi(trade.their_ssi_id),
+            versions=versions,
+            exceptions=exceptions,
+            history=history,
+            instructions=instructions,
+            breaks=breaks,
+            editable=editable,
+            editable_fields=EDITABLE if editable else (),
+        )
