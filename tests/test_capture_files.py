@@ -512,3 +512,72 @@ def test_cancel_rolls_everything_back(ref_db: Database, tmp_path: Path) -> None:
         ref_db, CLERK, path, today=TODAY
     )  # not recorded as imported: it can be imported again
     assert report.accepted == 50
+
+
+# --- a large import into a small table rebuilds the indexes instead of maintaining them --------------------------
+
+
+def _index_definitions(db: Database) -> list[tuple[str, str]]:
+    with db.read() as s:
+        if db.is_postgres:
+            q = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'trades' ORDER BY indexname"
+        else:
+            q = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'trades' ORDER BY name"
+        return [(str(a), str(b)) for a, b in s.connection().exec_driver_sql(q).all()]
+
+
+def test_deferred_indexes_come_back_identical(db: Database, tmp_path: Path, monkeypatch) -> None:
+    from app.services.capture import bulk
+
+    build_reference(db)
+    before = _index_definitions(db)
+    monkeypatch.setattr(bulk, "DEFER_INDEXES_MIN_ROWS", 2)
+    steps: list[str] = []
+    path = write_csv(tmp_path / "t.csv", *(line(f"T{i}") for i in range(5)))
+    # Cancelled after the rebuild: the drop is rolled back with everything else.
+    with pytest.raises(ImportCancelled):
+        import_trades(
+            db,
+            CLERK,
+            path,
+            today=TODAY,
+            progress=lambda d, t, s: steps.append(s),
+            cancel=lambda: any(s.startswith("Writing versions") for s in steps),
+        )
+    assert any(s.startswith("Rebuilding") for s in steps) and _index_definitions(db) == before
+    report = import_trades(db, CLERK, path, today=TODAY)
+    assert report.accepted == 5 and _index_definitions(db) == before
+    # A later, smaller import into the now larger table keeps its indexes in place.
+    steps.clear()
+    import_trades(
+        db,
+        CLERK,
+        write_csv(tmp_path / "u.csv", line("U1"), line("U2")),
+        today=TODAY,
+        progress=lambda d, t, s: steps.append(s),
+    )
+    assert not any(s.startswith("Rebuilding") for s in steps)
+
+
+def test_postgres_keeps_the_indexes_when_a_colleague_is_reading(
+    pg_db: Database, tmp_path: Path, monkeypatch
+) -> None:
+    from app.services.capture import bulk
+
+    build_reference(pg_db)
+    monkeypatch.setattr(bulk, "DEFER_INDEXES_MIN_ROWS", 2)
+    monkeypatch.setattr(bulk, "PG_LOCK_WAIT", "200ms")
+    steps: list[str] = []
+    # Another workstation has the blotter open in a transaction: dropping an index would have to wait for it.
+    with pg_db.engine.connect() as other:
+        other.exec_driver_sql("BEGIN")
+        other.exec_driver_sql("SELECT count(*) FROM trades").scalar()
+        report = import_trades(
+            pg_db,
+            CLERK,
+            write_csv(tmp_path / "t.csv", *(line(f"T{i}") for i in range(5))),
+            today=TODAY,
+            progress=lambda d, t, s: steps.append(s),
+        )
+        other.exec_driver_sql("ROLLBACK")
+    assert report.accepted == 5 and not any(s.startswith("Rebuilding") for s in steps)

@@ -504,3 +504,66 @@ def test_the_blotter_counts_what_the_service_counts(
         s.execute(update(Trade).where(Trade.trade_ref == "T00000").values(owner_id=clerk.user_id))
     window = blotter.window(db, clerk, BlotterFilter(), Sort("trade_ref", False), top_row=0, visible=10)
     assert window.count == N and window.start == 0 and len(window.rows) == 200 and window.top == 0
+
+
+@pytest.mark.parametrize("plan", [blotter.PLANNER, blotter.FILTER_INDEX, blotter.SORT_INDEX])
+def test_every_access_path_pages_the_same_rows(
+    db: Database, users: dict[str, Actor], book: list, monkeypatch: pytest.MonkeyPatch, plan: str
+) -> None:
+    """The blotter picks the access path of a filtered page itself (see blotter._choose_plan); every path must
+    give exactly the same rows, by keyset forwards and backwards, from the end, by offset and around a trade."""
+    monkeypatch.setattr(blotter, "_choose_plan", lambda *_args: plan)
+    clerk = users["clerk1"]
+    flt = BlotterFilter(
+        statuses=("SETTLED", "FAILED", "REPAIR"), side="BUY", owner_or_unassigned=clerk.user_id
+    )
+    sort = Sort("gross_amount", True)
+    want = expected(
+        book,
+        lambda r: (
+            r["status"].value in ("SETTLED", "FAILED", "REPAIR")
+            and r["side"] is Side.BUY
+            and r.get("owner_id") in (clerk.user_id, None)
+        ),
+        "gross_amount",
+        True,
+    )
+    pages, after = [], None
+    while True:
+        page = blotter.fetch_page(db, clerk, flt, sort, limit=17, after=after)
+        pages.append(page)
+        if len(page.rows) < 17:
+            break
+        after = page.last_key
+    assert refs([r for p in pages for r in p.rows]) == want
+    back = blotter.fetch_page(db, clerk, flt, sort, limit=17, before=pages[2].first_key)
+    assert back.rows == pages[1].rows
+    assert refs(blotter.fetch_page(db, clerk, flt, sort, limit=5, from_end=True).rows) == want[-5:]
+    assert refs(blotter.fetch_page(db, clerk, flt, sort, limit=5, offset=20).rows) == want[20:25]
+    assert (
+        refs(blotter.fetch_page(db, clerk, flt, sort, limit=5, from_end=True, offset=3).rows) == want[-8:-3]
+    )
+    top = next(r["id"] for r in book if r["trade_ref"] == want[30])
+    window = blotter.window(db, clerk, flt, sort, top_id=top, visible=10, page_size=17)
+    assert window.top == 30 and window.start == 17 and refs(window.rows) == want[17:51]
+
+
+@sqlite_only
+def test_the_plan_follows_how_many_rows_match(db: Database, users: dict[str, Actor], book: list) -> None:
+    """Few matches: read them through their index; many: walk the sort index (SQLite counts through the index)."""
+    few = BlotterFilter(statuses=("FAILED",))
+    with db.read() as s:
+        assert blotter._choose_plan(s, few, Sort("gross_amount", True)) == blotter.FILTER_INDEX
+        assert (
+            blotter._choose_plan(s, few, Sort("status", True)) == blotter.PLANNER
+        )  # the sort index filters too
+        assert (
+            blotter._choose_plan(s, BlotterFilter(text="T0"), Sort()) == blotter.PLANNER
+        )  # nothing to count
+    original = blotter.FEW_ROWS
+    try:
+        blotter.FEW_ROWS = 10
+        with db.read() as s:
+            assert blotter._choose_plan(s, few, Sort("gross_amount", True)) == blotter.SORT_INDEX
+    finally:
+        blotter.FEW_ROWS = original

@@ -32,6 +32,7 @@ from app.views.blotter import capture_api
 from app.views.blotter.detail_panel import CHANGED_BACKGROUND, VERSION_META, label_of
 from app.views.blotter.import_dialog import ImportDialog
 from app.views.blotter.repair_dialog import RepairDialog
+from app.views.main_window import MainWindow
 from app.views.panes.base import Workspace
 from app.views.panes.trade_blotter import TradeBlotterPane
 from app.views.tasks import TaskRunner
@@ -433,3 +434,21 @@ def all_view_rows(qtbot: QtBot, pane: TradeBlotterPane) -> list[tuple[Any, ...]]
     pane.model.when_loaded(range(pane.model.rowCount()), lambda: done.append(True))
     qtbot.waitUntil(lambda: bool(done), timeout=10_000)
     return [pane.model.row_values(r) for r in range(pane.model.rowCount())]  # type: ignore[misc]
+
+
+def test_the_file_menu_imports_and_exports_through_the_blotter(
+    qtbot: QtBot, db: Database, users: dict[str, Actor], tasks: TaskRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(TradeBlotterPane, "ask_import", lambda self: asked.append("import"))
+    monkeypatch.setattr(TradeBlotterPane, "ask_export", lambda self, fmt: asked.append(fmt))
+    clerk = MainWindow(db, users["clerk1"], tasks)
+    auditor = MainWindow(db, users["auditor"], tasks)
+    for window in (clerk, auditor):
+        qtbot.addWidget(window)
+    assert clerk.import_action.isVisible() and clerk.import_action.shortcut().toString() == "Ctrl+I"
+    assert not auditor.import_action.isVisible()  # an auditor changes nothing
+    clerk.import_action.trigger()
+    clerk.export_actions["xlsx"].trigger()
+    auditor.export_actions["csv"].trigger()  # reading out is fine
+    assert asked == ["import", "xlsx", "csv"]

@@ -294,7 +294,7 @@ def build_demo(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-users") as pool:
         users_done = pool.submit(_create_users, db, actor, password)
         report.stage(0, "Generating the book")
-        book = generate_book(trades=trades, seed=seed, today=today, progress=report)
+        book = generate_book(trades=trades, seed=seed, today=today, progress=progress)
         report.stage(30, "Creating the demo users")
         users = users_done.result()
 
@@ -371,10 +371,9 @@ def _load(s: Session, book: Book, pg: bool, report: _Reporter) -> dict[str, int]
         s.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
     else:
         # Index pages of a million-row load do not fit SQLite's default 2 MB page cache: give this connection
-        # 256 MB for the load, and sort the index rebuilds in memory rather than in temporary files; both are
-        # given back after (the settings belong to the pooled connection).
+        # 256 MB for the load (its sorter also uses that much before spilling to temporary files when it rebuilds
+        # the indexes), and give it back after (the setting belongs to the pooled connection).
         s.execute(text("PRAGMA cache_size = -262144"))
-        s.execute(text("PRAGMA temp_store = MEMORY"))
     try:
         big = [table for table, n in book.counts().items() if n >= BULK_INDEX_THRESHOLD]
         foreign_keys = _drop_foreign_keys(s, big) if pg else []
@@ -401,7 +400,6 @@ def _load(s: Session, book: Book, pg: bool, report: _Reporter) -> dict[str, int]
     finally:
         if not pg:
             s.execute(text("PRAGMA cache_size = -2000"))
-            s.execute(text("PRAGMA temp_store = DEFAULT"))
     return book.counts()
 
 
@@ -684,19 +682,20 @@ class Book:
         return out
 
 
-def generate_book(*, trades: int, seed: int, today: dt.date, progress: _Reporter | None = None) -> Book:
-    """Generate the whole book in memory (no database). Same arguments, same book."""
+def generate_book(*, trades: int, seed: int, today: dt.date, progress: Progress | None = None) -> Book:
+    """Generate the whole book in memory (no database). Same arguments, same book.
+
+    ``progress`` hears of the stages as percentages 0-30 (build_demo's scale: generation is its first 30 %).
+    """
+    report = _Reporter(progress)
     rng = np.random.default_rng(seed)
     as_of = dt.datetime.combine(today, dt.time(6, 0), dt.UTC)  # the book is as of 06:00 UTC on ``today``
     ref = _Reference(rng, today, as_of)
-    if progress:
-        progress.stage(3, "Generating trades")
+    report.stage(3, "Generating trades")
     t = _Trades(rng, ref, trades, today, as_of)
-    if progress:
-        progress.stage(12, "Generating settlement")
+    report.stage(12, "Generating settlement")
     st = _Settlement(rng, ref, t)
-    if progress:
-        progress.stage(20, "Generating external statements")
+    report.stage(20, "Generating external statements")
     stmts = _Statements(rng, ref, t, st, seed)
     frames = [
         *ref.frames(),

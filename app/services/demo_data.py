@@ -40,206 +40,52 @@ class MarketSpec:
     region: str  # US, EU, UK, CH, JP: settlement-cycle rules and which counterparties trade here
 
 
+US_AGENTS = ("CITIUS33", "CHASUS33", "SBOSUS33", "IRVTUS3N")
+DE_AGENTS = ("DEUTDEFF", "COBADEFF", "HYVEDEMM")
+US_HOURS = (dt.time(9, 30), dt.time(16, 0))
+EU_HOURS = (dt.time(9, 0), dt.time(17, 30))
+
+
+def _market(
+    mic: str,
+    name: str,
+    country: str,
+    tz: str,
+    calendar: str,
+    csd: str,
+    cutoff: dt.time,
+    currency: str,
+    hours: tuple[dt.time, dt.time],
+    ours: str,
+    theirs: tuple[str, ...],
+    region: str,
+) -> MarketSpec:
+    return MarketSpec(
+        mic, name, country, tz, calendar, csd, cutoff, currency, hours[0], hours[1], ours, theirs, region
+    )
+
+
+# fmt: off
 MARKETS: tuple[MarketSpec, ...] = (
-    MarketSpec(
-        "XNAS",
-        "Nasdaq Stock Market",
-        "US",
-        "America/New_York",
-        "XNAS",
-        "DTCYUS33",
-        dt.time(21, 0),
-        "USD",
-        dt.time(9, 30),
-        dt.time(16, 0),
-        "IRVTUS3N",
-        ("CITIUS33", "CHASUS33", "SBOSUS33", "IRVTUS3N"),
-        "US",
-    ),
-    MarketSpec(
-        "XNYS",
-        "New York Stock Exchange",
-        "US",
-        "America/New_York",
-        "XNYS",
-        "DTCYUS33",
-        dt.time(21, 0),
-        "USD",
-        dt.time(9, 30),
-        dt.time(16, 0),
-        "IRVTUS3N",
-        ("CITIUS33", "CHASUS33", "SBOSUS33", "IRVTUS3N"),
-        "US",
-    ),
-    MarketSpec(
-        "ARCX",
-        "NYSE Arca",
-        "US",
-        "America/New_York",
-        "ARCX",
-        "DTCYUS33",
-        dt.time(21, 0),
-        "USD",
-        dt.time(9, 30),
-        dt.time(16, 0),
-        "IRVTUS3N",
-        ("CITIUS33", "CHASUS33", "SBOSUS33", "IRVTUS3N"),
-        "US",
-    ),
+    #       MIC     name                                     ctry  time zone            calendar CSD BIC     cut-off            ccy    trading hours                         our agent   their agents                                    region
+    _market("XNAS", "Nasdaq Stock Market",                   "US", "America/New_York",  "XNAS", "DTCYUS33", dt.time(21, 0), "USD", US_HOURS,                              "IRVTUS3N", US_AGENTS,                                      "US"),
+    _market("XNYS", "New York Stock Exchange",               "US", "America/New_York",  "XNYS", "DTCYUS33", dt.time(21, 0), "USD", US_HOURS,                              "IRVTUS3N", US_AGENTS,                                      "US"),
+    _market("ARCX", "NYSE Arca",                             "US", "America/New_York",  "ARCX", "DTCYUS33", dt.time(21, 0), "USD", US_HOURS,                              "IRVTUS3N", US_AGENTS,                                      "US"),
     # US Treasuries trade over the counter and settle on Fedwire Securities; MIC XOFF (off-exchange). The calendar
-    # is the NYSE one plus the Fedwire closures (Columbus Day, Veterans Day) stored as market holidays.
-    MarketSpec(
-        "XOFF",
-        "US Treasuries OTC (Fedwire Securities)",
-        "US",
-        "America/New_York",
-        "XNYS",
-        "FRNYUS33",
-        dt.time(15, 0),
-        "USD",
-        dt.time(8, 0),
-        dt.time(17, 0),
-        "IRVTUS3N",
-        ("CHASUS33", "IRVTUS3N"),
-        "US",
-    ),
-    MarketSpec(
-        "XETR",
-        "Xetra (Deutsche Boerse)",
-        "DE",
-        "Europe/Berlin",
-        "XETR",
-        "DAKVDEFF",
-        dt.time(16, 0),
-        "EUR",
-        dt.time(9, 0),
-        dt.time(17, 30),
-        "DEUTDEFF",
-        ("DEUTDEFF", "COBADEFF", "HYVEDEMM"),
-        "EU",
-    ),
-    MarketSpec(
-        "XFRA",
-        "Boerse Frankfurt (bonds)",
-        "DE",
-        "Europe/Berlin",
-        "XFRA",
-        "DAKVDEFF",
-        dt.time(16, 0),
-        "EUR",
-        dt.time(9, 0),
-        dt.time(17, 30),
-        "DEUTDEFF",
-        ("DEUTDEFF", "COBADEFF", "HYVEDEMM"),
-        "EU",
-    ),
-    MarketSpec(
-        "XAMS",
-        "Euronext Amsterdam",
-        "NL",
-        "Europe/Amsterdam",
-        "XAMS",
-        "NECINL2A",
-        dt.time(16, 0),
-        "EUR",
-        dt.time(9, 0),
-        dt.time(17, 30),
-        "ABNANL2A",
-        ("ABNANL2A", "INGBNL2A", "RABONL2U"),
-        "EU",
-    ),
-    MarketSpec(
-        "XPAR",
-        "Euronext Paris",
-        "FR",
-        "Europe/Paris",
-        "XPAR",
-        "SICVFRPP",
-        dt.time(16, 0),
-        "EUR",
-        dt.time(9, 0),
-        dt.time(17, 30),
-        "PARBFRPP",
-        ("PARBFRPP", "SOGEFRPP", "BNPAFRPP"),
-        "EU",
-    ),
-    MarketSpec(
-        "XLUX",
-        "Luxembourg Stock Exchange (Eurobonds)",
-        "LU",
-        "Europe/Luxembourg",
-        "XLUX",
-        "CEDELULL",
-        dt.time(16, 0),
-        "EUR",
-        dt.time(9, 0),
-        dt.time(17, 30),
-        "CEDELULL",
-        ("CEDELULL", "BILLLULL"),
-        "EU",
-    ),
-    MarketSpec(
-        "XLON",
-        "London Stock Exchange",
-        "GB",
-        "Europe/London",
-        "XLON",
-        "CRSTGB22",
-        dt.time(16, 0),
-        "GBP",
-        dt.time(8, 0),
-        dt.time(16, 30),
-        "MIDLGB22",
-        ("MIDLGB22", "BARCGB22", "CITIGB2L", "CHASGB2L"),
-        "UK",
-    ),
-    MarketSpec(
-        "XSWX",
-        "SIX Swiss Exchange",
-        "CH",
-        "Europe/Zurich",
-        "XSWX",
-        "INSECHZZ",
-        dt.time(16, 0),
-        "CHF",
-        dt.time(9, 0),
-        dt.time(17, 30),
-        "UBSWCHZH",
-        ("UBSWCHZH", "ZKBKCHZZ"),
-        "CH",
-    ),
-    MarketSpec(
-        "XTKS",
-        "Tokyo Stock Exchange",
-        "JP",
-        "Asia/Tokyo",
-        "XTKS",
-        "JJSDJPJT",
-        dt.time(14, 0),
-        "JPY",
-        dt.time(9, 0),
-        dt.time(15, 30),
-        "MHCBJPJT",
-        ("MHCBJPJT", "SMBCJPJT", "BOTKJPJT"),
-        "JP",
-    ),
-    # Eurex futures are cleared by Eurex Clearing (CCP): no CSD delivery, positions are kept in contracts.
-    MarketSpec(
-        "XEUR",
-        "Eurex Deutschland",
-        "DE",
-        "Europe/Berlin",
-        "XEUR",
-        "EUXCDEFF",
-        dt.time(18, 0),
-        "EUR",
-        dt.time(8, 0),
-        dt.time(22, 0),
-        "DEUTDEFF",
-        ("DEUTDEFF", "COBADEFF"),
-        "EU",
-    ),
+    # is the NYSE's plus the Fedwire closures (Columbus Day, Veterans Day) kept as market holidays.
+    _market("XOFF", "US Treasuries OTC (Fedwire Securities)", "US", "America/New_York", "XNYS", "FRNYUS33", dt.time(15, 0), "USD", (dt.time(8, 0), dt.time(17, 0)), "IRVTUS3N", ("CHASUS33", "IRVTUS3N"),                     "US"),
+    _market("XETR", "Xetra (Deutsche Boerse)",               "DE", "Europe/Berlin",     "XETR", "DAKVDEFF", dt.time(16, 0), "EUR", EU_HOURS,                              "DEUTDEFF", DE_AGENTS,                                      "EU"),
+    _market("XFRA", "Boerse Frankfurt (bonds)",              "DE", "Europe/Berlin",     "XFRA", "DAKVDEFF", dt.time(16, 0), "EUR", EU_HOURS,                              "DEUTDEFF", DE_AGENTS,                                      "EU"),
+    _market("XAMS", "Euronext Amsterdam",                    "NL", "Europe/Amsterdam",  "XAMS", "NECINL2A", dt.time(16, 0), "EUR", EU_HOURS,                              "ABNANL2A", ("ABNANL2A", "INGBNL2A", "RABONL2U"),           "EU"),
+    _market("XPAR", "Euronext Paris",                        "FR", "Europe/Paris",      "XPAR", "SICVFRPP", dt.time(16, 0), "EUR", EU_HOURS,                              "PARBFRPP", ("PARBFRPP", "SOGEFRPP", "BNPAFRPP"),           "EU"),
+    _market("XLUX", "Luxembourg Stock Exchange (Eurobonds)", "LU", "Europe/Luxembourg", "XLUX", "CEDELULL", dt.time(16, 0), "EUR", EU_HOURS,                              "CEDELULL", ("CEDELULL", "BILLLULL"),                       "EU"),
+    _market("XLON", "London Stock Exchange",                 "GB", "Europe/London",     "XLON", "CRSTGB22", dt.time(16, 0), "GBP", (dt.time(8, 0), dt.time(16, 30)),  "MIDLGB22", ("MIDLGB22", "BARCGB22", "CITIGB2L", "CHASGB2L"), "UK"),
+    _market("XSWX", "SIX Swiss Exchange",                    "CH", "Europe/Zurich",     "XSWX", "INSECHZZ", dt.time(16, 0), "CHF", EU_HOURS,                              "UBSWCHZH", ("UBSWCHZH", "ZKBKCHZZ"),                       "CH"),
+    _market("XTKS", "Tokyo Stock Exchange",                  "JP", "Asia/Tokyo",        "XTKS", "JJSDJPJT", dt.time(14, 0), "JPY", (dt.time(9, 0), dt.time(15, 30)),  "MHCBJPJT", ("MHCBJPJT", "SMBCJPJT", "BOTKJPJT"),           "JP"),
+    # Eurex futures are cleared by Eurex Clearing (the CCP): no CSD delivery, positions are kept in contracts.
+    _market("XEUR", "Eurex Deutschland",                     "DE", "Europe/Berlin",     "XEUR", "EUXCDEFF", dt.time(18, 0), "EUR", (dt.time(8, 0), dt.time(22, 0)),   "DEUTDEFF", ("DEUTDEFF", "COBADEFF"),                       "EU"),
 )
+# fmt: on
 
 # Cash correspondents that send our bank statements, per currency.
 CASH_BANK_BICS = {
@@ -694,144 +540,43 @@ class AccountSpec:
 
 
 A = KycStatus.APPROVED
+# fmt: off
 ACCOUNTS: tuple[AccountSpec, ...] = (
-    AccountSpec(
-        "HOUSE-EQ", "Principal Equities Book", "HOUSE", A, Segregation.HOUSE, "USD", True, 9.0, False
-    ),
-    AccountSpec(
-        "HOUSE-FI", "Principal Fixed Income Book", "HOUSE", A, Segregation.HOUSE, "EUR", True, 6.0, False
-    ),
-    AccountSpec(
-        "HOUSE-FUT", "Futures Proprietary Book", "HOUSE", A, Segregation.HOUSE, "EUR", True, 3.0, True
-    ),
-    AccountSpec(
-        "HOUSE-FAC", "Client Facilitation Book", "HOUSE", A, Segregation.HOUSE, "USD", True, 4.0, False
-    ),
-    AccountSpec(
-        "C-HVPF", "Harbour View Pension Fund", "CLIENT", A, Segregation.SEGREGATED, "GBP", True, 6.0, False
-    ),
-    AccountSpec(
-        "C-ASAM", "Alder Street Asset Management", "CLIENT", A, Segregation.OMNIBUS, "USD", True, 7.0, True
-    ),
-    AccountSpec(
-        "C-CHEN", "Cedar Hill Endowment", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 3.0, False
-    ),
-    AccountSpec(
-        "C-FFO", "Fenwick Family Office", "CLIENT", A, Segregation.SEGREGATED, "CHF", False, 1.5, False
-    ),
-    AccountSpec(
-        "C-GINS", "Glenmore Insurance plc", "CLIENT", A, Segregation.SEGREGATED, "GBP", True, 4.0, False
-    ),
-    AccountSpec(
-        "C-KGMF", "Kestrel Global Macro Fund", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 6.0, True
-    ),
-    AccountSpec(
-        "C-LPC", "Lindqvist Private Client", "CLIENT", A, Segregation.SEGREGATED, "EUR", False, 1.0, False
-    ),
-    AccountSpec("C-MHLD", "Marchetti Holdings", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 1.5, False),
-    AccountSpec(
-        "C-NLIF", "Northern Lights Income Fund", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 4.0, False
-    ),
-    AccountSpec(
-        "C-OUE", "Oakhurst University Endowment", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 2.5, False
-    ),
-    AccountSpec(
-        "C-PCP", "Pelham Capital Partners", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 4.5, True
-    ),
-    AccountSpec(
-        "C-QMAF", "Quayside Multi-Asset Fund", "CLIENT", A, Segregation.OMNIBUS, "EUR", True, 5.0, True
-    ),
-    AccountSpec(
-        "C-RCT", "Rosewood Charitable Trust", "CLIENT", A, Segregation.SEGREGATED, "GBP", True, 1.5, False
-    ),
-    AccountSpec(
-        "C-SGF", "Saltmarsh Growth Fund", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 4.0, False
-    ),
-    AccountSpec(
-        "C-TWM",
-        "Tavistock Wealth Management Omnibus",
-        "CLIENT",
-        A,
-        Segregation.OMNIBUS,
-        "GBP",
-        True,
-        4.0,
-        False,
-    ),
-    AccountSpec("C-VSF", "Vireo Sovereign Fund", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 5.0, True),
-    AccountSpec(
-        "C-WPO", "Whitcombe Private Office", "CLIENT", A, Segregation.SEGREGATED, "CHF", False, 1.0, False
-    ),
-    AccountSpec(
-        "C-YEEF", "Yarrow Ethical Equity Fund", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 3.0, False
-    ),
-    AccountSpec(
-        "C-ZHP", "Zephyr Hedge Partners", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 5.0, True
-    ),
-    AccountSpec("C-BTC", "Bellamy Trust Company", "CLIENT", A, Segregation.OMNIBUS, "USD", True, 2.0, False),
-    AccountSpec(
-        "C-DRP", "Drummond Retirement Plan", "CLIENT", A, Segregation.SEGREGATED, "USD", True, 2.5, False
-    ),
-    AccountSpec(
-        "C-EBF", "Everly Balanced Fund", "CLIENT", A, Segregation.SEGREGATED, "EUR", True, 2.5, False
-    ),
+    #           code          name                                        type       KYC                  segregation              base   LEI    flow  futures
+    AccountSpec("HOUSE-EQ",   "Principal Equities Book",                "HOUSE",   A,                   Segregation.HOUSE,       "USD", True,   9.0, False),
+    AccountSpec("HOUSE-FI",   "Principal Fixed Income Book",            "HOUSE",   A,                   Segregation.HOUSE,       "EUR", True,   6.0, False),
+    AccountSpec("HOUSE-FUT",  "Futures Proprietary Book",               "HOUSE",   A,                   Segregation.HOUSE,       "EUR", True,   3.0, True),
+    AccountSpec("HOUSE-FAC",  "Client Facilitation Book",               "HOUSE",   A,                   Segregation.HOUSE,       "USD", True,   4.0, False),
+    AccountSpec("C-HVPF",     "Harbour View Pension Fund",              "CLIENT",  A,                   Segregation.SEGREGATED,  "GBP", True,   6.0, False),
+    AccountSpec("C-ASAM",     "Alder Street Asset Management",          "CLIENT",  A,                   Segregation.OMNIBUS,     "USD", True,   7.0, True),
+    AccountSpec("C-CHEN",     "Cedar Hill Endowment",                   "CLIENT",  A,                   Segregation.SEGREGATED,  "USD", True,   3.0, False),
+    AccountSpec("C-FFO",      "Fenwick Family Office",                  "CLIENT",  A,                   Segregation.SEGREGATED,  "CHF", False,  1.5, False),
+    AccountSpec("C-GINS",     "Glenmore Insurance plc",                 "CLIENT",  A,                   Segregation.SEGREGATED,  "GBP", True,   4.0, False),
+    AccountSpec("C-KGMF",     "Kestrel Global Macro Fund",              "CLIENT",  A,                   Segregation.SEGREGATED,  "USD", True,   6.0, True),
+    AccountSpec("C-LPC",      "Lindqvist Private Client",               "CLIENT",  A,                   Segregation.SEGREGATED,  "EUR", False,  1.0, False),
+    AccountSpec("C-MHLD",     "Marchetti Holdings",                     "CLIENT",  A,                   Segregation.SEGREGATED,  "EUR", True,   1.5, False),
+    AccountSpec("C-NLIF",     "Northern Lights Income Fund",            "CLIENT",  A,                   Segregation.SEGREGATED,  "USD", True,   4.0, False),
+    AccountSpec("C-OUE",      "Oakhurst University Endowment",          "CLIENT",  A,                   Segregation.SEGREGATED,  "USD", True,   2.5, False),
+    AccountSpec("C-PCP",      "Pelham Capital Partners",                "CLIENT",  A,                   Segregation.SEGREGATED,  "USD", True,   4.5, True),
+    AccountSpec("C-QMAF",     "Quayside Multi-Asset Fund",              "CLIENT",  A,                   Segregation.OMNIBUS,     "EUR", True,   5.0, True),
+    AccountSpec("C-RCT",      "Rosewood Charitable Trust",              "CLIENT",  A,                   Segregation.SEGREGATED,  "GBP", True,   1.5, False),
+    AccountSpec("C-SGF",      "Saltmarsh Growth Fund",                  "CLIENT",  A,                   Segregation.SEGREGATED,  "EUR", True,   4.0, False),
+    AccountSpec("C-TWM",      "Tavistock Wealth Management Omnibus",    "CLIENT",  A,                   Segregation.OMNIBUS,     "GBP", True,   4.0, False),
+    AccountSpec("C-VSF",      "Vireo Sovereign Fund",                   "CLIENT",  A,                   Segregation.SEGREGATED,  "USD", True,   5.0, True),
+    AccountSpec("C-WPO",      "Whitcombe Private Office",               "CLIENT",  A,                   Segregation.SEGREGATED,  "CHF", False,  1.0, False),
+    AccountSpec("C-YEEF",     "Yarrow Ethical Equity Fund",             "CLIENT",  A,                   Segregation.SEGREGATED,  "EUR", True,   3.0, False),
+    AccountSpec("C-ZHP",      "Zephyr Hedge Partners",                  "CLIENT",  A,                   Segregation.SEGREGATED,  "USD", True,   5.0, True),
+    AccountSpec("C-BTC",      "Bellamy Trust Company",                  "CLIENT",  A,                   Segregation.OMNIBUS,     "USD", True,   2.0, False),
+    AccountSpec("C-DRP",      "Drummond Retirement Plan",               "CLIENT",  A,                   Segregation.SEGREGATED,  "USD", True,   2.5, False),
+    AccountSpec("C-EBF",      "Everly Balanced Fund",                   "CLIENT",  A,                   Segregation.SEGREGATED,  "EUR", True,   2.5, False),
     # A few accounts whose KYC is not approved: their trades wait in repair.
-    AccountSpec(
-        "C-HIH",
-        "Hawthorne Insurance Holdings",
-        "CLIENT",
-        KycStatus.PENDING,
-        Segregation.SEGREGATED,
-        "GBP",
-        True,
-        0.4,
-        False,
-    ),
-    AccountSpec(
-        "C-ICO",
-        "Irongate Credit Opportunities",
-        "CLIENT",
-        KycStatus.PENDING,
-        Segregation.SEGREGATED,
-        "USD",
-        True,
-        0.4,
-        False,
-    ),
-    AccountSpec(
-        "C-JPCO",
-        "Juniper Private Client Omnibus",
-        "CLIENT",
-        KycStatus.EXPIRED,
-        Segregation.OMNIBUS,
-        "EUR",
-        True,
-        0.4,
-        False,
-    ),
-    AccountSpec(
-        "C-OMRF",
-        "Olmsted Mariner Fund",
-        "CLIENT",
-        KycStatus.EXPIRED,
-        Segregation.SEGREGATED,
-        "USD",
-        True,
-        0.3,
-        False,
-    ),
-    AccountSpec(
-        "C-PXV",
-        "Praxis Venture Vehicle",
-        "CLIENT",
-        KycStatus.REJECTED,
-        Segregation.SEGREGATED,
-        "USD",
-        True,
-        0.2,
-        False,
-    ),
+    AccountSpec("C-HIH",      "Hawthorne Insurance Holdings",           "CLIENT",  KycStatus.PENDING,   Segregation.SEGREGATED,  "GBP", True,   0.4, False),
+    AccountSpec("C-ICO",      "Irongate Credit Opportunities",          "CLIENT",  KycStatus.PENDING,   Segregation.SEGREGATED,  "USD", True,   0.4, False),
+    AccountSpec("C-JPCO",     "Juniper Private Client Omnibus",         "CLIENT",  KycStatus.EXPIRED,   Segregation.OMNIBUS,     "EUR", True,   0.4, False),
+    AccountSpec("C-OMRF",     "Olmsted Mariner Fund",                   "CLIENT",  KycStatus.EXPIRED,   Segregation.SEGREGATED,  "USD", True,   0.3, False),
+    AccountSpec("C-PXV",      "Praxis Venture Vehicle",                 "CLIENT",  KycStatus.REJECTED,  Segregation.SEGREGATED,  "USD", True,   0.2, False),
 )
+# fmt: on
 
 # The demo users (README): two clerks, two supervisors (four-eyes needs two), an admin and an auditor.
 DEMO_USERS: tuple[tuple[str, Role, str, str], ...] = (

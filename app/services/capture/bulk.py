@@ -10,7 +10,8 @@ Never an ORM object or a statement per row. Values go to the driver in the form 
   as the text SQLAlchemy's ``Date``/``DateTime`` types write (``2026-11-25``, ``2026-11-25 13:45:01.123000``), so
   rows written here read back through the ORM exactly like rows it wrote itself.
 
-Ids: on PostgreSQL from the table's sequence (``nextval`` over ``generate_series``), safe with concurrent writers;
+A large import into a small table defers the table's secondary indexes (``deferred_indexes``). Ids: on
+PostgreSQL from the table's sequence (``nextval`` over ``generate_series``), safe with concurrent writers;
 on SQLite ``max(id) + 1 ...`` inside the ``BEGIN IMMEDIATE`` transaction, which no other writer can enter.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import exc, text
 from sqlalchemy.orm import Session
 
 from .units import to_decimal, to_float
@@ -54,22 +55,48 @@ def bulk_write(session: Session) -> Iterator[None]:
         conn.exec_driver_sql(f"PRAGMA cache_size = {int(before or -2000)}")
 
 
-# SQLite: an import that at least doubles a table rebuilds the table's secondary indexes once, by sorting, instead
-# of updating each of them row by row (trades has one per sortable blotter column).
+# An import that at least doubles a table (and has at least this many rows) rebuilds the table's secondary indexes
+# once, by sorting, instead of updating each of them row by row: trades has one index per sortable blotter column,
+# and maintaining 17 of them costs ten times the insert itself (measured by bench/bench_import.py).
 DEFER_INDEXES_MIN_ROWS = 50_000
+# PostgreSQL: how long the import waits for the exclusive lock that dropping an index takes, before it gives up the
+# rebuild and inserts with the indexes in place (a colleague's long query must not be blocked, nor block us).
+PG_LOCK_WAIT = "3s"
+
+
+def _secondary_indexes(session: Session, table: str) -> list[tuple[str, str]]:
+    """(name, CREATE statement) of the table's non-unique indexes (unique ones back constraints and stay)."""
+    conn = session.connection()
+    if is_postgres(session):
+        rows = conn.execute(
+            text(
+                "SELECT indexname, indexdef FROM pg_indexes "
+                "WHERE schemaname = current_schema() AND tablename = :t ORDER BY indexname"
+            ),
+            {"t": table},
+        ).all()
+    else:
+        rows = conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
+            "ORDER BY name",
+            (table,),
+        ).all()
+    return [(str(name), str(sql)) for name, sql in rows if not str(sql).upper().startswith("CREATE UNIQUE")]
 
 
 @contextlib.contextmanager
 def deferred_indexes(session: Session, table: str, new_rows: int) -> Iterator[bool]:
-    """On SQLite, for a bulk insert of ``new_rows`` into ``table`` at least as large as the table already is,
-    drop its non-unique secondary indexes and create them again (from their own stored SQL) when the block ends.
+    """For a bulk insert of ``new_rows`` into ``table`` at least as large as the table already is, drop the table's
+    non-unique indexes and create them again from their own definitions when the block ends.
 
-    All of it happens inside the write transaction: a failure or a cancel rolls the drop back with everything else,
-    and readers (WAL snapshots) keep seeing the committed table with its indexes. Unique indexes stay, so
-    constraints are checked as always. PostgreSQL keeps its indexes: dropping one takes an exclusive lock that would
-    stall every other workstation's blotter for the duration of the import. Yields whether indexes were deferred.
+    It all happens inside the import's transaction: a failure or a cancel rolls the drop back with everything else,
+    and the schema after commit is exactly what it was. Unique indexes stay, so constraints are checked as always.
+    SQLite readers (WAL snapshots) keep reading the committed table with its indexes meanwhile. On PostgreSQL the
+    drop holds an exclusive lock on the table until commit, so it is only tried when the table is small next to
+    the file (an initial load, a migration) and only if the lock comes within PG_LOCK_WAIT; otherwise the rows are
+    inserted with the indexes in place. Yields whether the indexes were deferred.
     """
-    if is_postgres(session) or new_rows < DEFER_INDEXES_MIN_ROWS:
+    if new_rows < DEFER_INDEXES_MIN_ROWS:
         yield False
         return
     conn = session.connection()
@@ -77,16 +104,24 @@ def deferred_indexes(session: Session, table: str, new_rows: int) -> Iterator[bo
     if new_rows < existing:
         yield False
         return
-    indexes = [
-        (name, sql)
-        for name, sql in conn.exec_driver_sql(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
-            (table,),
-        ).all()
-        if not sql.upper().startswith("CREATE UNIQUE")
-    ]
-    for name, _ in indexes:
-        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    indexes = _secondary_indexes(session, table)
+    if is_postgres(session):
+        locked = True
+        try:
+            with conn.begin_nested():  # a savepoint: a lock timeout rolls back to here, not the import
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{PG_LOCK_WAIT}'")
+                for name, _ in indexes:
+                    conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        except exc.OperationalError:
+            locked = False  # rolled back to the savepoint: the indexes are all there
+        conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
+        if not locked:
+            yield False
+            return
+        conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    else:
+        for name, _ in indexes:
+            conn.exec_driver_sql(f'DROP INDEX "{name}"')
     yield True
     for _, sql in indexes:
         conn.exec_driver_sql(sql)

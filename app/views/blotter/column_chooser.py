@@ -24,7 +24,7 @@ MIN_WIDTH = 30
 WIDTHS = {
     "trade_ref": 185,
     "status": 125,
-    "exception_codes": 150,
+    "exception_codes": 175,
     "trade_date": 100,
     "settlement_date": 100,
     "side": 55,

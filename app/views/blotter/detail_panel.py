@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -109,6 +110,9 @@ class _Table(QTableWidget):
         self.verticalHeader().setDefaultSectionSize(ROW_HEIGHT)
         self.horizontalHeader().setStretchLastSection(True)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.horizontalHeader().setDefaultAlignment(
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        )
 
     def fill(self, rows: list[list[str]], tints: list[QColor | None] | None = None) -> None:
         self.setRowCount(len(rows))
@@ -184,6 +188,7 @@ class DetailPanel(QFrame):
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.fields_box = QWidget()
+        self.fields_box.setObjectName("detailFields")
         self.fields_grid = QGridLayout(self.fields_box)
         self.fields_grid.setContentsMargins(8, 6, 8, 6)
         self.fields_grid.setHorizontalSpacing(14)
@@ -253,17 +258,9 @@ class DetailPanel(QFrame):
             self._show_trade(dict(zip(COLUMN_KEYS, row, strict=True)), partial=True)
         if self._task is not None:
             self._task.cancel()
-        detail_fn = capture_api.get("trade_detail")
-        if detail_fn is None:
-            self.note.setText(
-                "Versions, history and settlement will show here once the capture service describes trades."
-            )
-            self._task = None
-            self._shown()
-            return
         self.note.setText("Loading…")
         self._task = self.ws.tasks.call(
-            detail_fn,
+            partial(capture_api.call, "trade_detail"),
             self.ws.db,
             self.ws.actor,
             trade_id,
@@ -450,16 +447,20 @@ class DetailPanel(QFrame):
         for title, name in meta:
             rows.append((title, [self.text(name, v.get(name)) for v in vs], [False] * len(vs)))
         changed_keys: set[str] = set()
+        field_rows: list[tuple[str, list[str], list[bool]]] = []
         for key in keys:
             cells, changed = [], []
             for i, p in enumerate(payloads):
                 value = p.get(key)
-                cells.append(self.text(key, value))
+                cells.append(self.text(key, _as_number(key, value)))
                 differs = i > 0 and _norm(payloads[i - 1].get(key)) != _norm(value)
                 changed.append(differs)
                 if differs:
                     changed_keys.add(key)
-            rows.append((label_of(key), cells, changed))
+            field_rows.append((label_of(key), cells, changed))
+        # What the front office amended first: the reason a clerk opens this tab.
+        field_rows.sort(key=lambda r: not any(r[2]))
+        rows += field_rows
         table.setRowCount(len(rows))
         for r, (title, cells, changed) in enumerate(rows):
             name = QTableWidgetItem(title)
@@ -473,6 +474,8 @@ class DetailPanel(QFrame):
                     item.setToolTip(f"Changed in this version (was {rows[r][1][c - 2]})")
                 table.setItem(r, c, item)
         table.resizeColumnsToContents()
+        for c in range(1, table.columnCount()):
+            table.setColumnWidth(c, max(table.columnWidth(c) + 16, 150))
         self.changed_fields = changed_keys
         self.tabs.setTabText(1, f"Versions ({len(vs)})" if vs else "Versions")
 
@@ -492,7 +495,9 @@ class DetailPanel(QFrame):
                     changes,
                 ]
             )
-        self.audit.fill(rows)
+        self.audit.fill(
+            rows or [["", "", "No audit entries about this trade: nobody has changed it here.", ""]]
+        )
         self.tabs.setTabText(2, f"History ({len(rows)})" if rows else "History")
 
     def _show_settlement(self, instructions: list[Any], breaks: list[Any]) -> None:
@@ -536,6 +541,19 @@ class DetailPanel(QFrame):
         self.breaks.fill(brows)
         n = len(rows) + len(brows)
         self.tabs.setTabText(3, f"Settlement ({n})" if n else "Settlement")
+
+
+NUMERIC_FIELDS = frozenset({"quantity", "price", "gross_amount", "net_amount", "commission", "fees"})
+
+
+def _as_number(key: str, value: Any) -> Any:
+    """A payload's number as text ("85.00000000") read as a Decimal, so it shows like the blotter (85.00)."""
+    if key in NUMERIC_FIELDS and isinstance(value, str):
+        try:
+            return Decimal(value.replace(",", ""))
+        except Exception:
+            return value
+    return value
 
 
 def _norm(value: Any) -> Any:

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from app.models.enums import Side, TradeStatus
 from app.services.blotter import BlotterFilter
 from app.views import resources
-from app.views.qt_models.blotter_model import STATUS_TONES, exception_reasons
+from app.views.qt_models.blotter_model import STATUS_TONES
 from app.views.qt_models.status_counts import status_label, tone_dot
 
 #: A pause in typing this long applies the filter.
@@ -162,15 +162,13 @@ class FilterBar(QWidget):
         ):
             edit.setToolTip(tip)
             edit.setAccessibleName(tip)
-        reasons = exception_reasons()
+        # The reason codes arrive with the pane's settings (set_reasons); a code can be typed meanwhile.
         self.exception = _combo(
-            [("Any exception", None)] + [(code, code) for code in sorted(reasons)],
+            [("Any exception", None)],
             "Trades with this open validation exception (reason code)",
             editable=True,
         )
         self.exception.lineEdit().setPlaceholderText("Any exception")
-        for i, code in enumerate(sorted(reasons), start=1):
-            self.exception.setItemData(i, reasons[code], Qt.ItemDataRole.ToolTipRole)
 
         self.my_repairs = _quick("My repairs", "Trades in repair that are mine or unassigned")
         self.my_repairs.setIcon(resources.icon("repair"))
@@ -238,6 +236,18 @@ class FilterBar(QWidget):
         self._last = self.current()
 
     # --- reading and writing the filter -------------------------------------------------------------------------
+
+    def set_reasons(self, reasons: dict[str, str]) -> None:
+        """Offer the validation reason codes (code -> words) in the exception list."""
+        self._quiet = True
+        text = self.exception.currentText()
+        while self.exception.count() > 1:
+            self.exception.removeItem(1)
+        for code in sorted(reasons):
+            self.exception.addItem(code, code)
+            self.exception.setItemData(self.exception.count() - 1, reasons[code], Qt.ItemDataRole.ToolTipRole)
+        self.exception.setEditText(text if text != self.exception.itemText(0) else "")
+        self._quiet = False
 
     def today(self) -> dt.date:
         return self._today or dt.date.today()

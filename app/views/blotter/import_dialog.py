@@ -53,9 +53,7 @@ class FileOutcome:
         return int((self.report or {}).get(key, 0) or 0)
 
 
-def _import_all(
-    ctx: TaskContext, import_trades: Any, db: Any, actor: Any, paths: list[str]
-) -> list[FileOutcome]:
+def _import_all(ctx: TaskContext, db: Any, actor: Any, paths: list[str]) -> list[FileOutcome]:
     """Worker: import each file in turn; a refused file is reported and the others still go in."""
     outcomes: list[FileOutcome] = []
     n = len(paths)
@@ -68,7 +66,9 @@ def _import_all(
             ctx.progress(int((i + share) * 1000), n * 1000, f"{name}: {text}" if text else name)
 
         try:
-            report = import_trades(db, actor, path, progress=progress, cancel=lambda: ctx.cancelled)
+            report = capture_api.call(
+                "import_trades", db, actor, path, progress=progress, cancel=lambda: ctx.cancelled
+            )
         except OpsDeskError as err:
             if ctx.cancelled:
                 raise
@@ -149,14 +149,9 @@ class ImportDialog(QDialog):
 
     def start(self) -> None:
         """Show the dialog and start importing (in the background)."""
-        import_trades = capture_api.get("import_trades")
         self.open()
-        if import_trades is None:
-            self._failed_all("Importing is not available: the capture service has no import_trades yet.")
-            return
         self._task = self.ws.tasks.run(
             _import_all,
-            import_trades,
             self.ws.db,
             self.ws.actor,
             list(self.paths),

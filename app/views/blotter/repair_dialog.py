@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
@@ -185,15 +186,11 @@ class RepairDialog(QDialog):
     # --- saving -------------------------------------------------------------------------------------------------
 
     def save(self) -> None:
-        repair = capture_api.get("repair_trade")
-        if repair is None:
-            self._refuse("Repair is not available: the capture service has no repair_trade yet.")
-            return
         changes = self.changes()
         self.save_button.setEnabled(False)
         self.error.hide()
         self._task = self.ws.tasks.call(
-            repair,
+            partial(capture_api.call, "repair_trade"),
             self.ws.db,
             self.ws.actor,
             self.trade_id,
@@ -243,11 +240,8 @@ class RepairDialog(QDialog):
         self.refused.emit(message)
 
     def reload(self) -> None:
-        detail_fn = capture_api.get("trade_detail")
-        if detail_fn is None:
-            return
         self.ws.tasks.call(
-            detail_fn,
+            partial(capture_api.call, "trade_detail"),
             self.ws.db,
             self.ws.actor,
             self.trade_id,
@@ -277,18 +271,12 @@ def open_repair(
     on_error: Callable[[str], None] | None = None,
 ) -> TaskHandle | None:
     """Read the trade in the background, then open the repair dialog on it (never a database call here)."""
-    detail_fn = capture_api.get("trade_detail")
-    repair = capture_api.get("repair_trade")
 
     def fail(message: str) -> None:
         if on_error is not None:
             on_error(message)
         else:
             message_box(parent, message)
-
-    if detail_fn is None or repair is None:
-        fail("Repair is not available yet: the capture service has no trade_detail/repair_trade.")
-        return None
 
     def opened(detail: object) -> None:
         dialog = RepairDialog(workspace, trade_id, detail, parent)
@@ -298,7 +286,7 @@ def open_repair(
             on_opened(dialog)
 
     return workspace.tasks.call(
-        detail_fn,
+        partial(capture_api.call, "trade_detail"),
         workspace.db,
         workspace.actor,
         trade_id,

@@ -100,12 +100,14 @@ STATS_INTERVAL_MS = 240_000
 DESCENDING_FIRST = frozenset({"date", "datetime", "decimal", "int"})
 
 
-def _read_settings(db: Database, actor: Actor) -> tuple[object, dict[int, str], list[str]]:
-    """Worker: the user's saved columns, the user names for the Owner column, the names of their saved views."""
+def _read_settings(db: Database, actor: Actor) -> tuple[object, dict[int, str], list[str], dict[str, str]]:
+    """Worker: the user's saved columns, the user names for the Owner column, the names of their saved views,
+    and the validation reason codes (importing the capture service here, away from the GUI thread)."""
     return (
         preferences.get(db, actor, COLUMNS_KEY),
         blotter.owner_names(db, actor),
         list_views(db, actor),
+        capture_api.reasons(),
     )
 
 
@@ -456,8 +458,10 @@ class TradeBlotterPane(Pane):
 
     def _settings_read(self, settings: object) -> None:
         assert isinstance(settings, tuple)
-        columns, names, views = settings
+        columns, names, views, reasons = settings
         self.model.set_usernames(names)
+        self.model.reasons = reasons
+        self.filter_bar.set_reasons(reasons)
         self.views_button.set_names(views)
         self._apply_saved_columns(columns)
 
@@ -580,6 +584,8 @@ class TradeBlotterPane(Pane):
         moved = self.table.verticalScrollBar().value() - int(context.get("scroll_at_request", 0))
         top = window.top if context.get("top_id") is not None else int(context.get("top_row", 0))
         self._restore_place(top + moved, window.positions, context)
+        if self.detail.isVisible():
+            self.detail.reload()  # the trade on show may be one of those that changed
         self._loaded_bookkeeping()
 
     def _restore_place(self, top: int, positions: dict[int, int | None], context: dict[str, Any]) -> None:
@@ -604,6 +610,11 @@ class TradeBlotterPane(Pane):
         finally:
             self._restoring = False
         self._viewport_moved()
+        # A selected trade that moved outside the pages read so far: read its page, so the selection (and the
+        # actions and detail that follow it) knows which trade it is without the user scrolling to it.
+        rows = [r for r in positions.values() if r is not None and not self.model.is_row_loaded(r)]
+        if rows:
+            self.model.when_loaded(rows, self._selection_changed)
         self._selection_changed()
 
     def _remember_selection(self) -> None:
@@ -806,7 +817,7 @@ class TradeBlotterPane(Pane):
         self.detail.setVisible(on)
         if on:
             total = max(self.splitter.height(), 400)
-            self.splitter.setSizes([int(total * 0.55), int(total * 0.45)])
+            self.splitter.setSizes([int(total * 0.45), int(total * 0.55)])
             self._load_detail()
 
     def _load_detail(self) -> None:
@@ -862,15 +873,12 @@ class TradeBlotterPane(Pane):
     def export_to(self, path: str) -> TaskHandle | None:
         """Write the view (filter, sort, visible columns in their order) to ``path`` (.csv or .xlsx) with the
         service ``opsdesk export blotter`` uses; the status bar shows its progress and can cancel it."""
-        export = capture_api.get("export_blotter")
-        if export is None:
-            self.message.emit("Export is not available: the capture service has no blotter export yet.")
-            return None
         db, actor = self.ws.db, self.ws.actor
         flt, sort, columns = self.model.filter, self.model.sort_order, tuple(self.visible_columns())
 
         def work(ctx: TaskContext) -> object:
-            return export(
+            return capture_api.call(
+                "export_blotter",
                 db,
                 actor,
                 path,

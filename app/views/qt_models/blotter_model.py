@@ -125,7 +125,6 @@ ALIGN = tuple(
     )
     for c in COLUMNS
 )
-RIGHT_ALIGNED = tuple(c.kind in _NUMERIC_KINDS for c in COLUMNS)
 
 
 @dataclass(slots=True)
@@ -239,9 +238,8 @@ class BlotterModel(QAbstractTableModel):
         self._count_exact = False
         self._loaded_once = False
         self._pages: OrderedDict[int, Page] = OrderedDict()
-        self._looks: dict[
-            int, RowLook
-        ] = {}  # row number -> its texts and looks, for the rows of cached pages
+        # Row number -> its texts and looks, for the rows of the cached pages.
+        self._looks: dict[int, RowLook] = {}
         self._wanted: dict[int, None] = {}  # pages the view asked for, oldest request first
         self._in_flight: dict[int, TaskHandle] = {}
         self._query_tasks: list[TaskHandle] = []
@@ -773,22 +771,11 @@ class BlotterModel(QAbstractTableModel):
             return "Unassigned"
         return None
 
-    @staticmethod
-    def _explain_codes(codes: str) -> str:
-        reasons = exception_reasons()
-        return "\n".join(f"{c}: {reasons.get(c, 'validation failed')}" for c in codes.split(",") if c)
+    def _explain_codes(self, codes: str) -> str:
+        return "\n".join(f"{c}: {self.reasons.get(c, 'validation failed')}" for c in codes.split(",") if c)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """QAbstractItemModel.sort: sorts in the database; columns without an index are refused (ignored)."""
         if not 0 <= column < len(COLUMNS) or COLUMNS[column].key not in SORTABLE:
             return
         self.set_query(sort=Sort(COLUMNS[column].key, order == Qt.SortOrder.DescendingOrder))
-
-
-def exception_reasons() -> dict[str, str]:
-    """Reason code -> words, from the capture service when it is installed (it owns the codes)."""
-    try:
-        from app.services.capture.validation import REASONS
-    except Exception:  # the capture service is optional for the blotter; codes then show bare
-        return {}
-    return dict(REASONS)
