@@ -518,12 +518,20 @@ def test_cancel_rolls_everything_back(ref_db: Database, tmp_path: Path) -> None:
 
 
 def _index_definitions(db: Database) -> list[tuple[str, str]]:
+    """Every index of the capture tables, and on PostgreSQL every foreign key, as the database describes them."""
+    tables = "('trades', 'trade_versions', 'trade_exceptions')"
     with db.read() as s:
         if db.is_postgres:
-            q = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'trades' ORDER BY indexname"
+            q = f"SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN {tables} ORDER BY indexname"
+            fk = (
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f' "
+                f"AND conrelid::regclass::text IN {tables} ORDER BY conname"
+            )
+            extra = [(str(a), str(b)) for a, b in s.connection().exec_driver_sql(fk).all()]
         else:
-            q = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'trades' ORDER BY name"
-        return [(str(a), str(b)) for a, b in s.connection().exec_driver_sql(q).all()]
+            q = f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN {tables} ORDER BY name"
+            extra = []
+        return [(str(a), str(b)) for a, b in s.connection().exec_driver_sql(q).all()] + extra
 
 
 def test_deferred_indexes_come_back_identical(db: Database, tmp_path: Path, monkeypatch) -> None:

@@ -549,21 +549,16 @@ def test_every_access_path_pages_the_same_rows(
 
 
 @sqlite_only
-def test_the_plan_follows_how_many_rows_match(db: Database, users: dict[str, Actor], book: list) -> None:
+def test_the_plan_follows_how_many_rows_match(
+    db: Database, users: dict[str, Actor], book: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Few matches: read them through their index; many: walk the sort index (SQLite counts through the index)."""
     few = BlotterFilter(statuses=("FAILED",))
-    with db.read() as s:
+    with db.read() as session:
+        s = session.connection()
         assert blotter._choose_plan(s, few, Sort("gross_amount", True)) == blotter.FILTER_INDEX
-        assert (
-            blotter._choose_plan(s, few, Sort("status", True)) == blotter.PLANNER
-        )  # the sort index filters too
-        assert (
-            blotter._choose_plan(s, BlotterFilter(text="T0"), Sort()) == blotter.PLANNER
-        )  # nothing to count
-    original = blotter.FEW_ROWS
-    try:
-        blotter.FEW_ROWS = 10
-        with db.read() as s:
-            assert blotter._choose_plan(s, few, Sort("gross_amount", True)) == blotter.SORT_INDEX
-    finally:
-        blotter.FEW_ROWS = original
+        # Sorted by the filtered column, its index does both: nothing to choose. A text search: nothing to count.
+        assert blotter._choose_plan(s, few, Sort("status", True)) == blotter.PLANNER
+        assert blotter._choose_plan(s, BlotterFilter(text="T0"), Sort()) == blotter.PLANNER
+        monkeypatch.setattr(blotter, "FEW_ROWS", 10)
+        assert blotter._choose_plan(s, few, Sort("gross_amount", True)) == blotter.SORT_INDEX

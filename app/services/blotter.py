@@ -1,17 +1,22 @@
 """The trade blotter's queries: filter, sort and page a million trades in the database, never in Python.
 
-Pages are fetched by keyset (``WHERE (sort_key, id) > (:last_key, :last_id)``) when the user scrolls on, from the
-end in reverse order when they jump to the bottom, and by OFFSET only for a jump into the middle. Every sortable
-column has an index ending in ``id`` (migration 0002), so each page is an index range scan. Totals for the filter
-(count, gross by currency) are a separate call so the first page never waits for them.
+Pages are fetched by keyset (``WHERE (sort_key, id) > (:last_key, :last_id)``) when the user scrolls on (or
+``before`` a page when they scroll up after a jump), from the end in reverse order when they jump to the bottom, and
+by OFFSET only for a jump into the middle. Every sortable column has an index ending in ``id`` (migration 0002), so
+each page is an index range scan. Totals for the filter (count, gross by currency) are a separate call so the first
+page never waits for them. :func:`window` reads, in one unit of work, what a live refresh needs to keep the user's
+place: the count, the pages around the trade at the top of the view (by keyset from it) and where the selected
+trades are now. A filtered page may be read through the filter's index instead of the sort's when few rows match
+(see "choosing the access path" below).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
@@ -30,14 +35,14 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
 
 from app.models import Instrument, Trade, User
 from app.models.enums import Side, TradeStatus
 from app.models.trades import SETTLE_SORT_SQL
 
-from .db import Database
+from .db import Database, translate_errors
 from .permissions import Actor, Permission, require
 
 
@@ -322,12 +327,31 @@ def fetch_page(
     the first page.
     """
     require(actor, Permission.VIEW)
-    with db.read() as s:
-        return _fetch(s, flt, sort, limit=limit, after=after, offset=offset, from_end=from_end, before=before)
+    with _reader(db) as conn:
+        return _fetch(
+            conn, flt, sort, limit=limit, after=after, offset=offset, from_end=from_end, before=before
+        )
+
+
+@contextlib.contextmanager
+def _reader(db: Database) -> Iterator[Connection]:
+    """A connection for reads that are one statement each (a page, a count).
+
+    On PostgreSQL in autocommit: no BEGIN before the query and no ROLLBACK after it, two of the four round trips a
+    page would otherwise cost (with the pool's liveness ping, four at 50 ms apart is 200 ms over a VPN before the
+    database has done anything). One SELECT is its own consistent snapshot, so nothing is lost. SQLite reads as
+    db.read() does: there a round trip costs nothing.
+    """
+    if not db.is_postgres:
+        with db.read() as s:
+            yield s.connection()
+        return
+    with translate_errors(), db.engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _fetch(
-    s: Session,
+    s: Connection,
     flt: BlotterFilter,
     sort: Sort,
     *,
@@ -360,8 +384,8 @@ def _fetch(
         q = select(*cols).where(and_(True, *where)).order_by(*_order(sort, key, desc)).limit(limit)
     if offset and (after is None or from_end) and before is None:
         q = q.offset(offset)
-    # Core execution: the rows are plain tuples, no ORM loading (less Python per page on the worker thread).
-    rows = [tuple(r) for r in s.connection().execute(q).all()]
+    # Core execution on a Connection: plain tuples, no ORM loading (less Python per page on a worker thread).
+    rows = [tuple(r) for r in s.execute(q).all()]
     if backwards:
         rows.reverse()
     first, last = _keys(rows, sort)
@@ -370,9 +394,9 @@ def _fetch(
 
 def count(db: Database, actor: Actor, flt: BlotterFilter) -> int:
     require(actor, Permission.VIEW)
-    with db.read() as s:
+    with _reader(db) as conn:
         return int(
-            s.scalar(select(func.count()).select_from(Trade).where(and_(True, *_conditions(flt)))) or 0
+            conn.scalar(select(func.count()).select_from(Trade).where(and_(True, *_conditions(flt)))) or 0
         )
 
 
@@ -397,11 +421,13 @@ def position_of(db: Database, actor: Actor, flt: BlotterFilter, sort: Sort, trad
     """Row number of a trade under the current filter and sort (to keep the selection across a refresh)."""
     require(actor, Permission.VIEW)
     with db.read() as s:
-        found = _locate(s, flt, sort, trade_id)
+        found = _locate(s.connection(), flt, sort, trade_id)
     return None if found is None else found[0]
 
 
-def _locate(s: Session, flt: BlotterFilter, sort: Sort, trade_id: int) -> tuple[int, tuple[Any, ...]] | None:
+def _locate(
+    s: Connection, flt: BlotterFilter, sort: Sort, trade_id: int
+) -> tuple[int, tuple[Any, ...]] | None:
     """(row number, row) of a trade under the filter and sort, or None when the filter excludes it (or it is gone)."""
     key = _sort_expr(sort)
     row = s.execute(_base(flt).where(Trade.id == trade_id)).first()
@@ -448,10 +474,11 @@ def window(
     never by OFFSET, so this costs the same at row 10 and at row 900,000 (counting the rows above it aside).
     """
     require(actor, Permission.VIEW)
-    with db.read() as s:
-        if db.is_postgres:
-            # One snapshot for the count, the positions and the rows: they must agree with each other.
-            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    with db.read() as session:
+        # One snapshot for the count, the positions and the rows: they must agree with each other.
+        s = session.connection(
+            execution_options={"isolation_level": "REPEATABLE READ"} if db.is_postgres else None
+        )
         total = int(
             s.scalar(select(func.count()).select_from(Trade).where(and_(True, *_conditions(flt)))) or 0
         )
@@ -545,11 +572,11 @@ def _estimable(flt: BlotterFilter) -> list[tuple[str, list[str]]]:
     return out
 
 
-def _choose_plan(s: Session, flt: BlotterFilter, sort: Sort) -> str:
+def _choose_plan(s: Connection, flt: BlotterFilter, sort: Sort) -> str:
     conditions = [(c, v) for c, v in _estimable(flt) if c != sort.key]
     if not conditions:
         return PLANNER
-    sqlite = s.get_bind().dialect.name == "sqlite"
+    sqlite = s.dialect.name == "sqlite"
     try:
         if sqlite:
             total = float(_sqlite_total(s))
@@ -572,17 +599,17 @@ def _choose_plan(s: Session, flt: BlotterFilter, sort: Sort) -> str:
     return SORT_INDEX if sqlite else PLANNER
 
 
-def _sqlite_total(s: Session) -> int:
-    key = ("total", str(s.get_bind().url))
+def _sqlite_total(s: Connection) -> int:
+    key = ("total", str(s.engine.url))
     return int(
         _cached(key, SQLITE_COUNT_TTL_S, lambda: s.scalar(select(func.count()).select_from(Trade)) or 0)
     )
 
 
-def _sqlite_count(s: Session, column: str, values: list[str]) -> int:
+def _sqlite_count(s: Connection, column: str, values: list[str]) -> int:
     """Rows with one of ``values`` in ``column``: an index-only count, 2-50 ms at a million rows."""
     col = getattr(Trade, column)
-    key = ("count", str(s.get_bind().url), column, tuple(values))
+    key = ("count", str(s.engine.url), column, tuple(values))
     return int(
         _cached(
             key,
@@ -592,8 +619,8 @@ def _sqlite_count(s: Session, column: str, values: list[str]) -> int:
     )
 
 
-def _pg_column_stats(s: Session) -> dict[str, _ColumnStats]:
-    key = ("pg_stats", str(s.get_bind().url))
+def _pg_column_stats(s: Connection) -> dict[str, _ColumnStats]:
+    key = ("pg_stats", str(s.engine.url))
     return dict(_cached(key, STATS_TTL_S, lambda: _pg_stats(s)))
 
 
@@ -603,11 +630,11 @@ def refresh_statistics(db: Database, actor: Actor) -> None:
     require(actor, Permission.VIEW)
     if not db.is_postgres:
         return
-    with db.read() as s:
-        _pg_column_stats(s)
+    with _reader(db) as conn:
+        _pg_column_stats(conn)
 
 
-def _pg_stats(s: Session) -> dict[str, _ColumnStats]:
+def _pg_stats(s: Connection) -> dict[str, _ColumnStats]:
     """The planner's own statistics (most common values, their frequencies, distinct values): no scan, one query."""
     rows = s.execute(
         text(

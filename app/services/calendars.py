@@ -205,6 +205,7 @@ def _base_calendar(code: str) -> BusinessCalendar:
     all_days = np.arange(np.datetime64(CALENDAR_START, "D"), np.datetime64(CALENDAR_END, "D") + 1)
     weekdays = all_days[np.is_busday(all_days, weekmask=weekmask)]
     holidays = np.setdiff1d(weekdays, sessions)
+    holidays.setflags(write=False)  # shared by every caller through the cache
     return BusinessCalendar(code=code, weekmask=weekmask, holidays=holidays)
 
 
@@ -213,8 +214,9 @@ def _with_closures(code: str, extra: tuple[dt.date, ...]) -> BusinessCalendar:
     base = _base_calendar(code)
     if not extra:
         return base
-    extra_days = np.array(extra, dtype="datetime64[D]")
-    return BusinessCalendar(code=code, weekmask=base.weekmask, holidays=np.union1d(base.holidays, extra_days))
+    holidays = np.union1d(base.holidays, np.array(extra, dtype="datetime64[D]"))
+    holidays.setflags(write=False)
+    return BusinessCalendar(code=code, weekmask=base.weekmask, holidays=holidays)
 
 
 def market_closures(session: Session, mic: str) -> tuple[str, tuple[dt.date, ...]] | None:

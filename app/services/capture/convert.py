@@ -214,9 +214,12 @@ def to_utc(local: np.ndarray, zone: str) -> np.ndarray:
     return aware.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
 
 
-def _column(raw: RawTable, field: str) -> np.ndarray:
+def _column(raw: RawTable, field: str) -> Any:
+    """A file column: a categorical Series as the CSV reader built it (Factor.of uses its codes), else an object
+    array; a field the file does not have reads as empty."""
     if field in raw.frame.columns:
-        return raw.frame[field].to_numpy(dtype=object)
+        col = raw.frame[field]
+        return col if isinstance(col.dtype, pd.CategoricalDtype) else col.to_numpy(dtype=object)
     return np.full(raw.frame.shape[0], "", dtype=object)
 
 
@@ -241,7 +244,7 @@ def convert(raw: RawTable, source_ref_prefix: str) -> tuple[pd.DataFrame, list[P
     )
     cancel = action == "CANCEL"
 
-    trade_ref = strip_all(_column(raw, "trade_ref"))
+    trade_ref = strip_all(np.asarray(_column(raw, "trade_ref"), dtype=object))
     rej.add(trade_ref == "", "trade_ref", "MISSING_VALUE", lambda r: "no trade reference")
 
     def ident(field: str) -> Factor:

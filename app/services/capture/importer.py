@@ -193,8 +193,8 @@ class _Steps:
         self._cancel = cancel
         self._file = file_name
 
-    def __call__(self, pct: float, label: str) -> None:
-        if self._cancel is not None and self._cancel() is True:
+    def __call__(self, pct: float, label: str, *, check: bool = True) -> None:
+        if check and self._cancel is not None and self._cancel() is True:
             raise ImportCancelled(f"The import of {self._file} was cancelled; nothing was changed.")
         if self._progress is not None:
             self._progress(int(pct), 100, label)
@@ -264,7 +264,7 @@ def import_trades(
     log: fix.FixLog | None = None
     if fmt == "fix":
         log = fix.read_log(data, name, ref0)
-        carrying, blank = len(log.reports) + len(log.rejected), len(log.skipped)
+        carrying, blank = len(log.reports) + len({p.line for p in log.rejected}), len(log.skipped)
     else:
         table = _parse_table(data, name, fmt, profile)
         carrying, blank = table.data_lines, table.skipped
@@ -288,7 +288,7 @@ def import_trades(
             return _duplicate_file(name, digest, fmt, profile_name, carrying, blank, started)
         raise
     report.seconds = time.perf_counter() - started
-    step(100, f"Imported {name}")
+    step(100, f"Imported {name}", check=False)  # committed: too late to cancel
     return report
 
 
@@ -682,28 +682,29 @@ def _write_plan(
     if len(versions):
         v_trade = all_ids[versions["row"].to_numpy(dtype=np.int64)]
         v_ids = bulk.allocate_ids(s, "trade_versions", len(versions))
-        bulk.insert_rows(
-            s,
-            "trade_versions",
-            ("id", "trade_id", "fo_version", "action", "source", "source_ref", "received_at", "payload"),
-            [
-                v_ids.tolist(),
-                v_trade.tolist(),
-                versions["fo_version"].to_numpy(dtype=np.int64).tolist(),
-                versions["action"].tolist(),
+        with bulk.deferred_indexes(s, "trade_versions", len(versions)):
+            bulk.insert_rows(
+                s,
+                "trade_versions",
+                ("id", "trade_id", "fo_version", "action", "source", "source_ref", "received_at", "payload"),
                 [
-                    (sources.get(r, source) if sources is not None else source)
-                    for r in rows["trade_ref"].to_numpy(dtype=object)[
-                        versions["row"].to_numpy(dtype=np.int64)
+                    v_ids.tolist(),
+                    v_trade.tolist(),
+                    versions["fo_version"].to_numpy(dtype=np.int64).tolist(),
+                    versions["action"].tolist(),
+                    [
+                        (sources.get(r, source) if sources is not None else source)
+                        for r in rows["trade_ref"].to_numpy(dtype=object)[
+                            versions["row"].to_numpy(dtype=np.int64)
+                        ]
                     ]
-                ]
-                if sources is not None
-                else [source] * len(versions),
-                versions["source_ref"].tolist(),
-                [stamp] * len(versions),
-                versions["payload"].tolist(),
-            ],
-        )
+                    if sources is not None
+                    else [source] * len(versions),
+                    versions["source_ref"].tolist(),
+                    [stamp] * len(versions),
+                    versions["payload"].tolist(),
+                ],
+            )
 
     # --- exceptions ---
     step(93, "Writing exceptions")

@@ -140,7 +140,7 @@ def csv_payloads(raw: RawTable, raw_rows: np.ndarray, lines: np.ndarray, batch_i
     parts: list[str] = []
     cols: list[Any] = []
     for name in names:
-        col = raw.frame[name].to_numpy(dtype=object)[raw_rows]
+        col = np.asarray(raw.frame[name].to_numpy(dtype=object), dtype=object)[raw_rows]
         key = json.dumps(headers[name], ensure_ascii=False).replace("%", "%%")
         if _NEEDS_ESCAPE.search("".join(col.tolist())):
             codes, uniques = pd.factorize(col, use_na_sentinel=False)

@@ -215,6 +215,9 @@ def _read_plain(raw: bytes, file_name: str, profile: Profile) -> RawTable:
         frame = _frame({k: [] for k in positions}, 0)
     else:
         skip = np.flatnonzero(~good)  # header, blank and wrong lines (0-based line indexes)
+        used = sorted(set(positions.values()))
+        # Plain object columns: reading them as categoricals in the C reader measured slower than reading objects
+        # and factorising the columns afterwards (convert.py).
         parsed = pd.read_csv(
             io.BytesIO(raw),
             sep=sep,
@@ -225,7 +228,7 @@ def _read_plain(raw: bytes, file_name: str, profile: Profile) -> RawTable:
             keep_default_na=False,
             na_filter=False,
             quoting=csv.QUOTE_NONE,
-            usecols=sorted(set(positions.values())),
+            usecols=used,
             encoding="utf-8",
             engine="c",
         )
