@@ -589,3 +589,14 @@ def test_postgres_keeps_the_indexes_when_a_colleague_is_reading(
         )
         other.exec_driver_sql("ROLLBACK")
     assert report.accepted == 5 and not any(s.startswith("Rebuilding") for s in steps)
+
+
+def test_cleared_exceptions_read_back_as_utc_timestamps(db: Database, tmp_path: Path) -> None:
+    build_reference(db)
+    import_trades(db, CLERK, write_csv(tmp_path / "a.csv", line("T1", account="NOPE")), today=TODAY)
+    import_trades(db, CLERK, write_csv(tmp_path / "b.csv", line("T1")), today=TODAY)
+    with db.read() as s:
+        exc = s.scalars(select(TradeException)).one()
+        trade = s.scalars(select(Trade)).one()
+    assert exc.cleared_at is not None and exc.cleared_at.tzinfo is not None
+    assert abs((exc.cleared_at - trade.updated_at).total_seconds()) < 1 and exc.cleared_at >= exc.raised_at

@@ -8,17 +8,28 @@ queue and describes a trade for the blotter's detail panel; export.py writes the
 
 from __future__ import annotations
 
+from .export import ExportCancelled, ExportResult, export_blotter
 from .importer import ImportCancelled, ImportReport, LineIssue, import_trades
 from .profiles import BUILTIN as PROFILES
 from .profiles import Profile, known_profiles, load_profile
+from .repair import EDITABLE, ExceptionInfo, RepairResult, TradeDetail, repair_trade, trade_detail
 
 __all__ = [
+    "EDITABLE",
     "PROFILES",
+    "ExceptionInfo",
+    "ExportCancelled",
+    "ExportResult",
     "ImportCancelled",
     "ImportReport",
     "LineIssue",
     "Profile",
+    "RepairResult",
+    "TradeDetail",
+    "export_blotter",
     "import_trades",
     "known_profiles",
     "load_profile",
+    "repair_trade",
+    "trade_detail",
 ]

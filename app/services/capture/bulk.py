@@ -252,3 +252,18 @@ def execute_many(session: Session, sql: str, params: list[tuple[Any, ...]]) -> i
         result = conn.exec_driver_sql(sql, params[start : start + CHUNK])
         total += int(result.rowcount)
     return total
+
+
+def execute_for_ids(session: Session, sql: str, ids: list[int], params: dict[str, Any] | None = None) -> int:
+    """One statement for a list of ids: ``{ids}`` in ``sql`` becomes ``= ANY(array)`` on PostgreSQL and a
+    ``json_each`` of one JSON parameter on SQLite (no limit on the number of ids, no statement per id)."""
+    import json
+
+    if is_postgres(session):
+        stmt = text(sql.replace("IN {ids}", "= ANY(:ids)"))
+        bind: Any = ids
+    else:
+        stmt = text(sql.replace("{ids}", "(SELECT value FROM json_each(:ids))"))
+        bind = json.dumps(ids)
+    result = session.execute(stmt, {**(params or {}), "ids": bind})
+    return int(result.rowcount)  # type: ignore[attr-defined]

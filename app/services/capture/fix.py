@@ -674,7 +674,7 @@ def plan_fix(log: FixLog, states: dict[str, OrderState], batch_id: int, source: 
                 )
             )
             continue
-        if locked or (state.cancelled and rep.kind != FILL) or (state.cancelled and rep.kind == FILL):
+        if locked or state.cancelled:
             kind.append(REJECTED)
             status = TradeStatus.CANCELLED.value if state.cancelled else state.status
             verb = {FILL: "extended by a fill", CORRECT: "corrected", CANCEL: "cancelled"}[rep.kind]

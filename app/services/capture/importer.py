@@ -667,13 +667,14 @@ def _write_plan(
         )
         _check_updated(bulk.execute_many(s, sql, params), len(params))
 
-    # Open exceptions of updated trades are cleared; the new validation's exceptions replace them.
+    # Open exceptions of updated trades are cleared (one statement); the new validation's exceptions replace them.
     updated_ids = trade_id[trade_id >= 0]
     if updated_ids.size:
-        bulk.execute_many(
+        bulk.execute_for_ids(
             s,
-            "UPDATE trade_exceptions SET cleared_at = ? WHERE trade_id = ? AND cleared_at IS NULL",
-            [(stamp, int(t)) for t in updated_ids.tolist()],
+            "UPDATE trade_exceptions SET cleared_at = :stamp WHERE cleared_at IS NULL AND trade_id IN {ids}",
+            updated_ids.tolist(),
+            {"stamp": stamp},  # the backend's timestamp text, as every other timestamp of the import
         )
 
     # --- versions ---

@@ -92,6 +92,8 @@ MAX_TRACKED = 20
 #: the query has stayed put this long; a cancelled task cannot stop a query already running in the database, so
 #: a clerk clicking through filters would otherwise keep both cores busy summing views they have left.
 TOTALS_DELAY_MS = 400
+#: The reason codes (and the capture service's import) after the blotter opens.
+REASONS_DELAY_MS = 1500
 #: First read of the planner statistics after the blotter opens, then every STATS_INTERVAL_MS.
 STATS_FIRST_DELAY_MS = 3000
 #: Background refresh of the planner's per-value counts while the blotter is open.
@@ -100,14 +102,12 @@ STATS_INTERVAL_MS = 240_000
 DESCENDING_FIRST = frozenset({"date", "datetime", "decimal", "int"})
 
 
-def _read_settings(db: Database, actor: Actor) -> tuple[object, dict[int, str], list[str], dict[str, str]]:
-    """Worker: the user's saved columns, the user names for the Owner column, the names of their saved views,
-    and the validation reason codes (importing the capture service here, away from the GUI thread)."""
+def _read_settings(db: Database, actor: Actor) -> tuple[object, dict[int, str], list[str]]:
+    """Worker: the user's saved columns, the user names for the Owner column, the names of their saved views."""
     return (
         preferences.get(db, actor, COLUMNS_KEY),
         blotter.owner_names(db, actor),
         list_views(db, actor),
-        capture_api.reasons(),
     )
 
 
@@ -452,16 +452,33 @@ class TradeBlotterPane(Pane):
             quiet=True,
             owner=self,
         )
-        # PostgreSQL's planner statistics steer filtered pages; read them once things have settled.
+        # Once the first rows are up: the validation reason codes, which means importing the capture service
+        # (pandas, numpy, calendars: seconds of work that holds the GIL in long stretches, so not while the
+        # blotter opens), and PostgreSQL's planner statistics, which steer filtered pages.
+        QTimer.singleShot(REASONS_DELAY_MS, self, self._load_reasons)
         QTimer.singleShot(STATS_FIRST_DELAY_MS, self, self._warm_statistics)
         self._stats_timer.start()
 
-    def _settings_read(self, settings: object) -> None:
-        assert isinstance(settings, tuple)
-        columns, names, views, reasons = settings
-        self.model.set_usernames(names)
+    def _load_reasons(self) -> None:
+        self._background(
+            capture_api.reasons,
+            on_done=self._reasons_read,
+            on_error=lambda _f: None,
+            label="Reading the validation reason codes",
+            quiet=True,
+            priority=-5,
+            owner=self,
+        )
+
+    def _reasons_read(self, reasons: object) -> None:
+        assert isinstance(reasons, dict)
         self.model.reasons = reasons
         self.filter_bar.set_reasons(reasons)
+
+    def _settings_read(self, settings: object) -> None:
+        assert isinstance(settings, tuple)
+        columns, names, views = settings
+        self.model.set_usernames(names)
         self.views_button.set_names(views)
         self._apply_saved_columns(columns)
 
