@@ -68,3 +68,17 @@ def test_database_newer_than_app_is_refused(empty_db: Database) -> None:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
     with pytest.raises(SchemaTooNew, match="newer OpsDesk"):
         schema.upgrade(empty_db)
+
+
+def test_start_up_fast_path_knows_the_same_head_as_alembic() -> None:
+    assert schema.fast_head() == schema.head_revision()
+
+
+def test_ensure_current_upgrades_an_empty_database_and_then_does_nothing(empty_db: Database) -> None:
+    before, after = schema.ensure_current(empty_db)
+    assert before is None and after == schema.head_revision()
+    assert schema.ensure_current(empty_db) == (after, after)
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    with pytest.raises(SchemaTooNew):
+        schema.ensure_current(empty_db)

@@ -38,7 +38,7 @@ class CliContext:
         if self._db is None:
             self._db = Database(self.args.db)
             if upgrade:
-                schema.upgrade(self._db)
+                schema.ensure_current(self._db)
         return self._db
 
     def password(self, prompt: str = "Password: ", env: str = ENV_PASSWORD) -> str:

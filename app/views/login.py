@@ -45,7 +45,7 @@ def _prepare(_ctx: TaskContext, db: Database, upgrade_schema: bool) -> bool:
             "The database cannot be reached. Check the network or VPN connection, then press Sign in to try again."
         )
     if upgrade_schema:
-        schema.upgrade(db)
+        schema.ensure_current(db)
     return auth.has_users(db)
 
 
