@@ -146,14 +146,10 @@ def test_exec_ids_already_captured_create_nothing_and_new_fills_extend_the_order
     import_trades(db, users["clerk1"], FIXTURES / "quickfix_messages.log", today=TODAY)
     before = counts(db)
     # The drop-copy log grew during the day: the same messages again, plus one more fill of ORD-1.
-    extra = next(m for _, m, _ in iter_messages(first) if m and b"17=E-2\x01" in m)
-    extra = extra.replace(b"17=E-2\x01", b"17=E-9\x01").replace(b"32=200\x01", b"32=700\x01")
-    body = extra[extra.index(b"35=") : extra.rindex(b"10=")]
-    head = b"8=FIX.4.4\x019=" + str(len(body)).encode() + b"\x01"
-    msg = head + body
-    msg += b"10=%03d\x01" % (sum(msg) % 256)
+    fill = next(m for _, m, _ in iter_messages(first) if m and b"17=E-2\x01" in m)
+    extra = _reframed(_reframed(fill, b"17=E-2\x01", b"17=E-9\x01"), b"32=200\x01", b"32=700\x01")
     grown = tmp_path / "quickfix_messages.log"
-    grown.write_bytes(first + b"20261119-16:00:00.000 : " + msg + b"\n")
+    grown.write_bytes(first + b"20261119-16:00:00.000 : " + extra + b"\n")
     report = import_trades(db, users["clerk1"], grown, today=TODAY)
     assert (report.duplicates, report.accepted, report.trades_amended, report.trades_created) == (4, 1, 1, 0)
     assert counts(db)["trade_versions"] == before["trade_versions"] + 1
@@ -197,3 +193,27 @@ def test_a_file_without_fix_messages_is_refused(ref_db: Database, tmp_path: Path
     with pytest.raises(ValidationFailed, match="it holds no FIX message"):
         import_trades(ref_db, CLERK, path, today=TODAY)
     assert counts(ref_db)["trades"] == 0
+
+
+def _reframed(msg: bytes, old: bytes, new: bytes) -> bytes:
+    """A copy of an SOH message with ``old`` replaced by ``new`` and its BodyLength and CheckSum made right."""
+    body = msg[msg.index(b"\x0135=") + 1 : msg.rindex(b"10=")].replace(old, new)
+    head = b"8=FIX.4.4\x019=" + str(len(body)).encode() + b"\x01"
+    return head + body + b"10=%03d\x01" % (sum(head + body) % 256)
+
+
+def test_fills_for_a_trade_past_validation_are_refused(ref_db: Database, tmp_path: Path) -> None:
+    import_trades(ref_db, CLERK, FIXTURES / "quickfixj_session.log", today=TODAY)
+    with ref_db.write() as s:
+        s.execute(Trade.__table__.update().where(Trade.trade_ref == "OMS-ORD-3").values(status="AFFIRMED"))
+    fill = next(
+        m
+        for _, m, _ in iter_messages((FIXTURES / "quickfixj_session.log").read_bytes())
+        if m and b"17=E-10\x01" in m
+    )
+    path = tmp_path / "late.log"
+    path.write_bytes(b"20261119-17:00:00.000: " + _reframed(fill, b"17=E-10\x01", b"17=E-99\x01") + b"\n")
+    report = import_trades(ref_db, CLERK, path, today=TODAY)
+    assert report.rejected == 1 and report.issues[0].code == "TRADE_LOCKED"
+    assert "trade OMS-ORD-3 is AFFIRMED and cannot be extended by a fill by FIX" in report.issues[0].reason
+    assert trade_by_ref(ref_db, "OMS-ORD-3").quantity == Decimal("200")

@@ -167,7 +167,7 @@ def test_the_model_passes_the_qt_model_tester_while_it_pages(
     qtbot: QtBot, qtmodeltester: Any, db: Database, users: dict[str, Actor], book: list, tasks: TaskRunner
 ) -> None:
     model = BlotterModel(db, users["clerk1"], tasks, page_size=PAGE)
-    with qtbot.waitSignal(model.query_loaded):
+    with qtbot.waitSignal(model.query_loaded, timeout=10_000):
         model.set_query(BlotterFilter(), Sort("trade_date", True))
     qtmodeltester.check(
         model
@@ -178,7 +178,7 @@ def test_the_model_passes_the_qt_model_tester_while_it_pages(
     with qtbot.waitSignal(model.page_loaded, timeout=10_000):
         pass  # the placeholder asked for the last page
     assert model.data(model.index(N - 1, 0)) != LOADING_TEXT
-    with qtbot.waitSignal(model.query_loaded):
+    with qtbot.waitSignal(model.query_loaded, timeout=10_000):
         model.set_query(sort=Sort("gross_amount", False))
     qtmodeltester.check(model)
 
@@ -189,7 +189,7 @@ def test_pages_arrive_by_keyset_from_the_end_and_by_offset_in_one_consistent_ord
 ) -> None:
     model = BlotterModel(db, users["clerk1"], tasks, page_size=PAGE)
     sort = Sort("settlement_date", False)  # repairs have no settlement date: they sort last
-    with qtbot.waitSignal(model.query_loaded):
+    with qtbot.waitSignal(model.query_loaded, timeout=10_000):
         model.set_query(BlotterFilter(), sort)
     qtbot.waitUntil(lambda: model.count_exact)
     # Ask for the last page first, then one in the middle, then the rest: every access path is used.
@@ -211,12 +211,12 @@ def test_filter_bar_and_header_sort_query_the_database(
     bar = pane.filter_bar
     bar.status_actions["SETTLED"].setChecked(True)
     bar.status_actions["FAILED"].setChecked(True)
-    with qtbot.waitSignal(pane.model.query_loaded):
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
         bar.account.setText("acc2")
         bar.account.returnPressed.emit()
     header = pane.table.horizontalHeader()
     gross = COLUMN_KEYS.index("gross_amount")
-    with qtbot.waitSignal(pane.model.query_loaded):
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
         header.sectionClicked.emit(gross)  # first click on an amount: biggest first
     wait_idle(qtbot, pane)
     assert pane.sort == Sort("gross_amount", True)
@@ -226,7 +226,7 @@ def test_filter_bar_and_header_sort_query_the_database(
     assert want and refs(all_rows(qtbot, pane.model)) == want
     assert pane.count_label.text() == f"{len(want)} trades"
 
-    with qtbot.waitSignal(pane.model.query_loaded):
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
         header.sectionClicked.emit(gross)  # again: smallest first
     assert refs(all_rows(qtbot, pane.model)) == list(reversed(want))
 
@@ -236,7 +236,7 @@ def test_filter_bar_and_header_sort_query_the_database(
 
     with (
         qtbot.waitSignal(pane.totals_shown, timeout=10_000) as totals,
-        qtbot.waitSignal(pane.model.query_loaded),
+        qtbot.waitSignal(pane.model.query_loaded, timeout=10_000),
     ):
         bar.clear()
     assert totals.args[0].count == N
@@ -252,7 +252,7 @@ def test_quick_filters_my_repairs_today_and_failing_validation(
     bar = pane.filter_bar
     bar._today = TODAY
     sort = pane.sort
-    with qtbot.waitSignal(pane.model.query_loaded):
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
         bar.my_repairs.click()
     mine = expected(
         book,
@@ -262,17 +262,17 @@ def test_quick_filters_my_repairs_today_and_failing_validation(
     )
     assert refs(all_rows(qtbot, pane.model)) == mine
     assert bar.status_button.text() == "Repair"
-    with qtbot.waitSignal(pane.model.query_loaded):
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
         bar.my_repairs.click()
-    with qtbot.waitSignal(pane.model.query_loaded):
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
         bar.today_button.click()
     assert bar.trade_from.value() == TODAY == bar.trade_to.value()
     assert refs(all_rows(qtbot, pane.model)) == expected(
         book, lambda r: r["trade_date"] == TODAY, sort.key, sort.descending
     )
-    with qtbot.waitSignal(pane.model.query_loaded):
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
         bar.today_button.click()
-    with qtbot.waitSignal(pane.model.query_loaded):
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
         bar.failing.click()
     assert refs(all_rows(qtbot, pane.model)) == expected(
         book, lambda r: bool(r["exception_codes"]), sort.key, sort.descending
@@ -339,12 +339,12 @@ def test_f5_refresh_keeps_the_place_and_a_filter_change_keeps_the_selection(
     assert pane.current_trade_id() == chosen
     # Change the sort: the trade stays selected wherever it now is.
     status = next(r for r in book if r["id"] == chosen)["status"].value
-    with qtbot.waitSignal(model.query_loaded):
+    with qtbot.waitSignal(model.query_loaded, timeout=10_000):
         pane.set_sort(Sort("trade_ref", False))
     qtbot.waitUntil(lambda: pane.current_trade_id() == chosen, timeout=10_000)
     assert model.data(model.index(table.currentIndex().row(), 0), TradeIdRole) == chosen
     bar = pane.filter_bar
-    with qtbot.waitSignal(model.query_loaded):
+    with qtbot.waitSignal(model.query_loaded, timeout=10_000):
         bar.status_actions[status].setChecked(True)
     qtbot.waitUntil(lambda: pane.current_trade_id() == chosen, timeout=10_000)
 
@@ -387,9 +387,9 @@ def test_saved_views_hold_filter_sort_and_columns_per_user(
 ) -> None:
     clerk = users["clerk1"]
     pane = open_pane(clerk)
-    with qtbot.waitSignal(pane.model.query_loaded):
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
         pane.set_filter(BlotterFilter(statuses=("FAILED",), counterparty="CP1"))
-    with qtbot.waitSignal(pane.model.query_loaded):
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
         pane.set_sort(Sort("price", False))
     pane.columns_button.set_visible("net_amount", False)
     with qtbot.waitSignal(pane.views_button.saved, timeout=10_000):

@@ -123,7 +123,7 @@ def tasks(qtbot: QtBot) -> Iterator[TaskRunner]:
 
 def _open(qtbot: QtBot, db: Database, actor: Actor, tasks: TaskRunner, **intervals: int) -> MainWindow:
     window = MainWindow(db, actor, tasks, **intervals)
-    with qtbot.waitSignal(window.layout_restored):
+    with qtbot.waitSignal(window.layout_restored, timeout=10_000):
         window.open()
     qtbot.waitUntil(lambda: window.status.connection_text == CONNECTED_TEXT)
     return window

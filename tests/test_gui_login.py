@@ -55,7 +55,7 @@ def test_sign_in_accepts_the_dialog_with_the_signed_in_actor(
 ) -> None:
     dialog = open_dialog(qtbot, db, tasks)
     assert dialog.has_users is True
-    with qtbot.waitSignal(dialog.accepted):
+    with qtbot.waitSignal(dialog.accepted, timeout=10_000):
         sign_in(qtbot, dialog, "clerk1", PASSWORD)
     assert dialog.result() == QDialog.DialogCode.Accepted
     assert dialog.actor is not None
@@ -146,7 +146,7 @@ def test_a_schema_newer_than_this_opsdesk_is_fatal(
         conn.execute(text("UPDATE alembic_version SET version_num = 'f00dfeedbeef'"))
     dialog = LoginDialog(sqlite_db, tasks)
     qtbot.addWidget(dialog)
-    with qtbot.waitSignal(dialog.fatal) as signal:
+    with qtbot.waitSignal(dialog.fatal, timeout=10_000) as signal:
         dialog.show()
     assert "newer OpsDesk" in signal.args[0]
     assert dialog.result() == LoginDialog.FATAL

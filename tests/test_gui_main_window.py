@@ -55,7 +55,7 @@ def open_window(qtbot: QtBot, db: Database, tasks: TaskRunner) -> Iterator[Windo
             db, actor, tasks, monitor_interval_ms=200, monitor_retry_ms=200, feed_interval_ms=100
         )
         # Not qtbot.addWidget: pytest-qt would delete the window while it saves its layout; we close it below.
-        with qtbot.waitSignal(window.layout_restored):
+        with qtbot.waitSignal(window.layout_restored, timeout=10_000):
             window.open()
         windows.append(window)
         return window
@@ -259,7 +259,7 @@ def test_no_database_call_runs_on_the_gui_thread(
     with qtbot.waitSignal(dialog.accepted, timeout=10_000):
         dialog.show()
     window = MainWindow(db, dialog.actor, tasks, monitor_interval_ms=100, feed_interval_ms=100)
-    with qtbot.waitSignal(window.layout_restored):
+    with qtbot.waitSignal(window.layout_restored, timeout=10_000):
         window.open()
     for pane_id in window.panes:
         window.go_to(pane_id)

@@ -92,7 +92,7 @@ def test_an_error_nobody_handles_is_announced(qtbot: QtBot, tasks: TaskRunner) -
     def work(_ctx: TaskContext) -> None:
         raise ValidationFailed("That account is closed.")
 
-    with qtbot.waitSignal(tasks.unhandled_error) as signal:
+    with qtbot.waitSignal(tasks.unhandled_error, timeout=10_000) as signal:
         tasks.run(work, label="Booking")
     assert signal.args == ["Booking", "That account is closed."]
 
@@ -105,7 +105,7 @@ def test_database_unavailable_is_broadcast_for_the_connection_monitor(
     def work(_ctx: TaskContext) -> None:
         raise DatabaseUnavailable("The database cannot be reached right now.")
 
-    with qtbot.waitSignal(tasks.database_unavailable) as signal:
+    with qtbot.waitSignal(tasks.database_unavailable, timeout=10_000) as signal:
         tasks.run(work, on_error=failures.append, quiet=True)
     assert signal.args == ["The database cannot be reached right now."]
     qtbot.waitUntil(lambda: bool(failures))
@@ -225,7 +225,7 @@ def test_quiet_tasks_do_not_make_the_runner_busy(qtbot: QtBot, tasks: TaskRunner
     try:
         tasks.run(lambda _ctx: gate.wait(5), quiet=True)
         assert not tasks.busy and tasks.activity() is None
-        with qtbot.waitSignal(tasks.busy_changed) as signal:
+        with qtbot.waitSignal(tasks.busy_changed, timeout=10_000) as signal:
             tasks.run(lambda _ctx: gate.wait(5), label="Visible work")
         assert signal.args == [True]
         assert tasks.activity() is not None and tasks.activity().label == "Visible work"

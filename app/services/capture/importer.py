@@ -683,7 +683,12 @@ def _write_plan(
     if len(versions):
         v_trade = all_ids[versions["row"].to_numpy(dtype=np.int64)]
         v_ids = bulk.allocate_ids(s, "trade_versions", len(versions))
-        with bulk.deferred_indexes(s, "trade_versions", len(versions)):
+        n_versions = len(versions)
+
+        def on_version_chunk(done: int) -> None:
+            step(86 + 7 * done / max(n_versions, 1), f"Writing versions ({done:,} of {n_versions:,})")
+
+        with bulk.deferred_indexes(s, "trade_versions", n_versions):
             bulk.insert_rows(
                 s,
                 "trade_versions",
@@ -705,6 +710,7 @@ def _write_plan(
                     [stamp] * len(versions),
                     versions["payload"].tolist(),
                 ],
+                on_chunk=on_version_chunk,
             )
 
     # --- exceptions ---
