@@ -1,8 +1,7 @@
 """The blotter's capture actions: import by menu or drag-and-drop with the summary dialog, repair from the repair
 queue (stale edits and validated trades refused with the service's words), the detail panel, and export.
 
-These drive the capture service (app.services.capture) through the pane, as a clerk does; tests of an action the
-service does not provide yet are skipped with the missing function named.
+These drive the real capture service (app.services.capture) through the pane, as a clerk does.
 """
 
 from __future__ import annotations
@@ -59,12 +58,6 @@ LINES = [
 ]
 
 
-def needs(name: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(
-        not capture_api.available(name), reason=f"app.services.capture has no {name} yet"
-    )
-
-
 def write_csv(path: Path, lines: list[list[str]]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -114,7 +107,6 @@ def drop_files(pane: TradeBlotterPane, paths: list[Path]) -> None:
 # --- import -------------------------------------------------------------------------------------------------------
 
 
-@needs("import_trades")
 def test_dropping_a_file_imports_it_and_the_summary_names_every_line(
     qtbot: QtBot,
     db: Database,
@@ -150,7 +142,6 @@ def test_dropping_a_file_imports_it_and_the_summary_names_every_line(
 
 
 @sqlite_only
-@needs("import_trades")
 def test_an_import_cancelled_at_once_changes_nothing(
     qtbot: QtBot,
     db: Database,
@@ -173,7 +164,6 @@ def test_an_import_cancelled_at_once_changes_nothing(
 
 
 @sqlite_only
-@needs("import_trades")
 def test_a_malformed_file_is_refused_with_the_services_sentence(
     qtbot: QtBot,
     db: Database,
@@ -265,7 +255,6 @@ def one(db: Database, sql: str) -> Any:
         return s.execute(text(sql)).first()
 
 
-@needs("trade_detail")
 def test_the_detail_panel_shows_every_version_and_highlights_what_the_front_office_amended(
     qtbot: QtBot, demo_db: Database, demo_pane: Callable[..., Any]
 ) -> None:
@@ -307,7 +296,6 @@ def open_repair_dialog(qtbot: QtBot, pane: TradeBlotterPane) -> RepairDialog:
     return dialog
 
 
-@needs("repair_trade")
 def test_a_clerk_repairs_a_trade_in_the_repair_queue(
     qtbot: QtBot, demo_db: Database, demo_pane: Callable[..., Any]
 ) -> None:
@@ -334,7 +322,6 @@ def test_a_clerk_repairs_a_trade_in_the_repair_queue(
     qtbot.waitUntil(lambda: not pane.model.loading and pane.model.rowCount() == 0, timeout=10_000)
 
 
-@needs("repair_trade")
 def test_a_stale_repair_says_who_changed_the_trade_and_reloads(
     qtbot: QtBot, demo_db: Database, demo_pane: Callable[..., Any]
 ) -> None:
@@ -362,7 +349,6 @@ def test_a_stale_repair_says_who_changed_the_trade_and_reloads(
     dialog.reject()
 
 
-@needs("repair_trade")
 def test_amending_a_validated_trade_is_refused_with_the_services_words(
     qtbot: QtBot, demo_db: Database, demo_pane: Callable[..., Any]
 ) -> None:
@@ -380,7 +366,6 @@ def test_amending_a_validated_trade_is_refused_with_the_services_words(
     dialog.reject()
 
 
-@needs("repair_trade")
 def test_an_auditor_gets_no_repair_action_even_on_a_repair(
     qtbot: QtBot, demo_db: Database, demo_pane: Callable[..., Any]
 ) -> None:
@@ -394,7 +379,6 @@ def test_an_auditor_gets_no_repair_action_even_on_a_repair(
     assert pane.repair_dialog is None
 
 
-@needs("export_blotter")
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_export_writes_what_the_view_shows(
     qtbot: QtBot, demo_db: Database, demo_pane: Callable[..., Any], tmp_path: Path, fmt: str
