@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from decimal import Decimal
+from typing import Any
 
 from app.models import Trade, utcnow
 from app.models.enums import Side, TradeStatus
@@ -31,3 +33,42 @@ def make_trade(db: Database, ref: str = "T-1", status: TradeStatus = TradeStatus
         s.add(t)
         s.flush()
         return t.id
+
+
+def trade_row(i: int, rnd: random.Random, *, latest: dt.date, **over: Any) -> dict[str, Any]:
+    """One trade as a Core insert row: every status in turn, trade dates over the ten days up to ``latest``.
+
+    Repairs have no settlement date (they must sort last, not vanish); ``over`` sets any column.
+    """
+    statuses = list(TradeStatus)
+    status = statuses[i % len(statuses)]
+    td = latest - dt.timedelta(days=rnd.randrange(10))
+    qty = Decimal(rnd.randrange(1, 50)) * 100
+    price = Decimal(rnd.randrange(1000, 50000)) / 100
+    row = dict(
+        trade_ref=f"T{i:05d}",
+        source=rnd.choice(["CSV:default", "FIX:DESK1"]),
+        isin=rnd.choice(["US0378331005", "US5949181045", "DE0007164600"]),
+        account_code=rnd.choice(["ACC1", "ACC2", "ACC3"]),
+        counterparty_code=rnd.choice(["CP1", "CP2"]),
+        side=rnd.choice([Side.BUY, Side.SELL]),
+        quantity=qty,
+        price=price,
+        currency=rnd.choice(["USD", "EUR"]),
+        gross_amount=qty * price,
+        net_amount=qty * price,
+        trade_date=td,
+        trade_time=utcnow(),
+        settlement_date=None if status is TradeStatus.REPAIR else td + dt.timedelta(days=rnd.choice([1, 2])),
+        status=status,
+        exception_codes="ISIN_UNKNOWN" if status is TradeStatus.REPAIR else "",
+        order_ref=f"ORD{i // 3}",
+        fo_version=1,
+        commission=Decimal(0),
+        fees=Decimal(0),
+        version=1,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+    )
+    row.update(over)
+    return row

@@ -9,10 +9,12 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import insert, text
 
-from app.models import Trade, utcnow
+from app.models import Trade
 from app.models.enums import Side, TradeStatus
 from app.services import blotter
 from app.services.blotter import COLUMN_KEYS, BlotterFilter, Sort
+
+from .factories import trade_row
 
 N = 437  # not a multiple of the page size, so the last page is partial
 
@@ -20,43 +22,7 @@ N = 437  # not a multiple of the page size, so the last page is partial
 @pytest.fixture
 def book(db, users):
     rnd = random.Random(7)
-    statuses = list(TradeStatus)
-    rows = []
-    for i in range(N):
-        status = statuses[i % len(statuses)]
-        td = dt.date(2026, 11, 9) + dt.timedelta(days=rnd.randrange(10))
-        qty = Decimal(rnd.randrange(1, 50)) * 100
-        price = Decimal(rnd.randrange(1000, 50000)) / 100
-        rows.append(
-            dict(
-                trade_ref=f"T{i:05d}",
-                source=rnd.choice(["CSV:default", "FIX:DESK1"]),
-                isin=rnd.choice(["US0378331005", "US5949181045", "DE0007164600"]),
-                account_code=rnd.choice(["ACC1", "ACC2", "ACC3"]),
-                counterparty_code=rnd.choice(["CP1", "CP2"]),
-                side=rnd.choice([Side.BUY, Side.SELL]),
-                quantity=qty,
-                price=price,
-                currency=rnd.choice(["USD", "EUR"]),
-                gross_amount=qty * price,
-                net_amount=qty * price,
-                trade_date=td,
-                trade_time=utcnow(),
-                # Repairs may have no settlement date: they must sort last, not vanish.
-                settlement_date=None
-                if status is TradeStatus.REPAIR
-                else td + dt.timedelta(days=rnd.choice([1, 2])),
-                status=status,
-                exception_codes="ISIN_UNKNOWN" if status is TradeStatus.REPAIR else "",
-                order_ref=f"ORD{i // 3}",
-                fo_version=1,
-                commission=Decimal(0),
-                fees=Decimal(0),
-                version=1,
-                created_at=utcnow(),
-                updated_at=utcnow(),
-            )
-        )
+    rows = [trade_row(i, rnd, latest=dt.date(2026, 11, 18)) for i in range(N)]
     with db.write() as s:
         s.execute(insert(Trade), rows)
     return rows

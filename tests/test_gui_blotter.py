@@ -19,7 +19,7 @@ from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 from sqlalchemy import insert, text, update
 
-from app.models import Trade, utcnow
+from app.models import Trade
 from app.models.enums import ChangeAction, Side, TradeStatus
 from app.services import audit, blotter, preferences
 from app.services.blotter import COLUMN_KEYS, BlotterFilter, Sort
@@ -33,6 +33,8 @@ from app.views.panes.trade_blotter import TradeBlotterPane
 from app.views.qt_models.blotter_model import LOADING_TEXT, BlotterModel, TradeIdRole
 from app.views.tasks import TaskRunner
 
+from . import factories
+
 N = 437  # not a multiple of the page size: the last page is partial
 PAGE = 50
 TODAY = dt.date(2026, 11, 20)
@@ -42,38 +44,7 @@ PaneFactory = Callable[..., TradeBlotterPane]
 
 
 def trade_row(i: int, rnd: random.Random, **over: Any) -> dict[str, Any]:
-    statuses = list(TradeStatus)
-    status = statuses[i % len(statuses)]
-    td = TODAY - dt.timedelta(days=rnd.randrange(10))
-    qty = Decimal(rnd.randrange(1, 50)) * 100
-    price = Decimal(rnd.randrange(1000, 50000)) / 100
-    row = dict(
-        trade_ref=f"T{i:05d}",
-        source=rnd.choice(["CSV:default", "FIX:DESK1"]),
-        isin=rnd.choice(["US0378331005", "US5949181045", "DE0007164600"]),
-        account_code=rnd.choice(["ACC1", "ACC2", "ACC3"]),
-        counterparty_code=rnd.choice(["CP1", "CP2"]),
-        side=rnd.choice([Side.BUY, Side.SELL]),
-        quantity=qty,
-        price=price,
-        currency=rnd.choice(["USD", "EUR"]),
-        gross_amount=qty * price,
-        net_amount=qty * price,
-        trade_date=td,
-        trade_time=utcnow(),
-        settlement_date=None if status is TradeStatus.REPAIR else td + dt.timedelta(days=rnd.choice([1, 2])),
-        status=status,
-        exception_codes="ISIN_UNKNOWN" if status is TradeStatus.REPAIR else "",
-        order_ref=f"ORD{i // 3}",
-        fo_version=1,
-        commission=Decimal(0),
-        fees=Decimal(0),
-        version=1,
-        created_at=utcnow(),
-        updated_at=utcnow(),
-    )
-    row.update(over)
-    return row
+    return factories.trade_row(i, rnd, latest=TODAY, **over)
 
 
 @pytest.fixture
