@@ -15,6 +15,23 @@ from app.services.db import Database
 from app.services.jsonable import to_jsonable
 from app.services.permissions import SYSTEM, Actor
 
+# Verbs several areas share (``opsdesk import trades``, ``opsdesk import messages``, ``opsdesk export blotter`` ...):
+# the first module to ask creates the verb's parser, each module then adds its own WHAT under it.
+GROUPS: dict[str, str] = {
+    "import": "import files and messages (trades, settlement messages, statements)",
+    "export": "export what a pane shows",
+}
+
+
+def group(sub: argparse._SubParsersAction, verb: str) -> argparse._SubParsersAction:
+    """The sub-command list under a shared verb such as ``import``, created on first use."""
+    parser = sub.choices.get(verb)
+    if parser is None:
+        parser = sub.add_parser(verb, help=GROUPS[verb])
+        parser.add_subparsers(dest=f"{verb}_what", metavar="WHAT", required=True)
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return actions[0]
+
 
 class CommandFailed(Exception):
     """A refusal detected by the CLI itself (missing --user and the like)."""

@@ -21,15 +21,14 @@ import sys
 from app.services.blotter import COLUMN_KEYS, SORTABLE, BlotterFilter, Sort
 from app.services.permissions import SYSTEM
 
-from .common import CliContext, CommandFailed
+from .common import CliContext, CommandFailed, group
 
 EXIT_REJECTED_LINES = 4
 SHOWN_ISSUES = 50
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    imp = sub.add_parser("import", help="import front-office files (trades)")
-    imp_sub = imp.add_subparsers(dest="import_what", metavar="WHAT", required=True)
+    imp_sub = group(sub, "import")
     t = imp_sub.add_parser(
         "trades",
         help="import a CSV/XLSX trade file or a FIX drop-copy log in one transaction",
@@ -54,8 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = imp_sub.add_parser("profiles", help="list the built-in column-mapping profiles")
     p.set_defaults(handler=list_profiles)
 
-    exp = sub.add_parser("export", help="export what a pane shows (blotter)")
-    exp_sub = exp.add_subparsers(dest="export_what", metavar="WHAT", required=True)
+    exp_sub = group(sub, "export")
     b = exp_sub.add_parser(
         "blotter",
         help="write the trade blotter for a filter to CSV or XLSX",
