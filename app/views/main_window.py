@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
         )
         for pane in self.panes.values():
             self.feed.changed.connect(pane.on_changed)
+            pane.open_items.connect(self.open_items)
         tasks.unhandled_error.connect(self._on_unhandled_error)
 
         self._build_menus()
@@ -216,6 +217,13 @@ class MainWindow(QMainWindow):
         dock.show()
         dock.raise_()
         self.panes[pane_id].setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def open_items(self, pane_id: str, criteria: dict) -> None:
+        """Drill down: bring ``pane_id`` forward filtered to ``criteria`` (see Pane.drill_down)."""
+        if pane_id not in self.panes:
+            return
+        self.go_to(pane_id)
+        self.panes[pane_id].drill_down(criteria)
 
     # --- menus --------------------------------------------------------------------------------------------------
 

@@ -61,6 +61,9 @@ class Pane(QWidget):
 
     #: A load finished and is on screen (tests wait for it; the main window's "usable" moment).
     refreshed = Signal()
+    #: Ask the main window to bring pane ``pane_id`` forward showing exactly these items (an SLA tile, a linked
+    #: instruction in a detail panel ...). ``criteria`` is the target pane's :meth:`drill_down` argument.
+    open_items = Signal(str, dict)
 
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -121,6 +124,15 @@ class Pane(QWidget):
             outer.addWidget(note)
 
     # --- what subclasses provide --------------------------------------------------------------------------------
+
+    def drill_down(self, criteria: dict[str, Any]) -> None:
+        """Show the items ``criteria`` names, replacing the pane's filter until the user clears it.
+
+        Keys every pane understands: ``ids`` (the exact items: trade, instruction, break or correction ids) and
+        ``title`` (a short caption saying where the list came from, e.g. "SLA breached: instruction cut-off").
+        A pane may accept its own filter fields besides (status, dates ...). The base does nothing beyond showing
+        the pane, which the main window has already done.
+        """
 
     def loader(self) -> Callable[[TaskContext], Any]:
         """A function to run on the worker thread. Capture plain values (db, actor), never widgets."""
