@@ -533,3 +533,29 @@ def test_the_plan_follows_how_many_rows_match(
         assert blotter._choose_plan(s, BlotterFilter(text="T0"), Sort()) == blotter.PLANNER
         monkeypatch.setattr(blotter, "FEW_ROWS", 10)
         assert blotter._choose_plan(s, few, Sort("gross_amount", True)) == blotter.SORT_INDEX
+
+
+@sqlite_only
+def test_a_drill_down_shows_exactly_the_trades_sent_until_its_chip_is_cleared(
+    qtbot: QtBot, db: Database, users: dict[str, Actor], book: list, open_pane: PaneFactory
+) -> None:
+    pane = open_pane(users["clerk1"])
+    chosen = [r for r in book if r["status"] is TradeStatus.REPAIR][:7]
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
+        pane.drill_down({"ids": [r["id"] for r in chosen], "title": "SLA breached: repair within 4 h"})
+    wait_idle(qtbot, pane)
+    want = expected(book, lambda r: r in chosen, pane.sort.key, pane.sort.descending)
+    assert refs(all_rows(qtbot, pane.model)) == want and len(want) == 7
+    chip = pane.filter_bar.drill_chip
+    assert chip.isVisible() and chip.text().startswith("SLA breached: repair within 4 h (7)")
+
+    # An empty drill-down shows nothing (an SLA tile with no breached items), not everything.
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
+        pane.drill_down({"ids": [], "title": "Nothing breached"})
+    wait_idle(qtbot, pane)
+    assert pane.model.rowCount() == 0
+
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
+        chip.click()
+    wait_idle(qtbot, pane)
+    assert pane.model.rowCount() == N and not chip.isVisible()

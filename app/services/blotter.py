@@ -125,12 +125,16 @@ class BlotterFilter:
     owner_or_unassigned: int | None = None
     # "Failing validation": trades with at least one open validation exception.
     with_exceptions: bool = False
+    # Drill-down from another pane (an SLA tile, a break, an instruction): exactly these trades.
+    ids: tuple[int, ...] | None = None
+    ids_title: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if v is False or v in (None, (), ""):
+            # A drill-down's id list is a one-off, never part of a saved view.
+            if f.name in ("ids", "ids_title") or v is False or v in (None, (), ""):
                 continue
             out[f.name] = (
                 list(v) if isinstance(v, tuple) else (v.isoformat() if isinstance(v, dt.date) else v)
@@ -144,7 +148,7 @@ class BlotterFilter:
             if f.name not in d or d[f.name] in (None, ""):
                 continue
             v = d[f.name]
-            if f.name == "statuses":
+            if f.name in ("statuses", "ids"):
                 v = tuple(v)
             elif "date" in f.name and isinstance(v, str):
                 v = dt.date.fromisoformat(v)
@@ -253,6 +257,8 @@ def _conditions(flt: BlotterFilter, *, opaque: bool = False) -> list[ColumnEleme
         c.append(or_(owner == flt.owner_or_unassigned, owner.is_(None)))
     if flt.with_exceptions:
         c.append(Trade.exception_codes != "")
+    if flt.ids is not None:
+        c.append(Trade.id.in_(flt.ids))
     return c
 
 

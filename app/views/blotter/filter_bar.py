@@ -181,6 +181,17 @@ class FilterBar(QWidget):
         self.clear_button.clicked.connect(self.clear)
         if user_id is None:
             self.my_repairs.setEnabled(False)
+        # Drill-down chip: shown while the blotter is limited to trades another pane sent (an SLA tile ...).
+        self._ids: tuple[int, ...] | None = None
+        self._ids_title: str | None = None
+        self.drill_chip = QToolButton()
+        self.drill_chip.setObjectName("drillChip")
+        self.drill_chip.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.drill_chip.setToolTip(
+            "Showing only the trades another pane sent; click to show every trade again"
+        )
+        self.drill_chip.clicked.connect(self._clear_ids)
+        self.drill_chip.hide()
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -213,6 +224,7 @@ class FilterBar(QWidget):
         row2.addWidget(self.today_button)
         row2.addWidget(self.failing)
         row2.addStretch(1)
+        row2.addWidget(self.drill_chip)
         row2.addWidget(self.clear_button)
         outer.addLayout(row2)
 
@@ -272,6 +284,8 @@ class FilterBar(QWidget):
             text=self.text.text().strip() or None,
             owner_or_unassigned=self._user_id if self.my_repairs.isChecked() else None,
             with_exceptions=self.failing.isChecked(),
+            ids=self._ids,
+            ids_title=self._ids_title if self._ids is not None else None,
         )
 
     def set_filter(self, flt: BlotterFilter, *, emit: bool = True) -> None:
@@ -296,6 +310,7 @@ class FilterBar(QWidget):
             today = self.today()
             self.today_button.setChecked(flt.trade_date_from == today and flt.trade_date_to == today)
             self.failing.setChecked(flt.with_exceptions)
+            self._set_ids(flt.ids, flt.ids_title)
         finally:
             self._quiet = False
         self._update_status_text()
@@ -306,6 +321,18 @@ class FilterBar(QWidget):
 
     def clear(self) -> None:
         self.set_filter(BlotterFilter())
+
+    def _set_ids(self, ids: tuple[int, ...] | None, title: str | None) -> None:
+        self._ids = None if ids is None else tuple(ids)
+        self._ids_title = title
+        if self._ids is not None:
+            what = title or "Selected trades"
+            self.drill_chip.setText(f"{what} ({len(self._ids):,})  ✕")
+        self.drill_chip.setVisible(self._ids is not None)
+
+    def _clear_ids(self) -> None:
+        self._set_ids(None, None)
+        self._emit_now()
 
     def focus_search(self) -> None:
         self.text.setFocus(Qt.FocusReason.ShortcutFocusReason)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -687,6 +688,15 @@ class TradeBlotterPane(Pane):
     def set_filter(self, flt: BlotterFilter) -> None:
         """Show this filter (tests, saved views): the filter bar shows it and the query runs."""
         self.filter_bar.set_filter(flt)
+
+    def drill_down(self, criteria: dict[str, Any]) -> None:
+        """Show exactly the trades another pane names (``ids``, with a ``title`` chip), or its filter fields."""
+        flt = BlotterFilter.from_dict(
+            {k: v for k, v in criteria.items() if k in BlotterFilter.__dataclass_fields__}
+        )
+        if "ids" in criteria:
+            flt = replace(flt, ids=tuple(int(i) for i in criteria["ids"]), ids_title=criteria.get("title"))
+        self.set_filter(flt)
 
     def _header_clicked(self, logical: int) -> None:
         key = COLUMN_KEYS[logical]
