@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from app import __version__
 from app.services.errors import OpsDeskError
 
-from . import database, demo, gui, trades, users
+from . import database, demo, gui, messages, recon, settle, sla, statements, trades, users, workflow
 from .common import CliContext, CommandFailed
 
-COMMAND_MODULES = [gui, database, users, demo, trades]
+COMMAND_MODULES = [gui, database, users, demo, trades, sla, recon, statements, settle, workflow, messages]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -115,6 +115,28 @@ class MovementKind(StrEnum):
     WITHDRAWAL = "WITHDRAWAL"
 
 
+class SettlementExceptionKind(StrEnum):
+    """Settlement queue items that are not CSD instructions: futures give-ups and out-trades."""
+
+    GIVE_UP = "GIVE_UP"  # move a futures trade to another clearing broker (take-up to be acknowledged)
+    OUT_TRADE = "OUT_TRADE"  # the counterparty does not recognise the trade
+
+
+class ClearingExceptionState(StrEnum):
+    RAISED = "RAISED"
+    ACKNOWLEDGED = "ACKNOWLEDGED"  # give-up taken up / out-trade query acknowledged by the counterparty
+    RESOLVED = "RESOLVED"
+    REJECTED = "REJECTED"  # take-up refused by the clearing broker
+    CANCELLED = "CANCELLED"
+
+
+class PenaltyDirection(StrEnum):
+    """Who pays a CSDR cash penalty: DEBIT we failed and pay, CREDIT the counterparty failed and pays us."""
+
+    DEBIT = "DEBIT"
+    CREDIT = "CREDIT"
+
+
 class StatementKind(StrEnum):
     CASH = "CASH"  # MT940/MT942/MT950, camt.053/054
     HOLDINGS = "HOLDINGS"  # MT535, semt.002

@@ -21,7 +21,15 @@ from .base import (
     enum_type,
     utcnow,
 )
-from .enums import InstructionStatus, InstructionType, MessageDirection, MessageStatus
+from .enums import (
+    ClearingExceptionState,
+    InstructionStatus,
+    InstructionType,
+    MessageDirection,
+    MessageStatus,
+    PenaltyDirection,
+    SettlementExceptionKind,
+)
 
 
 class SettlementInstruction(IdMixin, VersionedMixin, ClaimableMixin, Base):
@@ -53,6 +61,17 @@ class SettlementInstruction(IdMixin, VersionedMixin, ClaimableMixin, Base):
     their_ssi_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("ssis.id"), nullable=True)
     instructed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     counterparty_ref: Mapped[str | None] = mapped_column(String(35), nullable=True)
+    # NULL for a CSD instruction; GIVE_UP / OUT_TRADE for the futures exceptions worked in the same queue (their
+    # details in clearing_exceptions).
+    exception_kind: Mapped[SettlementExceptionKind | None] = mapped_column(
+        enum_type(SettlementExceptionKind), nullable=True
+    )
+    # The instruction this one replaces (un-netting: the cancelled net obligation its gross or re-netted
+    # replacements came from), so a clerk can trace an obligation back through every re-instruction. A plain
+    # column, no foreign key: SQLite can only add a column in place with an inline, unnamed-when-reflected key,
+    # and instructions are never deleted (cancelled ones stay), so the link cannot dangle.
+    replaces_id: Mapped[int | None] = mapped_column(BigId, nullable=True, index=True)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class InstructionTrade(Base):
@@ -103,3 +122,39 @@ class FailPenalty(IdMixin, Base):
     rate_bp: Mapped[Decimal] = mapped_column(Money)
     amount: Mapped[Decimal] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
+    # DEBIT: we failed and pay; CREDIT: the counterparty failed and we receive (CSDR penalties go both ways).
+    direction: Mapped[PenaltyDirection] = mapped_column(
+        enum_type(PenaltyDirection), default=PenaltyDirection.DEBIT, server_default="DEBIT"
+    )
+    reason_code: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    accrued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True, default=utcnow)
+
+
+class ClearingException(IdMixin, Base):
+    """A futures give-up or out-trade, the details behind its settlement-queue row (``exception_kind`` set).
+
+    A give-up moves a trade from the executing broker (``from_counterparty``) to another clearing broker
+    (``to_counterparty``); it is done when the take-up is acknowledged (``ack_ref``). An out-trade is a trade the
+    counterparty does not recognise; it is resolved as recognised (the trade stands) or cancelled.
+    """
+
+    __tablename__ = "clearing_exceptions"
+
+    instruction_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("settlement_instructions.id", ondelete="CASCADE"), unique=True
+    )
+    kind: Mapped[SettlementExceptionKind] = mapped_column(enum_type(SettlementExceptionKind))
+    trade_id: Mapped[int] = mapped_column(BigId, ForeignKey("trades.id"), index=True)
+    state: Mapped[ClearingExceptionState] = mapped_column(enum_type(ClearingExceptionState))
+    from_counterparty_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("counterparties.id"), nullable=True
+    )
+    to_counterparty_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("counterparties.id"), nullable=True)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    ack_ref: Mapped[str | None] = mapped_column(String(35), nullable=True)
+    resolution: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    raised_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    raised_by_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"), nullable=True)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_by_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"), nullable=True)

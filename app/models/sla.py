@@ -1,11 +1,22 @@
-"""SLA rules and the state history of the items they watch."""
+"""SLA rules, the current state of every item they watch, the history of state changes, and regulatory reports.
+
+``sla_item_states`` holds one row per (SLA, open item): the state the last evaluation found. The evaluator compares
+a fresh evaluation with it and appends an ``sla_events`` row only where the state changed, so the events are the
+history of when each item went ON_TRACK -> AT_RISK -> BREACHED (or MET). ``owner_id`` on both is a snapshot of the
+item's owner at that moment (who to alert), deliberately without a foreign key: bulk evaluation writes many rows
+and the snapshot must survive the user's later removal.
+
+``regulatory_reports`` records that a trade's transaction report (MiFIR RTS 22) was filed and when: the
+"regulatory report filed by T+1" SLA is met by the ``reported_at`` of this row. The reporting itself (building and
+sending the report, reconciling the regulator's feedback) is a later area; it only has to write these rows.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, BigId, IdMixin, UTCDateTime, VersionedMixin, enum_type, utcnow
@@ -17,6 +28,9 @@ class SlaDefinition(IdMixin, VersionedMixin, Base):
 
     ``rule`` holds the parameters the SLA engine reads (anchor field, offset in business days or hours, local cut-off
     time and zone, filters by category or amount band); ``warning_minutes`` is the AT_RISK window.
+    ``last_evaluated_at`` is the moment the last recorded evaluation looked at (items closed since then are
+    given their final MET or BREACHED event by the next one); it is bookkeeping, not an edit, so it does not bump
+    ``version``.
     """
 
     __tablename__ = "sla_definitions"
@@ -29,13 +43,21 @@ class SlaDefinition(IdMixin, VersionedMixin, Base):
     warning_minutes: Mapped[int] = mapped_column(Integer, default=60)
     market_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("markets.id"), nullable=True)
     is_active: Mapped[bool] = mapped_column(default=True)
+    last_evaluated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class SlaEvent(IdMixin, Base):
-    """An item entering a state under an SLA (the history the monitor's trend and alerts read)."""
+    """An item entering a state under an SLA (the history the monitor's trend and alerts read).
+
+    ``business_date`` is the local date the deadline belongs to (trade date for affirmation, intended settlement
+    date for settlement ...), so attainment per day is a GROUP BY on both backends.
+    """
 
     __tablename__ = "sla_events"
-    __table_args__ = (Index("ix_sla_events_item", "sla_id", "item_type", "item_id"),)
+    __table_args__ = (
+        Index("ix_sla_events_item", "sla_id", "item_type", "item_id"),
+        Index("ix_sla_events_sla_business_date", "sla_id", "business_date"),
+    )
 
     sla_id: Mapped[int] = mapped_column(BigId, ForeignKey("sla_definitions.id", ondelete="CASCADE"))
     item_type: Mapped[str] = mapped_column(String(32))
@@ -43,3 +65,33 @@ class SlaEvent(IdMixin, Base):
     state: Mapped[SlaState] = mapped_column(enum_type(SlaState))
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    business_date: Mapped[dt.date | None] = mapped_column(Date(), nullable=True)
+    owner_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+
+
+class SlaItemState(Base):
+    """The state the last recorded evaluation gave an open item under an SLA (one row per SLA and item)."""
+
+    __tablename__ = "sla_item_states"
+
+    sla_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("sla_definitions.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    state: Mapped[SlaState] = mapped_column(enum_type(SlaState))
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    since: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    owner_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+
+
+class RegulatoryReport(IdMixin, Base):
+    """A trade's transaction report as filed (one per trade and regime)."""
+
+    __tablename__ = "regulatory_reports"
+    __table_args__ = (Index("ix_regulatory_reports_trade_regime", "trade_id", "regime", unique=True),)
+
+    trade_id: Mapped[int] = mapped_column(BigId, ForeignKey("trades.id", ondelete="CASCADE"))
+    regime: Mapped[str] = mapped_column(String(16), default="MIFIR")
+    report_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    recorded_by_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id"), nullable=True)

@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, BigId, IdMixin, Money, Price, Quantity, UTCDateTime, enum_type, utcnow
@@ -35,6 +35,9 @@ class Statement(IdMixin, Base):
     closing_balance: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
     # Findings of the import: balance check, sequence gap/overlap. Kept with the statement for the clerk.
     warnings: Mapped[list[Any]] = mapped_column(default=list)
+    # What the statement says beyond the columns: every balance by type, message id, period, page, intraday flag,
+    # sequence keys the next import compares with. The server default fills rows written by bulk paths (demo).
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     file_name: Mapped[str] = mapped_column(String(500))
     content_hash: Mapped[str] = mapped_column(String(64))
     imported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,8 +1,10 @@
 """Corrections under maker-checker control, their approvals, and the comments and attachments on any work item.
 
-Work items are addressed generically as (``item_type``, ``item_id``): ``trade``, ``instruction``, ``break`` ...
+Work items are addressed generically as (``item_type``, ``item_id``) where ``item_type`` is the item's table name
+(``trades``, ``breaks``, ``recon_matches`` ...), the same words the audit trail and the change feed use.
 The four-eyes rule is also held by the database: an approval row carries the maker and the item's last editor and a
-CHECK refuses an approver who is either.
+CHECK refuses an approver who is either; triggers (migration 0008) compare them with the correction row itself and
+refuse an APPROVED status without enough distinct approvals, or fewer required approvals than the threshold asks.
 """
 
 from __future__ import annotations
@@ -96,3 +98,31 @@ class Attachment(IdMixin, Base):
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_by_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id"))
     uploaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CorrectionItem(IdMixin, Base):
+    """Every item a correction touches (a manual match names several breaks; an amend may name the breaks it
+    resolves), so a work item finds its pending corrections and a rejection knows what to give back."""
+
+    __tablename__ = "correction_items"
+    __table_args__ = (
+        UniqueConstraint("correction_id", "item_type", "item_id"),
+        Index("ix_correction_items_item", "item_type", "item_id"),
+    )
+
+    correction_id: Mapped[int] = mapped_column(BigId, ForeignKey("corrections.id", ondelete="CASCADE"))
+    item_type: Mapped[str] = mapped_column(String(32))
+    item_id: Mapped[int] = mapped_column(BigId)
+    role: Mapped[str] = mapped_column(String(16), default="primary")  # primary, linked
+    prior_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class ApprovalThreshold(IdMixin, VersionedMixin, Base):
+    """Above ``amount`` (in ``currency``; ``*`` for any currency without its own row) a correction needs a second,
+    different approver. Supervisors edit these; the database reads them when a correction is stored."""
+
+    __tablename__ = "approval_thresholds"
+    __table_args__ = (CheckConstraint("amount >= 0", name="amount_not_negative"),)
+
+    currency: Mapped[str] = mapped_column(String(3), unique=True)
+    amount: Mapped[Decimal] = mapped_column(Money)

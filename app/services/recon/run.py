@@ -1,0 +1,452 @@
+"""Running a reconciliation: read both sides, run every pass, write the run, its matches and its breaks in bulk.
+
+Break lifecycle across runs (the rules clerks rely on):
+
+- A break is found again by its **fingerprint**: sha256 of the definition, the break type, the records' identities
+  (or the duplicated key value) and the names of the differing fields. It is never created twice: a later run that
+  finds the same difference updates the existing break (last run, current values) and leaves its status, owner
+  and version alone, so nobody's open edit becomes stale because a run passed by.
+- An OPEN, ASSIGNED or PROPOSED break that a later run no longer finds, while its records were read by that run,
+  closes itself: RESOLVED, with an audit history line "matched by run N" (or "no longer found by run N" when the
+  records now differ in another way, which is then a break of its own).
+- A RESOLVED break that comes back reopens: OPEN, with a history line "reopened by run N". A WRITTEN_OFF break that
+  is still there stays written off (the difference was accepted).
+- Records in an active manual match (``recon_matches`` with ``pass_name = 'manual'``, made by a person) are taken
+  out of the run before matching: a run never re-breaks them and never undoes the match.
+
+Reads happen in a read session; the writes in one unit of work that first locks the definition row (PostgreSQL),
+so two runs of one definition never interleave (SQLite write transactions are serial already). If the run fails,
+nothing of it is written except a FAILED run row saying why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from app.models import Break, ReconDefinition, ReconMatch, ReconRun, utcnow
+from app.models.enums import BreakStatus, BreakType, ChangeAction, RunStatus
+
+from .. import audit
+from ..calendars import get_calendar
+from ..capture import bulk
+from ..db import Database
+from ..errors import OpsDeskError
+from ..jsonable import canonical_json, to_jsonable
+from ..permissions import Actor, Permission, require
+from . import definitions as defs
+from .config import ReconConfig
+from .engine import describe, reconcile
+from .sources import prepare, read_source
+
+ACTIVE = (BreakStatus.OPEN, BreakStatus.ASSIGNED, BreakStatus.PROPOSED)
+MANUAL = "manual"
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    definition: str
+    as_of: dt.date
+    left_records: int
+    right_records: int
+    matched: int
+    matched_by_pass: dict[str, int]
+    breaks: dict[str, int]  # breaks found by this run, by type
+    new_breaks: int
+    still_open: int
+    reopened: int
+    resolved: int
+    manual: int  # records left out because a person matched them
+    out_of_coverage: int
+    duration: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["as_of"] = self.as_of.isoformat()
+        d["duration"] = round(self.duration, 3)
+        d["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        d["breaks_total"] = sum(self.breaks.values())
+        return d
+
+
+def fingerprint(definition_id: int, break_type: str, key: list[Any]) -> str:
+    """The identity of a difference: definition, type, record identities and differing field names."""
+    return hashlib.sha256(canonical_json([definition_id, break_type, key]).encode()).hexdigest()
+
+
+def _manual_refs(s: Session, definition_id: int) -> tuple[set[str], set[str]]:
+    left: set[str] = set()
+    right: set[str] = set()
+    rows = s.execute(
+        select(ReconMatch.left_refs, ReconMatch.right_refs).where(
+            ReconMatch.definition_id == definition_id,
+            ReconMatch.pass_name == MANUAL,
+            ReconMatch.unmatched_at.is_(None),
+        )
+    )
+    for lrefs, rrefs in rows:
+        left.update(str(r) for r in lrefs or [])
+        right.update(str(r) for r in rrefs or [])
+    return left, right
+
+
+def _json_list(ids: np.ndarray) -> list[str]:
+    """JSON arrays of one identity each, built without a json.dumps per row where no escaping is needed."""
+    arr = ids.astype(str)
+    needs = np.strings.find(arr, '"') >= 0
+    needs |= np.strings.find(arr, "\\") >= 0
+    out = np.strings.add(np.strings.add('["', arr), '"]').astype(object)
+    for i in np.flatnonzero(needs):
+        out[i] = json.dumps([str(ids[i])])
+    return out.tolist()
+
+
+def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = None) -> RunResult:
+    """Run the definition ``name`` (or id) over both sides as of ``as_of`` (default: everything known today)."""
+    require(actor, Permission.RUN_PROCESSES)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    with db.read() as s:
+        exists = s.scalar(select(ReconDefinition.id).where(ReconDefinition.name == name))
+    if exists is None and name in defs.DEFAULTS:
+        defs.ensure_default_definitions(db, actor)
+    with db.read() as s:
+        d = defs.find(s, name)
+        def_id, def_name, raw = d.id, d.name, d.config
+        if not d.is_active:
+            raise OpsDeskError(f"The recon definition {def_name!r} is switched off; a supervisor can switch it on.")
+        cfg = defs.validate(raw)
+        t = time.perf_counter()
+        left_raw = read_source(s, cfg.left.source, as_of)
+        right_raw = read_source(s, cfg.right.source, as_of)
+        manual_l, manual_r = _manual_refs(s, def_id)
+        timings["read"] = time.perf_counter() - t
+    run_date = as_of or dt.datetime.now(dt.UTC).date()
+    try:
+        t = time.perf_counter()
+        left = prepare(left_raw, cfg.left, cfg, "left")
+        right = prepare(right_raw, cfg.right, cfg, "right")
+        del left_raw, right_raw
+        scope_l = set(left["_id"].tolist())
+        scope_r = set(right["_id"].tolist())
+        in_manual_l = left["_id"].isin(manual_l).to_numpy()
+        in_manual_r = right["_id"].isin(manual_r).to_numpy()
+        manual = int(in_manual_l.sum() + in_manual_r.sum())
+        left, right = left.loc[~in_manual_l], right.loc[~in_manual_r]
+        out_of_coverage = 0
+        if cfg.coverage:
+            covered = _covered(left, right, cfg)
+            out_of_coverage = int((~covered).sum())
+            left = left.loc[covered]
+        result = reconcile(left, right, cfg)
+        found = describe(result)
+        matched_l, matched_r = result.matched_ids()
+        matched_l |= manual_l
+        matched_r |= manual_r
+        timings["match"] = time.perf_counter() - t
+        t = time.perf_counter()
+        counts = _write(
+            db, actor, def_id, def_name, cfg, run_date, result, found, (scope_l, scope_r), (matched_l, matched_r),
+            {"manual": manual, "out_of_coverage": out_of_coverage, "as_of": as_of},
+        )
+        timings["write"] = time.perf_counter() - t
+    except Exception as err:
+        _record_failure(db, actor, def_id, run_date, err)
+        raise
+    return RunResult(
+        run_id=counts["run_id"],
+        definition=def_name,
+        as_of=run_date,
+        left_records=result.left.n,
+        right_records=result.right.n,
+        matched=result.matched_groups,
+        matched_by_pass=result.matched_by_pass(),
+        breaks=result.breaks_by_type(),
+        new_breaks=counts["new"],
+        still_open=counts["still_open"],
+        reopened=counts["reopened"],
+        resolved=counts["resolved"],
+        manual=manual,
+        out_of_coverage=out_of_coverage,
+        duration=time.perf_counter() - started,
+        timings=timings,
+    )
+
+
+def _covered(left: pd.DataFrame, right: pd.DataFrame, cfg: ReconConfig) -> np.ndarray:
+    """Left records whose coverage fields' values occur on the right (the outside world reported on them)."""
+    keys = list(cfg.coverage)
+    reported = right[keys].drop_duplicates()
+    reported["_covered"] = True
+    merged = left[keys].merge(reported, on=keys, how="left")
+    return merged["_covered"].fillna(False).to_numpy(dtype=bool)
+
+
+def _record_failure(db: Database, actor: Actor, def_id: int, run_date: dt.date, err: Exception) -> None:
+    try:
+        with db.write() as s:
+            run = ReconRun(
+                definition_id=def_id,
+                as_of_date=run_date,
+                status=RunStatus.FAILED,
+                finished_at=utcnow(),
+                run_by_id=actor.user_id,
+                stats={"error": str(err)[:1000]},
+            )
+            s.add(run)
+            s.flush()
+            audit.record(s, actor, "recon.run_failed", "recon_runs", run.id, after={"error": str(err)[:1000]},
+                         change=ChangeAction.INSERT)
+    except Exception:  # the original error is what the user needs to see
+        pass
+
+
+def _break_row(b: dict[str, Any], def_id: int, fp: str, run_id: int, run_date: dt.date, now: dt.datetime,
+               actor: Actor) -> dict[str, Any]:
+    return {
+        "definition_id": def_id,
+        "fingerprint": fp,
+        "first_run_id": run_id,
+        "last_run_id": run_id,
+        "break_type": BreakType(b["break_type"]),
+        "status": BreakStatus.OPEN,
+        "category": (b["category"] or None) and str(b["category"])[:32],
+        "root_cause": b["root_cause"],
+        "internal_ref": None if b["internal_ref"] is None else str(b["internal_ref"])[:128],
+        "external_ref": None if b["external_ref"] is None else str(b["external_ref"])[:128],
+        "internal_record": to_jsonable(b["internal_record"]),
+        "external_record": to_jsonable(b["external_record"]),
+        "differences": to_jsonable(b["differences"]),
+        "amount": b["amount"],
+        "currency": b["currency"],
+        "as_of_date": run_date,
+        "opened_at": now,
+        "resolved_at": None,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "updated_by_id": actor.user_id,
+    }
+
+
+def _record_ids(rec: dict[str, Any] | None) -> list[str]:
+    if not rec:
+        return []
+    if "records" in rec:
+        return [str(r.get("_id")) for r in rec["records"]]
+    return [str(rec["_id"])] if rec.get("_id") is not None else []
+
+
+def _write(
+    db: Database,
+    actor: Actor,
+    def_id: int,
+    def_name: str,
+    cfg: ReconConfig,
+    run_date: dt.date,
+    result: Any,
+    found: list[dict[str, Any]],
+    scope: tuple[set[str], set[str]],
+    matched: tuple[set[str], set[str]],
+    extra: dict[str, Any],
+) -> dict[str, int]:
+    now = utcnow()
+    with db.write() as s:
+        if db.is_postgres:
+            s.execute(text("SELECT id FROM recon_definitions WHERE id = :i FOR UPDATE"), {"i": def_id})
+        run = ReconRun(
+            definition_id=def_id, as_of_date=run_date, status=RunStatus.RUNNING, started_at=now,
+            run_by_id=actor.user_id, stats={},
+        )
+        s.add(run)
+        s.flush()
+        run_id = run.id
+        existing = {
+            r.fingerprint: r
+            for r in s.execute(
+                select(
+                    Break.id, Break.fingerprint, Break.status, Break.break_type, Break.internal_ref,
+                    Break.external_ref,
+                ).where(Break.definition_id == def_id)
+            )
+        }
+        new_rows: list[dict[str, Any]] = []
+        refresh: list[dict[str, Any]] = []
+        reopen: list[tuple[int, dict[str, Any]]] = []
+        seen: set[str] = set()
+        for b in found:
+            fp = fingerprint(def_id, b["break_type"], b["key"])
+            if fp in seen:  # cannot happen with distinct records; guards the unique constraint all the same
+                continue
+            seen.add(fp)
+            old = existing.get(fp)
+            if old is None:
+                new_rows.append(_break_row(b, def_id, fp, run_id, run_date, now, actor))
+                continue
+            values = {
+                "b_id": old.id,
+                "last_run_id": run_id,
+                "differences": to_jsonable(b["differences"]),
+                "amount": b["amount"],
+                "internal_record": to_jsonable(b["internal_record"]),
+                "external_record": to_jsonable(b["external_record"]),
+                "as_of_date": run_date,
+            }
+            if old.status == BreakStatus.RESOLVED:
+                reopen.append((old.id, values))
+            else:
+                refresh.append(values)
+        # Breaks of this definition not found again: close those whose records this run read.
+        scope_l, scope_r = scope
+        matched_l, matched_r = matched
+        gone = [r for fp, r in existing.items() if fp not in seen and r.status in ACTIVE]
+        dup_ids: dict[int, tuple[list[str], list[str]]] = {}
+        dup_gone = [r.id for r in gone if r.break_type == BreakType.DUPLICATE_KEY]
+        if dup_gone:
+            for bid, irec, erec in s.execute(
+                select(Break.id, Break.internal_record, Break.external_record).where(Break.id.in_(dup_gone))
+            ):
+                dup_ids[bid] = (_record_ids(irec), _record_ids(erec))
+        resolve: list[tuple[int, str]] = []
+        for r in gone:
+            lids, rids = dup_ids.get(r.id, ([r.internal_ref] if r.internal_ref else [], [r.external_ref] if r.external_ref else []))
+            if not (any(i in scope_l for i in lids) or any(i in scope_r for i in rids)):
+                continue  # its records were not part of this run (another date, filtered out): leave it alone
+            is_matched = (not lids or all(i in matched_l for i in lids)) and (
+                not rids or all(i in matched_r for i in rids)
+            )
+            note = f"matched by run {run_id}" if is_matched else f"no longer found by run {run_id}"
+            resolve.append((r.id, note))
+
+        if new_rows:
+            s.execute(insert(Break.__table__), new_rows)
+        table = Break.__table__
+        if refresh:
+            s.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(
+                    last_run_id=bindparam("last_run_id"), differences=bindparam("differences"),
+                    amount=bindparam("amount"), internal_record=bindparam("internal_record"),
+                    external_record=bindparam("external_record"), as_of_date=bindparam("as_of_date"),
+                )
+                .execution_options(synchronize_session=False),
+                refresh,
+            )
+        for bid, values in reopen:
+            s.execute(
+                update(table)
+                .where(table.c.id == bid)
+                .values(
+                    status=BreakStatus.OPEN, resolved_at=None, last_run_id=run_id,
+                    differences=values["differences"], amount=values["amount"],
+                    internal_record=values["internal_record"], external_record=values["external_record"],
+                    as_of_date=run_date, version=table.c.version + 1, updated_at=now, updated_by_id=actor.user_id,
+                )
+            )
+            audit.record(
+                s, actor, "breaks.reopen", "breaks", bid,
+                before={"status": BreakStatus.RESOLVED.value},
+                after={"status": BreakStatus.OPEN.value, "note": f"reopened by run {run_id}: the difference is back"},
+            )
+        for bid, note in resolve:
+            s.execute(
+                update(table)
+                .where(table.c.id == bid)
+                .values(
+                    status=BreakStatus.RESOLVED, resolved_at=now, last_run_id=run_id,
+                    version=table.c.version + 1, updated_at=now, updated_by_id=actor.user_id,
+                )
+            )
+            audit.record(
+                s, actor, "breaks.auto_resolve", "breaks", bid,
+                after={"status": BreakStatus.RESOLVED.value, "note": note},
+            )
+        n_matches = _write_matches(s, run_id, def_id, result, now)
+        stats = {
+            "definition": def_name,
+            "left_records": result.left.n,
+            "right_records": result.right.n,
+            "matched": result.matched_groups,
+            "matched_by_pass": result.matched_by_pass(),
+            "breaks": result.breaks_by_type(),
+            "new_breaks": len(new_rows),
+            "still_open": len(refresh),
+            "reopened": len(reopen),
+            "resolved": len(resolve),
+            "match_rows": n_matches,
+            "manual": extra["manual"],
+            "out_of_coverage": extra["out_of_coverage"],
+            "as_of": extra["as_of"].isoformat() if extra["as_of"] else None,
+        }
+        s.execute(
+            update(ReconRun.__table__)
+            .where(ReconRun.__table__.c.id == run_id)
+            .values(status=RunStatus.COMPLETED, finished_at=utcnow(), stats=stats)
+        )
+        audit.record(s, actor, "recon.run", "recon_runs", run_id, after=stats, change=ChangeAction.INSERT)
+        if new_rows or refresh or reopen or resolve:
+            audit.publish(s, actor, "breaks", None, ChangeAction.BULK, {"action": "recon.run", "run": run_id})
+        if n_matches:
+            audit.publish(s, actor, "recon_matches", None, ChangeAction.BULK, {"action": "recon.run", "run": run_id})
+    return {
+        "run_id": run_id,
+        "new": len(new_rows),
+        "still_open": len(refresh),
+        "reopened": len(reopen),
+        "resolved": len(resolve),
+    }
+
+
+def _write_matches(s: Session, run_id: int, def_id: int, result: Any, now: dt.datetime) -> int:
+    """One ``recon_matches`` row per match group, COPY on PostgreSQL and executemany on SQLite."""
+    n_pairs = len(result.pair_left)
+    n = n_pairs + len(result.groups)
+    if n == 0:
+        return 0
+    names = np.array(result.pass_names, dtype=object)
+    pass_col = names[result.pair_pass].tolist() + [g[0] for g in result.groups]
+    left_col = _json_list(result.left.ids[result.pair_left]) + [
+        json.dumps(result.left.ids[g[1]].tolist()) for g in result.groups
+    ]
+    right_col = _json_list(result.right.ids[result.pair_right]) + [
+        json.dumps(result.right.ids[g[2]].tolist()) for g in result.groups
+    ]
+    stamp = bulk.timestamp(now, s)
+    bulk.insert_rows(
+        s,
+        "recon_matches",
+        ["run_id", "definition_id", "pass_name", "left_refs", "right_refs", "matched_at"],
+        [[run_id] * n, [def_id] * n, pass_col, left_col, right_col, [stamp] * n],
+    )
+    return n
+
+
+def age_business_days(opened_at: dt.datetime, today: dt.date | None = None, calendar: str = "XNYS") -> int:
+    """How many business days of ``calendar`` a break has been open (0 on the day it opened)."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    start = opened_at.astimezone(dt.UTC).date()
+    if today <= start:
+        return 0
+    return int(get_calendar(calendar).business_days_between(start, today))
+
+
+def seed_demo(db: Database, actor: Actor, *, as_of: dt.date | None = None) -> dict[str, RunResult]:
+    """Create the default definitions and run each once on the demo book, so the break work list is not empty."""
+    defs.ensure_default_definitions(db, actor)
+    return {name: run_recon(db, actor, name, as_of=as_of) for name in defs.DEFAULTS}
+
+
+__all__ = ["RunResult", "age_business_days", "fingerprint", "run_recon", "seed_demo"]
+

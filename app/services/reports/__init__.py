@@ -1,0 +1,1 @@
+"""Reports built from the services: the end-of-day operations report (``daily``)."""

@@ -1,0 +1,642 @@
+"""Settlement instructions from validated trades: gross or netted, set-based, idempotent; and un-netting.
+
+Which trades: VALIDATED, CONFIRMED or AFFIRMED trades of a CSD-settled instrument (not futures: they clear through
+the CCP on trade date, as in the demo book) with account, counterparty, settlement date and the SSIs of both sides,
+that no live (not CANCELLED) instruction settles yet. Running twice creates nothing new; a trade whose instruction
+was cancelled (un-netting, re-instruction) is picked up again.
+
+What: DVP/RVP for a trade against payment, DFP/RFP for a free transfer (net amount 0); buying receives (RVP/RFP),
+selling delivers. ``settlement_amount`` is the trade's net amount; ``instruction_ref`` is ``SEME`` and the id on 12
+digits, like the demo book's. New instructions are PENDING (generated, not yet sent); the trades keep their status
+until the instruction goes out (``lifecycle``).
+
+Netting: trades against payment of a counterparty that nets (``counterparties.netting``; ``net=True``/``False``
+forces it for the run) are grouped by counterparty × ISIN × settlement date × account (and currency and both SSIs,
+which must agree for one instruction to carry them). A group of two or more trades whose quantities do not cancel
+out becomes one netted instruction: direction from the sign of the net quantity, quantity its absolute value,
+settlement amount the net cash we pay (RVP) or receive (DVP) - negative when the cash flows the same way as the
+securities (we receive securities and cash). Its trades are linked through ``instruction_trades``. Groups of one
+trade, and groups that net to zero securities, stay gross.
+
+How: a handful of INSERT ... SELECT statements over temporary tables, the same SQL on both backends except for
+ids (PostgreSQL ``nextval`` of the table's sequence; SQLite ``max(id) + row_number()`` inside the BEGIN IMMEDIATE
+transaction). Nothing goes through Python per row. A large run defers the secondary indexes of the two tables it
+fills (``capture.bulk.deferred_indexes``). One audit entry per run.
+
+Un-netting (``unnet``, ``on_trade_changed``): a netted obligation whose trade is amended or cancelled is CANCELLED
+through the lifecycle and replaced - by gross instructions, or by a new netted one of the trades that remain - each
+replacement pointing back to it through ``replaces_id``, all audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Boolean, bindparam, func, select, text
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Counterparty,
+    Instrument,
+    InstructionTrade,
+    SettlementInstruction,
+    Trade,
+    utcnow,
+)
+from app.models.base import UTCDateTime
+from app.models.enums import (
+    AssetClass,
+    ChangeAction,
+    InstructionStatus,
+    InstructionType,
+    Side,
+    TradeStatus,
+)
+
+from .. import audit
+from ..capture import bulk
+from ..db import Database
+from ..errors import NotFound, ValidationFailed
+from ..permissions import Actor, Permission, require
+from . import lifecycle
+
+ELIGIBLE_STATUSES = (TradeStatus.VALIDATED, TradeStatus.CONFIRMED, TradeStatus.AFFIRMED)
+_ELIGIBLE_SQL = ", ".join(f"'{s.value}'" for s in ELIGIBLE_STATUSES)
+# Settles or may still settle: such an instruction owns its trades (a trade is instructed once).
+LIVE_STATUSES = tuple(s for s in InstructionStatus if s is not InstructionStatus.CANCELLED)
+_PG_LOCK_KEY = 0x5E771E  # advisory lock: one generation run at a time on the shared database
+_KEY = ("account_id", "counterparty_id", "instrument_id", "isd", "currency", "our_ssi_id", "their_ssi_id")
+
+
+@dataclass
+class GenerateResult:
+    """What a generation run created."""
+
+    instructions: int = 0
+    gross: int = 0
+    netted: int = 0
+    trades: int = 0
+    netted_trades: int = 0
+    skipped_no_ssi: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    settle_date: dt.date | None = None
+    net: bool | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "instructions": self.instructions,
+            "gross": self.gross,
+            "netted": self.netted,
+            "trades": self.trades,
+            "netted_trades": self.netted_trades,
+            "skipped_no_ssi": self.skipped_no_ssi,
+            "by_type": dict(self.by_type),
+            "settle_date": self.settle_date,
+            "net": {None: "as configured", True: "net", False: "gross"}[self.net],
+            "seconds": round(self.seconds, 3),
+        }
+
+    def __str__(self) -> str:
+        if not self.instructions:
+            extra = f"; {self.skipped_no_ssi:,} trade(s) lack an SSI" if self.skipped_no_ssi else ""
+            return f"No new settlement instructions: every eligible trade is already instructed{extra}."
+        types = ", ".join(f"{k} {v:,}" for k, v in sorted(self.by_type.items()))
+        text_ = (
+            f"Generated {self.instructions:,} instruction(s) for {self.trades:,} trade(s): {self.gross:,} gross, "
+            f"{self.netted:,} netted from {self.netted_trades:,} trades ({types})"
+        )
+        if self.skipped_no_ssi:
+            text_ += f"; {self.skipped_no_ssi:,} trade(s) skipped for lack of an SSI"
+        return text_ + "."
+
+
+# =====================================================================================================================
+# Generation
+# =====================================================================================================================
+
+
+def generate_instructions(
+    db: Database,
+    actor: Actor,
+    *,
+    settle_date: dt.date | None = None,
+    net: bool | None = None,
+) -> GenerateResult:
+    """Create the instructions of every eligible trade (settling on ``settle_date`` when given) in one unit of work.
+
+    ``net``: None nets as configured per counterparty, True nets every counterparty, False nets none.
+    """
+    require(actor, Permission.RUN_PROCESSES)
+    with db.write() as s:
+        return generate_in_session(s, actor, settle_date=settle_date, net=net)
+
+
+def generate_in_session(
+    session: Session,
+    actor: Actor,
+    *,
+    settle_date: dt.date | None = None,
+    net: bool | None = None,
+) -> GenerateResult:
+    """``generate_instructions`` in the caller's unit of work (demo seeding, tests, benchmarks)."""
+    require(actor, Permission.RUN_PROCESSES)
+    started = time.perf_counter()
+    pg = bulk.is_postgres(session)
+    conn = session.connection()
+    if pg:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+        conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
+    result = GenerateResult(settle_date=settle_date, net=net)
+    params: dict[str, Any] = {}
+    date_cond = ""
+    if settle_date is not None:
+        date_cond = "AND t.settlement_date = :d"
+        params["d"] = settle_date
+    _drop_temp(session)
+    temp = "CREATE TEMP TABLE {name} ON COMMIT DROP AS " if pg else "CREATE TEMP TABLE {name} AS "
+    if net is None:
+        nettable = "(c.netting AND t.net_amount <> 0)"
+    elif net:
+        nettable = "(t.net_amount <> 0)"
+    else:
+        nettable = "(1 = 0)"
+    session.execute(
+        text(
+            temp.format(name="sg_t")
+            + f"""
+            SELECT t.id AS trade_id, t.account_id, t.counterparty_id, t.instrument_id, t.settlement_date AS isd,
+                   t.currency, t.our_ssi_id, t.their_ssi_id, t.trade_date, t.side, t.quantity, t.net_amount,
+                   CASE WHEN t.side = 'BUY' THEN t.quantity ELSE -t.quantity END AS sq,
+                   CASE WHEN t.side = 'BUY' THEN -t.net_amount ELSE t.net_amount END AS sc,
+                   {nettable} AS nettable
+            FROM trades t
+            JOIN instruments i ON i.id = t.instrument_id
+            JOIN counterparties c ON c.id = t.counterparty_id
+            WHERE t.status IN ({_ELIGIBLE_SQL}) AND i.asset_class <> 'FUTURE'
+              AND t.settlement_date IS NOT NULL AND t.account_id IS NOT NULL
+              AND t.our_ssi_id IS NOT NULL AND t.their_ssi_id IS NOT NULL {date_cond}
+              AND NOT EXISTS (
+                  SELECT 1 FROM instruction_trades it
+                  JOIN settlement_instructions si ON si.id = it.instruction_id
+                  WHERE it.trade_id = t.id AND si.status <> 'CANCELLED')
+            """
+        ),
+        params,
+    )
+    result.skipped_no_ssi = int(
+        session.execute(
+            text(
+                f"""
+                SELECT count(*) FROM trades t JOIN instruments i ON i.id = t.instrument_id
+                WHERE t.status IN ({_ELIGIBLE_SQL}) AND i.asset_class <> 'FUTURE'
+                  AND (t.our_ssi_id IS NULL OR t.their_ssi_id IS NULL) {date_cond}
+                """
+            ),
+            params,
+        ).scalar()
+        or 0
+    )
+    if pg:
+        conn.exec_driver_sql("ANALYZE sg_t")
+    n_trades = int(conn.exec_driver_sql("SELECT count(*) FROM sg_t").scalar() or 0)
+    if n_trades == 0:
+        _drop_temp(session)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    key = ", ".join(_KEY)
+    base = 0
+    if not pg:
+        base = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM settlement_instructions").scalar() or 0)
+    seq = "nextval(pg_get_serial_sequence('settlement_instructions', 'id'))"
+
+    def new_id(order: str, offset: str = "0") -> str:
+        return seq if pg else f"{base} + {offset} + row_number() OVER (ORDER BY {order})"
+
+    # Netted groups: one row per obligation, with its id.
+    session.execute(
+        text(
+            temp.format(name="sg_g")
+            + f"""
+            SELECT {new_id(key)} AS instr_id, g.* FROM (
+                SELECT {key}, count(*) AS n, sum(sq) AS q, round(sum(sc), 4) AS c, max(trade_date) AS trade_date
+                FROM sg_t WHERE nettable
+                GROUP BY {key}
+                HAVING count(*) > 1 AND sum(sq) <> 0
+            ) g
+            """
+        )
+    )
+    n_groups = int(conn.exec_driver_sql("SELECT count(*) FROM sg_g").scalar() or 0)
+    join = " AND ".join(f"t.{k} = g.{k}" for k in _KEY)
+    session.execute(
+        text(
+            temp.format(name="sg_l")
+            + f"SELECT g.instr_id, t.trade_id FROM sg_t t JOIN sg_g g ON {join} WHERE t.nettable"
+        )
+    )
+    if not pg:
+        conn.exec_driver_sql("CREATE INDEX sg_l_trade ON sg_l (trade_id)")
+    else:
+        conn.exec_driver_sql("ANALYZE sg_l")
+    # Gross: every other trade, one instruction each.
+    session.execute(
+        text(
+            temp.format(name="sg_x")
+            + f"""
+            SELECT {new_id("t.trade_id", str(n_groups))} AS instr_id, t.*
+            FROM sg_t t WHERE NOT EXISTS (SELECT 1 FROM sg_l l WHERE l.trade_id = t.trade_id)
+            """
+        )
+    )
+    n_gross = int(conn.exec_driver_sql("SELECT count(*) FROM sg_x").scalar() or 0)
+    n_linked = int(conn.exec_driver_sql("SELECT count(*) FROM sg_l").scalar() or 0)
+
+    ref = "'SEME' || lpad(CAST({c} AS text), 12, '0')" if pg else "printf('SEME%012d', {c})"
+    cols = (
+        "id, instruction_ref, instruction_type, is_netted, account_id, counterparty_id, instrument_id, quantity, "
+        "settlement_amount, currency, trade_date, intended_settlement_date, settled_quantity, settled_amount, "
+        "status, our_ssi_id, their_ssi_id, version, created_at, updated_at, updated_by_id"
+    )
+    stamp = {"now": utcnow(), "uid": actor.user_id}
+    types = [bindparam("now", type_=UTCDateTime()), bindparam("netted", type_=Boolean())]
+    pending = InstructionStatus.PENDING.value
+    with bulk.bulk_write(session), bulk.deferred_indexes(
+        session, "settlement_instructions", n_groups + n_gross
+    ), bulk.deferred_indexes(session, "instruction_trades", n_trades):
+        session.execute(
+            text(
+                f"""
+                INSERT INTO settlement_instructions ({cols})
+                SELECT instr_id, {ref.format(c="instr_id")},
+                       CASE WHEN q > 0 THEN 'RVP' ELSE 'DVP' END, :netted,
+                       account_id, counterparty_id, instrument_id, abs(q),
+                       CASE WHEN q > 0 THEN -c ELSE c END, currency, trade_date, isd, 0, 0,
+                       '{pending}', our_ssi_id, their_ssi_id, 1, :now, :now, CAST(:uid AS BIGINT)
+                FROM sg_g
+                """
+            ).bindparams(*types),
+            {**stamp, "netted": True},
+        )
+        session.execute(
+            text(
+                f"""
+                INSERT INTO settlement_instructions ({cols})
+                SELECT instr_id, {ref.format(c="instr_id")},
+                       CASE WHEN side = 'BUY' THEN (CASE WHEN net_amount = 0 THEN 'RFP' ELSE 'RVP' END)
+                            ELSE (CASE WHEN net_amount = 0 THEN 'DFP' ELSE 'DVP' END) END,
+                       :netted, account_id, counterparty_id, instrument_id, quantity, net_amount, currency,
+                       trade_date, isd, 0, 0, '{pending}', our_ssi_id, their_ssi_id, 1, :now, :now, CAST(:uid AS BIGINT)
+                FROM sg_x
+                """
+            ).bindparams(*types),
+            {**stamp, "netted": False},
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO instruction_trades (instruction_id, trade_id) "
+            "SELECT instr_id, trade_id FROM sg_l UNION ALL SELECT instr_id, trade_id FROM sg_x"
+        )
+    by_type = session.execute(
+        text(
+            "SELECT CASE WHEN q > 0 THEN 'RVP' ELSE 'DVP' END AS k, count(*) FROM sg_g GROUP BY 1 "
+            "UNION ALL SELECT CASE WHEN side = 'BUY' THEN (CASE WHEN net_amount = 0 THEN 'RFP' ELSE 'RVP' END) "
+            "ELSE (CASE WHEN net_amount = 0 THEN 'DFP' ELSE 'DVP' END) END AS k, count(*) FROM sg_x GROUP BY 1"
+        )
+    ).all()
+    for k, n in by_type:
+        result.by_type[str(k)] = result.by_type.get(str(k), 0) + int(n)
+    _drop_temp(session)
+    result.instructions = n_groups + n_gross
+    result.gross = n_gross
+    result.netted = n_groups
+    result.trades = n_trades
+    result.netted_trades = n_linked
+    result.seconds = time.perf_counter() - started
+    audit.record(
+        session,
+        actor,
+        "settlement.generate",
+        "settlement_instructions",
+        None,
+        after=result.as_dict(),
+        change=ChangeAction.BULK,
+        summary={"action": "settlement.generate", "instructions": result.instructions},
+    )
+    return result
+
+
+def _drop_temp(session: Session) -> None:
+    conn = session.connection()
+    for name in ("sg_x", "sg_l", "sg_g", "sg_t"):
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+
+
+# =====================================================================================================================
+# Instructions built one obligation at a time (un-netting, re-instruction): the same rules as the SQL above
+# =====================================================================================================================
+
+
+@dataclass
+class UnnetResult:
+    cancelled: list[str] = field(default_factory=list)  # instruction refs cancelled
+    created: list[str] = field(default_factory=list)  # replacement refs
+    untouched: list[str] = field(default_factory=list)  # refs that could not be cancelled (partly settled ...)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cancelled": self.cancelled,
+            "created": self.created,
+            "untouched": self.untouched,
+            "notes": self.notes,
+        }
+
+
+def is_eligible(session: Session, trade: Trade) -> bool:
+    """Whether ``trade`` can be instructed (the SQL's WHERE clause, for one trade)."""
+    if trade.status not in ELIGIBLE_STATUSES:
+        return False
+    if None in (
+        trade.settlement_date,
+        trade.account_id,
+        trade.counterparty_id,
+        trade.instrument_id,
+        trade.our_ssi_id,
+        trade.their_ssi_id,
+    ):
+        return False
+    asset = session.scalar(select(Instrument.asset_class).where(Instrument.id == trade.instrument_id))
+    return asset is not AssetClass.FUTURE and asset != AssetClass.FUTURE.value
+
+
+def _gross_type(trade: Trade) -> InstructionType:
+    free = Decimal(trade.net_amount) == 0
+    if trade.side == Side.BUY:
+        return InstructionType.RFP if free else InstructionType.RVP
+    return InstructionType.DFP if free else InstructionType.DVP
+
+
+def _insert_instruction(session: Session, actor: Actor, **values: Any) -> SettlementInstruction:
+    now = utcnow()
+    inst = SettlementInstruction(
+        instruction_ref=f"TMP{uuid.uuid4().hex[:28]}",  # replaced by SEME<id> once the id is known
+        status=InstructionStatus.PENDING,
+        settled_quantity=Decimal(0),
+        settled_amount=Decimal(0),
+        version=1,
+        created_at=now,
+        updated_at=now,
+        updated_by_id=actor.user_id,
+        **values,
+    )
+    session.add(inst)
+    session.flush()
+    inst.instruction_ref = f"SEME{inst.id:012d}"
+    session.flush()
+    return inst
+
+
+def instruct_trades(
+    session: Session,
+    actor: Actor,
+    trades: list[Trade],
+    *,
+    net: bool,
+    replaces_id: int | None = None,
+    note: str = "",
+) -> list[SettlementInstruction]:
+    """PENDING instructions for ``trades`` (all of one netting key when ``net``): one netted obligation when they
+    net to a non-zero quantity, else one gross instruction per trade. Audited per instruction."""
+    created: list[SettlementInstruction] = []
+    if not trades:
+        return created
+    if net and len(trades) > 1:
+        keys = {(t.account_id, t.counterparty_id, t.instrument_id, t.settlement_date, t.currency,
+                 t.our_ssi_id, t.their_ssi_id) for t in trades}  # fmt: skip
+        if len(keys) != 1:
+            raise ValidationFailed("Only trades of one counterparty, ISIN, settlement date and account net together.")
+        q = sum((Decimal(t.quantity) if t.side == Side.BUY else -Decimal(t.quantity)) for t in trades)
+        c = sum((-Decimal(t.net_amount) if t.side == Side.BUY else Decimal(t.net_amount)) for t in trades)
+        if q != 0 and all(Decimal(t.net_amount) != 0 for t in trades):
+            first = trades[0]
+            inst = _insert_instruction(
+                session,
+                actor,
+                instruction_type=InstructionType.RVP if q > 0 else InstructionType.DVP,
+                is_netted=True,
+                account_id=first.account_id,
+                counterparty_id=first.counterparty_id,
+                instrument_id=first.instrument_id,
+                quantity=abs(q),
+                settlement_amount=-c if q > 0 else c,
+                currency=first.currency,
+                trade_date=max(t.trade_date for t in trades),
+                intended_settlement_date=first.settlement_date,
+                our_ssi_id=first.our_ssi_id,
+                their_ssi_id=first.their_ssi_id,
+                replaces_id=replaces_id,
+            )
+            session.add_all(InstructionTrade(instruction_id=inst.id, trade_id=t.id) for t in trades)
+            session.flush()
+            _audit_created(session, actor, inst, [t.id for t in trades], note)
+            return [inst]
+    for t in trades:
+        inst = _insert_instruction(
+            session,
+            actor,
+            instruction_type=_gross_type(t),
+            is_netted=False,
+            account_id=t.account_id,
+            counterparty_id=t.counterparty_id,
+            instrument_id=t.instrument_id,
+            quantity=Decimal(t.quantity),
+            settlement_amount=Decimal(t.net_amount),
+            currency=t.currency,
+            trade_date=t.trade_date,
+            intended_settlement_date=t.settlement_date,
+            our_ssi_id=t.our_ssi_id,
+            their_ssi_id=t.their_ssi_id,
+            replaces_id=replaces_id,
+        )
+        session.add(InstructionTrade(instruction_id=inst.id, trade_id=t.id))
+        session.flush()
+        _audit_created(session, actor, inst, [t.id], note)
+        created.append(inst)
+    return created
+
+
+def _audit_created(
+    session: Session, actor: Actor, inst: SettlementInstruction, trade_ids: list[int], note: str
+) -> None:
+    audit.record(
+        session,
+        actor,
+        "settlement_instructions.create",
+        "settlement_instructions",
+        inst.id,
+        after={
+            "instruction_ref": inst.instruction_ref,
+            "type": inst.instruction_type,
+            "is_netted": inst.is_netted,
+            "quantity": inst.quantity,
+            "settlement_amount": inst.settlement_amount,
+            "currency": inst.currency,
+            "isd": inst.intended_settlement_date,
+            "trades": trade_ids,
+            "replaces_id": inst.replaces_id,
+            "note": note,
+        },
+        change=ChangeAction.INSERT,
+    )
+
+
+def _linked_trades(session: Session, instruction_id: int) -> list[Trade]:
+    return list(
+        session.scalars(
+            select(Trade)
+            .join(InstructionTrade, InstructionTrade.trade_id == Trade.id)
+            .where(InstructionTrade.instruction_id == instruction_id)
+            .order_by(Trade.id)
+        )
+    )
+
+
+def unnet(
+    session: Session,
+    actor: Actor,
+    instruction_id: int,
+    reason: str,
+    *,
+    exclude_trade_ids: Iterable[int] = (),
+) -> UnnetResult:
+    """Cancel a netted obligation and replace it, traceably (``replaces_id``), in the caller's unit of work.
+
+    Without ``exclude_trade_ids`` (a clerk un-nets by hand) every trade gets its own gross instruction. With them
+    (a trade of the obligation was amended or cancelled) the remaining trades are re-netted if they still net to
+    something, else instructed gross; the excluded trades are left to the caller. Trades no longer eligible
+    (cancelled, back in repair) get nothing. A settled or partly settled obligation cannot be un-netted.
+    """
+    lifecycle.require_lifecycle_actor(actor)
+    if not (reason or "").strip():
+        raise ValidationFailed("Say why the obligation is un-netted (the reason is kept in the audit trail).")
+    inst = session.get(SettlementInstruction, instruction_id, with_for_update=True)
+    if inst is None:
+        raise NotFound(f"Settlement instruction #{instruction_id} does not exist.")
+    if not inst.is_netted:
+        raise ValidationFailed(f"Instruction {inst.instruction_ref} is not a netted obligation; nothing to un-net.")
+    status = InstructionStatus(inst.status)
+    if status in (InstructionStatus.SETTLED, InstructionStatus.PARTIALLY_SETTLED, InstructionStatus.CANCELLED):
+        raise lifecycle.InvalidTransition(
+            inst.instruction_ref,
+            status,
+            InstructionStatus.CANCELLED,
+            "it cannot be un-netted: "
+            + (
+                "it is already cancelled"
+                if status is InstructionStatus.CANCELLED
+                else "securities have moved at the CSD; work it as a fail or reverse it"
+            ),
+        )
+    excluded = set(exclude_trade_ids)
+    result = UnnetResult()
+    lifecycle.transition(session, actor, inst, InstructionStatus.CANCELLED, note=f"un-netted: {reason}")
+    result.cancelled.append(inst.instruction_ref)
+    remaining = [
+        t for t in _linked_trades(session, inst.id) if t.id not in excluded and is_eligible(session, t)
+    ]
+    note = f"replaces {inst.instruction_ref} (un-netted: {reason})"
+    renet = bool(excluded) and len(remaining) > 1
+    for new in instruct_trades(session, actor, remaining, net=renet, replaces_id=inst.id, note=note):
+        result.created.append(new.instruction_ref)
+    audit.record(
+        session,
+        actor,
+        "settlement_instructions.unnet",
+        "settlement_instructions",
+        inst.id,
+        after={"reason": reason, "excluded_trades": sorted(excluded), **result.as_dict()},
+        change=ChangeAction.UPDATE,
+    )
+    return result
+
+
+def unnet_instruction(db: Database, actor: Actor, instruction_id: int, reason: str) -> UnnetResult:
+    """``unnet`` in its own unit of work (GUI, CLI)."""
+    require(actor, Permission.WORK_ITEMS)
+    with db.write() as s:
+        return unnet(s, actor, instruction_id, reason)
+
+
+def on_trade_changed(session: Session, actor: Actor, trade_id: int) -> UnnetResult:
+    """Call after a trade was amended or cancelled (capture, corrections), in the same unit of work.
+
+    Every live instruction of the trade that has not moved anything is cancelled: a netted one is un-netted with
+    the other trades re-netted or gross, a gross one simply cancelled. The trade itself, if it may still be
+    instructed (an amendment), gets a new gross instruction pointing back to the one it replaces. Instructions that
+    are settled or partly settled are left alone and reported (the change needs a reversal, not a re-instruction).
+    """
+    lifecycle.require_lifecycle_actor(actor)
+    trade = session.get(Trade, trade_id)
+    if trade is None:
+        raise NotFound(f"Trade #{trade_id} does not exist.")
+    result = UnnetResult()
+    live = list(
+        session.scalars(
+            select(SettlementInstruction)
+            .join(InstructionTrade, InstructionTrade.instruction_id == SettlementInstruction.id)
+            .where(
+                InstructionTrade.trade_id == trade_id,
+                SettlementInstruction.status != InstructionStatus.CANCELLED,
+                SettlementInstruction.exception_kind.is_(None),
+            )
+            .order_by(SettlementInstruction.id)
+        )
+    )
+    reason = f"trade {trade.trade_ref} changed (front-office version {trade.fo_version}, {trade.status})"
+    replaced: int | None = None
+    for inst in live:
+        status = InstructionStatus(inst.status)
+        if status in (InstructionStatus.SETTLED, InstructionStatus.PARTIALLY_SETTLED):
+            result.untouched.append(inst.instruction_ref)
+            result.notes.append(
+                f"{inst.instruction_ref} is {status.value}: the change to {trade.trade_ref} needs a reversal."
+            )
+            continue
+        replaced = inst.id
+        if inst.is_netted:
+            sub = unnet(session, actor, inst.id, reason, exclude_trade_ids=[trade_id])
+            result.cancelled += sub.cancelled
+            result.created += sub.created
+        else:
+            lifecycle.transition(session, actor, inst, InstructionStatus.CANCELLED, note=reason)
+            result.cancelled.append(inst.instruction_ref)
+    if replaced is not None and not result.untouched:
+        session.refresh(trade)
+        if is_eligible(session, trade):
+            for new in instruct_trades(
+                session, actor, [trade], net=False, replaces_id=replaced, note=f"re-instructed: {reason}"
+            ):
+                result.created.append(new.instruction_ref)
+    return result
+
+
+def netting_configured(session: Session, counterparty_id: int) -> bool:
+    return bool(session.scalar(select(Counterparty.netting).where(Counterparty.id == counterparty_id)))
+
+
+def live_instruction_count(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(SettlementInstruction).where(
+                SettlementInstruction.status != InstructionStatus.CANCELLED
+            )
+        )
+        or 0
+    )

@@ -1,0 +1,1185 @@
+"""The settlement queue's reads: filter, sort and page a million instructions in the database, never in Python.
+
+Like the trade blotter (see ``blotter.py`` and ``paging.py``): pages by keyset on ``(sort key, id)``, from the end for
+the last rows, by OFFSET only for a jump into the middle; the count and the totals are separate calls so the first
+page never waits for them; :func:`window` reads what a live refresh needs to keep the clerk's place in one snapshot.
+
+A page reads the ``settlement_instructions`` table alone (one index range scan) plus each row's accrued penalty (an
+index lookup in ``fail_penalties``); the codes a clerk reads (ISIN, counterparty, account, market) come from a small
+reference-data cache keyed by id, so no join can make a planner walk the instructions in the wrong order.
+
+Other reads: totals by currency (settlement amount, value at stake), group counts for the grouped view (by status,
+reason, counterparty, market, settlement date), each market's instruction cut-off as a moment in UTC (the pane
+counts down to it every second without asking the database again), and :func:`detail` of one instruction.
+
+*Value at stake* of an open instruction: the part of its settlement amount not yet settled; for a free-of-payment
+one (DFP/RFP, amount 0) the unsettled quantity at the instrument's reference price (bonds are quoted in % of
+nominal). Settled and cancelled instructions have nothing at stake.
+*Age*: business days since the intended settlement date of an instruction still open after it (0 before it); the
+market's calendar once :func:`cutoffs` has built it on a worker thread, weekdays until then (building an exchange
+calendar costs a second of GIL; the first page must not pay it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.engine import Connection
+
+from app.models import (
+    Account,
+    AuditEntry,
+    CashMovement,
+    Comment,
+    Counterparty,
+    FailPenalty,
+    InstructionTrade,
+    Instrument,
+    Market,
+    SecuritiesMovement,
+    SettlementInstruction,
+    SettlementMessage,
+    StandingSettlementInstruction,
+    Trade,
+    User,
+    utcnow,
+)
+from app.models.enums import InstructionStatus, InstructionType
+
+from .. import audit
+from ..db import Database
+from ..errors import NotFound, ValidationFailed
+from ..paging import Column, Page, Window, beyond, no_index, order_by, reader, window_bounds
+from ..permissions import Actor, Permission, require
+
+SI = SettlementInstruction
+S = InstructionStatus
+
+#: Instructions a clerk may still have to work (not settled, not cancelled).
+OPEN_STATUSES: tuple[str, ...] = (
+    S.PENDING.value,
+    S.INSTRUCTED.value,
+    S.MATCHED.value,
+    S.PARTIALLY_SETTLED.value,
+    S.FAILED.value,
+)
+FREE_OF_PAYMENT = (InstructionType.DFP.value, InstructionType.RFP.value)
+BOND_CLASSES = ("GOVT_BOND", "CORP_BOND")
+
+# Display order of the queue's columns; every row tuple holds these values in this order.
+COLUMNS: tuple[Column, ...] = (
+    Column("instruction_ref", "Instruction", "text", 150),
+    Column("status", "Status", "status", 150),
+    Column("reason_code", "Reason", "text", 66),
+    Column("intended_settlement_date", "Settle date", "date", 96),
+    Column("age_days", "Age", "int", 48),
+    Column("instruction_type", "Type", "text", 48),
+    Column("isin", "ISIN", "text", 120),
+    Column("counterparty_code", "Counterparty", "text", 120),
+    Column("account_code", "Account", "text", 90),
+    Column("market_mic", "Market", "text", 64),
+    Column("quantity", "Quantity", "decimal", 100),
+    Column("settlement_amount", "Amount", "decimal", 120),
+    Column("currency", "Ccy", "text", 45),
+    Column("value_at_stake", "At stake", "decimal", 115),
+    Column("penalty", "Penalty", "decimal", 80),
+    Column("owner_id", "Owner", "int", 80),
+    Column("trade_date", "Trade date", "date", 90, False),
+    Column("settled_quantity", "Settled qty", "decimal", 100, False),
+    Column("settled_amount", "Settled amt", "decimal", 110, False),
+    Column("is_netted", "Netted", "bool", 55, False),
+    Column("counterparty_ref", "Their ref", "text", 120, False),
+    Column("reason_text", "Reason text", "text", 220, False),
+    Column("claimed_at", "Claimed", "datetime", 140, False),
+    Column("updated_at", "Updated", "datetime", 140, False),
+    Column("version", "Ver.", "int", 45, False),
+    Column("id", "Id", "int", 70, False),
+)
+COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+COL = {k: i for i, k in enumerate(COLUMN_KEYS)}
+
+# Sortable columns: a sort must stay an index scan at a million rows, so only columns of the instructions table
+# with a (column, id) index (see INDEXES_WANTED; isd and status have theirs already) and never a nullable one
+# (NULLs break the keyset comparison).
+SORTABLE = frozenset(
+    {
+        "intended_settlement_date",
+        "status",
+        "instruction_ref",
+        "trade_date",
+        "settlement_amount",
+        "quantity",
+        "currency",
+        "updated_at",
+        "id",
+    }
+)
+UNIQUE_SORT = frozenset({"instruction_ref", "id"})
+
+#: The indexes the queue's sorts and filters want at a million rows (asked of the settlement migration's owner).
+INDEXES_WANTED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ix_settlement_instructions_trade_date_id", ("trade_date", "id")),
+    ("ix_settlement_instructions_amount_id", ("settlement_amount", "id")),
+    ("ix_settlement_instructions_quantity_id", ("quantity", "id")),
+    ("ix_settlement_instructions_currency_id", ("currency", "id")),
+    ("ix_settlement_instructions_updated_at_id", ("updated_at", "id")),
+    ("ix_settlement_instructions_status_isd_id", ("status", "intended_settlement_date", "id")),
+    ("ix_settlement_instructions_reason_code", ("reason_code",)),
+)
+
+# The instruction columns a page reads, then turned into COLUMN_KEYS order by _present.
+_DB_KEYS = (
+    "id",
+    "instruction_ref",
+    "status",
+    "reason_code",
+    "intended_settlement_date",
+    "instruction_type",
+    "instrument_id",
+    "counterparty_id",
+    "account_id",
+    "quantity",
+    "settlement_amount",
+    "currency",
+    "owner_id",
+    "trade_date",
+    "settled_quantity",
+    "settled_amount",
+    "is_netted",
+    "counterparty_ref",
+    "reason_text",
+    "claimed_at",
+    "updated_at",
+    "version",
+)
+_DB = {k: i for i, k in enumerate(_DB_KEYS)}
+
+
+# --- filter and sort ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What the filter bar (or a drill-down) asks for. Empty fields do not filter."""
+
+    settlement_date_from: dt.date | None = None
+    settlement_date_to: dt.date | None = None
+    statuses: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()  # market reason codes (CMIS, LACK ...)
+    counterparty: str | None = None  # counterparty code
+    market: str | None = None  # market MIC
+    # "mine", "unassigned", "mine_or_unassigned", or a username.
+    owner: str | None = None
+    account: str | None = None  # account code
+    isin: str | None = None  # an ISIN, or part of the instrument's name
+    currency: str | None = None
+    failing_only: bool = False
+    text: str | None = None  # part of our or the counterparty's reference
+    # Drill-down from another pane: exactly these instructions, with a caption saying where they came from.
+    ids: tuple[int, ...] | None = None
+    ids_title: str | None = None
+    # The day "failing" and the ages are measured on (None: today in UTC); tests fix it.
+    as_of: dt.date | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("ids", "ids_title", "as_of") or v is False or v in (None, (), ""):
+                continue
+            out[f.name] = (
+                list(v) if isinstance(v, tuple) else (v.isoformat() if isinstance(v, dt.date) else v)
+            )
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QueueFilter:
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in d or d[f.name] in (None, ""):
+                continue
+            v = d[f.name]
+            if f.name in ("statuses", "reasons", "ids"):
+                v = tuple(v)
+            elif "date" in f.name and isinstance(v, str):
+                v = dt.date.fromisoformat(v)
+            kw[f.name] = v
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class Sort:
+    key: str = "intended_settlement_date"
+    descending: bool = False
+
+
+def today_utc() -> dt.date:
+    return utcnow().date()
+
+
+def _as_of(flt: QueueFilter) -> dt.date:
+    return flt.as_of or today_utc()
+
+
+def _exact_isin(term: str) -> bool:
+    return len(term) == 12 and term[:2].isalpha()
+
+
+def _conditions(flt: QueueFilter, actor: Actor, *, opaque: bool = False) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of a filter; ``opaque`` hides the status index from SQLite's planner (see _plan)."""
+    c: list[ColumnElement[bool]] = []
+    if flt.ids is not None:
+        c.append(SI.id.in_(list(flt.ids)))
+    if flt.settlement_date_from:
+        c.append(SI.intended_settlement_date >= flt.settlement_date_from)
+    if flt.settlement_date_to:
+        c.append(SI.intended_settlement_date <= flt.settlement_date_to)
+    if flt.statuses:
+        values = [S(s).value for s in flt.statuses]
+        c.append(no_index(SI.status).in_(values) if opaque else SI.status.in_([S(v) for v in values]))
+    if flt.reasons:
+        c.append(SI.reason_code.in_([r.strip().upper() for r in flt.reasons]))
+    if flt.counterparty:
+        c.append(
+            SI.counterparty_id.in_(
+                select(Counterparty.id).where(Counterparty.code == flt.counterparty.strip().upper())
+            )
+        )
+    if flt.account:
+        c.append(SI.account_id.in_(select(Account.id).where(Account.code == flt.account.strip().upper())))
+    if flt.market:
+        c.append(
+            SI.instrument_id.in_(
+                select(Instrument.id)
+                .join(Market, Market.id == Instrument.market_id)
+                .where(Market.mic == flt.market.strip().upper())
+            )
+        )
+    if flt.isin:
+        term = flt.isin.strip()
+        if _exact_isin(term):
+            c.append(SI.instrument_id.in_(select(Instrument.id).where(Instrument.isin == term.upper())))
+        else:
+            c.append(
+                SI.instrument_id.in_(
+                    select(Instrument.id).where(
+                        or_(
+                            func.lower(Instrument.name).like(f"%{term.lower()}%"),
+                            Instrument.isin == term.upper(),
+                        )
+                    )
+                )
+            )
+    if flt.currency:
+        c.append(SI.currency == flt.currency.strip().upper())
+    if flt.failing_only:
+        # Failed, or still open after the day it should have settled.
+        c.append(
+            or_(
+                SI.status == S.FAILED,
+                and_(SI.status.in_([S(s) for s in OPEN_STATUSES]), SI.intended_settlement_date < _as_of(flt)),
+            )
+        )
+    if flt.text:
+        t = f"%{flt.text.strip()}%"
+        c.append(or_(SI.instruction_ref.like(t), SI.counterparty_ref.like(t)))
+    if flt.owner:
+        c.append(_owner_condition(flt.owner.strip(), actor))
+    return c
+
+
+def _owner_condition(owner: str, actor: Actor) -> ColumnElement[bool]:
+    key = owner.lower()
+    if key == "unassigned":
+        return SI.owner_id.is_(None)
+    if key in ("mine", "mine_or_unassigned"):
+        if actor.user_id is None:
+            return SI.owner_id.is_(None) if key == "mine_or_unassigned" else literal(False)
+        if key == "mine":
+            return SI.owner_id == actor.user_id
+        return or_(SI.owner_id == actor.user_id, SI.owner_id.is_(None))
+    return SI.owner_id.in_(select(User.id).where(User.username == owner))
+
+
+def _where(flt: QueueFilter, actor: Actor, *, opaque: bool = False) -> ColumnElement[bool]:
+    return and_(True, *_conditions(flt, actor, opaque=opaque))
+
+
+def _sort_col(sort: Sort) -> Any:
+    if sort.key not in SORTABLE:
+        raise ValueError(f"cannot sort the settlement queue by {sort.key!r}")
+    return getattr(SI, sort.key)
+
+
+# --- reference data cache -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ref:
+    """Codes by id for the few thousand reference rows: what a page shows beside each instruction's ids."""
+
+    instruments: dict[int, tuple[str, int, str, Decimal, Decimal]] = field(default_factory=dict)
+    markets: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (mic, calendar code)
+    counterparties: dict[int, str] = field(default_factory=dict)
+    accounts: dict[int, str] = field(default_factory=dict)
+    loaded: float = 0.0
+
+
+REF_TTL_S = 300.0
+_refs: dict[str, _Ref] = {}
+_refs_lock = threading.Lock()
+
+
+def _load_ref(conn: Connection) -> _Ref:
+    """Every code the queue shows, in one round trip (a UNION of four small tables)."""
+    q = union_all(
+        select(
+            literal("i"),
+            Instrument.id,
+            Instrument.isin,
+            Instrument.market_id,
+            type_coerce(Instrument.asset_class, String()),
+            Instrument.reference_price,
+            Instrument.contract_size,
+        ),
+        select(literal("m"), Market.id, Market.mic, literal(0), Market.calendar_code, literal(0), literal(0)),
+        select(
+            literal("c"), Counterparty.id, Counterparty.code, literal(0), literal(""), literal(0), literal(0)
+        ),
+        select(literal("a"), Account.id, Account.code, literal(0), literal(""), literal(0), literal(0)),
+    )
+    ref = _Ref(loaded=time.monotonic())
+    for kind, i, code, market_id, extra, price, size in conn.execute(q):
+        if kind == "i":
+            ref.instruments[int(i)] = (
+                str(code),
+                int(market_id),
+                str(getattr(extra, "value", extra)),
+                Decimal(str(price)),
+                Decimal(str(size)),
+            )
+        elif kind == "m":
+            ref.markets[int(i)] = (str(code), str(extra))
+        elif kind == "c":
+            ref.counterparties[int(i)] = str(code)
+        else:
+            ref.accounts[int(i)] = str(code)
+    return ref
+
+
+def _ref(conn: Connection, rows: Sequence[Sequence[Any]] = ()) -> _Ref:
+    """The cached codes, read again when stale or when a row names an id the cache has not seen (new data)."""
+    key = str(conn.engine.url)
+    with _refs_lock:
+        ref = _refs.get(key)
+    fresh = ref is not None and time.monotonic() - ref.loaded < REF_TTL_S
+    if fresh and ref is not None:
+        known = all(
+            r[_DB["instrument_id"]] in ref.instruments
+            and r[_DB["counterparty_id"]] in ref.counterparties
+            and r[_DB["account_id"]] in ref.accounts
+            for r in rows
+        )
+        if known:
+            return ref
+    ref = _load_ref(conn)
+    with _refs_lock:
+        _refs[key] = ref
+    return ref
+
+
+# --- ages -----------------------------------------------------------------------------------------------------------
+
+_calendars: dict[str, Any] = {}  # calendar code -> BusinessCalendar, once cutoffs() has built it
+
+
+def _weekdays_between(start: dt.date, end: dt.date) -> int:
+    """Weekdays in [start, end): the age before the market's calendar is known."""
+    if end <= start:
+        return 0
+    days = (end - start).days
+    weeks, rest = divmod(days, 7)
+    n = weeks * 5
+    wd = start.weekday()
+    for k in range(rest):
+        if (wd + k) % 7 < 5:
+            n += 1
+    return n
+
+
+def _age(calendar_code: str | None, isd: dt.date, as_of: dt.date) -> int:
+    if isd >= as_of:
+        return 0
+    cal = _calendars.get(calendar_code or "")
+    if cal is not None:
+        try:
+            return max(0, int(cal.business_days_between(isd, as_of)))
+        except Exception:  # outside the calendar's range: the weekday count is the honest fallback
+            pass
+    return _weekdays_between(isd, as_of)
+
+
+def value_at_stake(
+    status: str,
+    instruction_type: str,
+    amount: Decimal,
+    settled_amount: Decimal,
+    quantity: Decimal,
+    settled_quantity: Decimal,
+    asset_class: str,
+    price: Decimal,
+    contract_size: Decimal,
+) -> Decimal:
+    """What is still to settle (see the module docstring), to the cent."""
+    if status not in OPEN_STATUSES:
+        return Decimal("0.00")
+    if instruction_type in FREE_OF_PAYMENT:
+        scale = Decimal("0.01") if asset_class in BOND_CLASSES else Decimal(1)
+        value = (quantity - settled_quantity) * price * contract_size * scale
+    else:
+        value = abs(amount) - abs(settled_amount)
+    return max(Decimal(0), value).quantize(Decimal("0.01"))
+
+
+def _present(
+    rows: Sequence[Sequence[Any]], penalties: Sequence[Any], ref: _Ref, as_of: dt.date
+) -> list[tuple]:
+    """Database rows (``_DB_KEYS`` + penalty) as COLUMN_KEYS tuples, with codes, value at stake and age."""
+    out: list[tuple[Any, ...]] = []
+    d = _DB
+    for r, penalty in zip(rows, penalties, strict=True):
+        inst = ref.instruments.get(r[d["instrument_id"]])
+        isin, market_id, asset_class, price, size = inst if inst else ("?", 0, "", Decimal(0), Decimal(1))
+        mic, calendar = ref.markets.get(market_id, ("", ""))
+        status = str(getattr(r[d["status"]], "value", r[d["status"]]))
+        kind = str(getattr(r[d["instruction_type"]], "value", r[d["instruction_type"]]))
+        at_stake = value_at_stake(
+            status,
+            kind,
+            r[d["settlement_amount"]],
+            r[d["settled_amount"]],
+            r[d["quantity"]],
+            r[d["settled_quantity"]],
+            asset_class,
+            price,
+            size,
+        )
+        isd = r[d["intended_settlement_date"]]
+        age = _age(calendar, isd, as_of) if status in OPEN_STATUSES else 0
+        values = {
+            "isin": isin,
+            "counterparty_code": ref.counterparties.get(r[d["counterparty_id"]], "?"),
+            "account_code": ref.accounts.get(r[d["account_id"]], "?"),
+            "market_mic": mic,
+            "value_at_stake": at_stake,
+            "penalty": Decimal(str(penalty)).quantize(Decimal("0.01")) if penalty is not None else None,
+            "age_days": age,
+            "status": status,
+            "instruction_type": kind,
+        }
+        out.append(tuple(values[k] if k in values else r[d[k]] for k in COLUMN_KEYS))
+    return out
+
+
+# --- pages ----------------------------------------------------------------------------------------------------------
+
+
+def _penalty_sum() -> Any:
+    return (
+        select(func.sum(FailPenalty.amount))
+        .where(FailPenalty.instruction_id == SI.id)
+        .correlate(SI)
+        .scalar_subquery()
+    )
+
+
+def _db_cols() -> list[Any]:
+    return [getattr(SI, k) for k in _DB_KEYS]
+
+
+def fetch_page(
+    db: Database,
+    actor: Actor,
+    flt: QueueFilter,
+    sort: Sort,
+    *,
+    limit: int = 200,
+    after: tuple[Any, Any] | None = None,
+    offset: int | None = None,
+    from_end: bool = False,
+    before: tuple[Any, Any] | None = None,
+) -> Page:
+    """One page of the queue in display order (rows in COLUMN_KEYS order).
+
+    ``after``: keyset continuation from the last row of the previous page; ``before``: the ``limit`` rows just
+    above a row; ``from_end``: the last ``limit`` rows (with ``offset``: counted from the end); ``offset``: a jump
+    into the middle. With none of them, the first page.
+    """
+    require(actor, Permission.VIEW)
+    with reader(db) as conn:
+        return _fetch(
+            conn, actor, flt, sort, limit=limit, after=after, offset=offset, from_end=from_end, before=before
+        )
+
+
+def _fetch(
+    conn: Connection,
+    actor: Actor,
+    flt: QueueFilter,
+    sort: Sort,
+    *,
+    limit: int,
+    after: tuple[Any, Any] | None = None,
+    offset: int | None = None,
+    from_end: bool = False,
+    before: tuple[Any, Any] | None = None,
+) -> Page:
+    if limit <= 0:
+        return Page([])
+    key = _sort_col(sort)
+    unique = sort.key in UNIQUE_SORT
+    backwards = from_end or before is not None
+    desc = sort.descending != backwards
+    where = _conditions(flt, actor, opaque=_plan(conn, flt, sort) == SORT_INDEX)
+    if before is not None:
+        where.append(beyond(key, SI.id, before, desc, unique=unique))
+    elif after is not None and not from_end:
+        where.append(beyond(key, SI.id, after, desc, unique=unique))
+    q = (
+        select(*_db_cols(), _penalty_sum())
+        .where(and_(True, *where))
+        .order_by(*order_by(key, SI.id, desc, unique=unique))
+        .limit(limit)
+    )
+    if offset and (after is None or from_end) and before is None:
+        q = q.offset(offset)
+    raw = [tuple(r) for r in conn.execute(q).all()]
+    if backwards:
+        raw.reverse()
+    rows = _present([r[:-1] for r in raw], [r[-1] for r in raw], _ref(conn, raw), _as_of(flt))
+    return _page(rows, sort)
+
+
+def _page(rows: list[tuple[Any, ...]], sort: Sort) -> Page:
+    if not rows:
+        return Page([])
+    i, j = COL[sort.key], COL["id"]
+    return Page(rows, (rows[0][i], rows[0][j]), (rows[-1][i], rows[-1][j]))
+
+
+# SQLite without statistics reads a status filter through the status index and sorts every match; when most
+# instructions match (every open one) walking the sort index is far cheaper. The status counts come from the status
+# index (index-only, a few ms), cached for a minute; they only steer the plan, never the result.
+PLANNER, SORT_INDEX = "planner", "sort index"
+FEW_ROWS = 20_000
+COUNT_TTL_S = 60.0
+_counts: dict[tuple[str, tuple[str, ...]], tuple[float, int]] = {}
+
+
+def _plan(conn: Connection, flt: QueueFilter, sort: Sort) -> str:
+    if conn.dialect.name != "sqlite" or not flt.statuses or sort.key == "status" or flt.ids is not None:
+        return PLANNER
+    values = tuple(sorted(S(s).value for s in flt.statuses))
+    key = (str(conn.engine.url), values)
+    hit = _counts.get(key)
+    now = time.monotonic()
+    if hit is None or now - hit[0] > COUNT_TTL_S:
+        n = int(conn.scalar(select(func.count()).select_from(SI).where(SI.status.in_(values))) or 0)
+        _counts[key] = hit = (now, n)
+    return SORT_INDEX if hit[1] >= FEW_ROWS else PLANNER
+
+
+def count(db: Database, actor: Actor, flt: QueueFilter) -> int:
+    require(actor, Permission.VIEW)
+    with reader(db) as conn:
+        return int(conn.scalar(select(func.count()).select_from(SI).where(_where(flt, actor))) or 0)
+
+
+def position_of(db: Database, actor: Actor, flt: QueueFilter, sort: Sort, instruction_id: int) -> int | None:
+    """Row number of an instruction under the filter and sort (to keep the selection across a query change)."""
+    require(actor, Permission.VIEW)
+    with reader(db) as conn:
+        found = _locate(conn, actor, flt, sort, instruction_id)
+    return None if found is None else found[0]
+
+
+def _locate(
+    conn: Connection, actor: Actor, flt: QueueFilter, sort: Sort, instruction_id: int
+) -> tuple[int, tuple[Any, ...]] | None:
+    """(row number, row) of an instruction under the filter and sort, or None when the filter excludes it."""
+    key = _sort_col(sort)
+    raw = conn.execute(
+        select(*_db_cols(), _penalty_sum()).where(SI.id == instruction_id, _where(flt, actor))
+    ).first()
+    if raw is None:
+        return None
+    raw = tuple(raw)
+    row = _present([raw[:-1]], [raw[-1]], _ref(conn, [raw]), _as_of(flt))[0]
+    k = (row[COL[sort.key]], instruction_id)
+    above = beyond(key, SI.id, k, not sort.descending, unique=sort.key in UNIQUE_SORT)
+    n = conn.scalar(select(func.count()).select_from(SI).where(above, _where(flt, actor)))
+    return int(n or 0), row
+
+
+def window(
+    db: Database,
+    actor: Actor,
+    flt: QueueFilter,
+    sort: Sort,
+    *,
+    top_row: int = 0,
+    top_id: int | None = None,
+    visible: int = 50,
+    track: Sequence[int] = (),
+    page_size: int = 200,
+) -> Window:
+    """Count, the pages covering ``visible`` rows from the top instruction, and where the tracked ones now are.
+
+    The rows around the top instruction are read by keyset from it, never by OFFSET, so a refresh costs the same at
+    row 10 and at row 900,000 (counting the rows above it aside).
+    """
+    require(actor, Permission.VIEW)
+    with db.read() as session:
+        # One snapshot for the count, the positions and the rows: they must agree with each other.
+        conn = session.connection(
+            execution_options={"isolation_level": "REPEATABLE READ"} if db.is_postgres else None
+        )
+        total = int(conn.scalar(select(func.count()).select_from(SI).where(_where(flt, actor))) or 0)
+        anchor = _locate(conn, actor, flt, sort, top_id) if top_id is not None else None
+        top, start, end = window_bounds(total, anchor[0] if anchor else top_row, visible, page_size)
+        if anchor is not None:
+            row = anchor[1]
+            k = (row[COL[sort.key]], row[COL["id"]])
+            above = _fetch(conn, actor, flt, sort, limit=top - start, before=k).rows if top > start else []
+            below = _fetch(conn, actor, flt, sort, limit=end - top - 1, after=k).rows
+            rows = [*above, row, *below]
+        elif total:
+            rows = _fetch(conn, actor, flt, sort, limit=end - start, offset=start).rows
+        else:
+            rows = []
+        positions: dict[int, int | None] = {}
+        for item in dict.fromkeys(track):
+            if item == top_id and anchor is not None:
+                positions[item] = anchor[0]
+            else:
+                found = _locate(conn, actor, flt, sort, item)
+                positions[item] = None if found is None else found[0]
+    return Window(count=total, start=start, rows=rows, top=top, positions=positions)
+
+
+# --- totals and groups ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CurrencyTotal:
+    count: int = 0
+    amount: Decimal = Decimal("0.00")  # sum of settlement amounts
+    at_stake: Decimal = Decimal("0.00")  # sum of values at stake (open instructions)
+
+
+@dataclass
+class Totals:
+    count: int = 0
+    by_currency: dict[str, CurrencyTotal] = field(default_factory=dict)
+    penalties: dict[str, Decimal] = field(default_factory=dict)  # accrued, by penalty currency
+
+
+def _at_stake_sql() -> Any:
+    scale = case(
+        (Instrument.asset_class.in_(BOND_CLASSES), literal(Decimal("0.01"))), else_=literal(Decimal(1))
+    )
+    return case(
+        (SI.status.not_in([S(s) for s in OPEN_STATUSES]), literal(Decimal(0))),
+        (
+            SI.instruction_type.in_([InstructionType(t) for t in FREE_OF_PAYMENT]),
+            (SI.quantity - SI.settled_quantity)
+            * Instrument.reference_price
+            * Instrument.contract_size
+            * scale,
+        ),
+        else_=func.abs(SI.settlement_amount) - func.abs(SI.settled_amount),
+    )
+
+
+def totals(db: Database, actor: Actor, flt: QueueFilter) -> Totals:
+    """Count, settlement amount and value at stake by currency of everything the filter selects, and the
+    penalties accrued on it (two GROUP BYs in the database)."""
+    require(actor, Permission.VIEW)
+    q = (
+        select(SI.currency, func.count(), func.sum(SI.settlement_amount), func.sum(_at_stake_sql()))
+        .join(Instrument, Instrument.id == SI.instrument_id)
+        .where(_where(flt, actor))
+        .group_by(SI.currency)
+        .order_by(SI.currency)
+    )
+    p = (
+        select(FailPenalty.currency, func.sum(FailPenalty.amount))
+        .where(FailPenalty.instruction_id.in_(select(SI.id).where(_where(flt, actor))))
+        .group_by(FailPenalty.currency)
+    )
+    cent = Decimal("0.01")
+    with reader(db) as conn:
+        rows = conn.execute(q).all()
+        pens = conn.execute(p).all()
+    out = Totals()
+    for ccy, n, amount, stake in rows:
+        out.count += int(n)
+        out.by_currency[str(ccy)] = CurrencyTotal(
+            int(n),
+            Decimal(str(amount or 0)).quantize(cent),
+            max(Decimal(0), Decimal(str(stake or 0))).quantize(cent),
+        )
+    out.penalties = {str(c): Decimal(str(a or 0)).quantize(cent) for c, a in pens if a is not None}
+    return out
+
+
+GROUP_BY = ("status", "reason", "counterparty", "market", "settlement_date")
+GROUP_LABELS = {
+    "status": "Status",
+    "reason": "Reason",
+    "counterparty": "Counterparty",
+    "market": "Market",
+    "settlement_date": "Settlement date",
+}
+#: Groups returned at most (settlement dates and counterparties can be many; the biggest come first).
+MAX_GROUPS = 200
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group of the grouped view: its value (what a filter on it takes), its label and how many it holds."""
+
+    value: Any
+    label: str
+    count: int
+    failing: int
+
+
+def groups(db: Database, actor: Actor, flt: QueueFilter, by: str) -> list[Group]:
+    """Instructions the filter selects, counted per status, reason, counterparty, market or settlement date."""
+    require(actor, Permission.VIEW)
+    if by not in GROUP_BY:
+        raise ValidationFailed(f"The queue cannot be grouped by {by!r}; choose one of {', '.join(GROUP_BY)}.")
+    failing = func.sum(case((SI.status == S.FAILED, 1), else_=0))
+    q: Select[Any]
+    if by == "status":
+        q = select(SI.status, func.count(), failing).group_by(SI.status)
+    elif by == "reason":
+        q = select(SI.reason_code, func.count(), failing).group_by(SI.reason_code)
+    elif by == "counterparty":
+        q = (
+            select(Counterparty.code, func.count(), failing)
+            .join(Counterparty, Counterparty.id == SI.counterparty_id)
+            .group_by(Counterparty.code)
+        )
+    elif by == "market":
+        q = (
+            select(Market.mic, func.count(), failing)
+            .join(Instrument, Instrument.id == SI.instrument_id)
+            .join(Market, Market.id == Instrument.market_id)
+            .group_by(Market.mic)
+        )
+    else:
+        q = select(SI.intended_settlement_date, func.count(), failing).group_by(SI.intended_settlement_date)
+    q = q.where(_where(flt, actor))
+    with reader(db) as conn:
+        rows = conn.execute(q).all()
+    out = []
+    for value, n, f in rows:
+        value = getattr(value, "value", value)
+        if by == "reason":
+            label = value or "(no reason)"
+        elif by == "settlement_date":
+            label = value.isoformat()
+        else:
+            label = str(value)
+        out.append(Group(value, label, int(n), int(f or 0)))
+    if by == "settlement_date":
+        out.sort(key=lambda g: g.value)
+    elif by == "status":
+        order = list(S)
+        out.sort(key=lambda g: order.index(S(g.value)))
+    else:
+        out.sort(key=lambda g: (-g.count, g.label))
+    return out[:MAX_GROUPS]
+
+
+def group_filter(flt: QueueFilter, by: str, value: Any) -> QueueFilter:
+    """The filter narrowed to one group (a click on a group in the grouped view)."""
+    from dataclasses import replace
+
+    if by == "status":
+        return replace(flt, statuses=(str(value),))
+    if by == "reason":
+        return replace(flt, reasons=(str(value),) if value else ())
+    if by == "counterparty":
+        return replace(flt, counterparty=str(value))
+    if by == "market":
+        return replace(flt, market=str(value))
+    if by == "settlement_date":
+        day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+        return replace(flt, settlement_date_from=day, settlement_date_to=day)
+    raise ValidationFailed(f"The queue cannot be grouped by {by!r}.")
+
+
+# --- market cut-offs ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """A market's next instruction cut-off, and how many open instructions are due by its settlement date."""
+
+    mic: str
+    name: str
+    timezone: str
+    cutoff_local: dt.time
+    settlement_date: dt.date  # the market's business day the cut-off belongs to
+    at: dt.datetime  # the cut-off as an aware UTC moment: the pane counts down to it without the database
+    due: int  # open instructions of this market settling on or before ``settlement_date``
+    failing: int
+
+
+def cutoffs(db: Database, actor: Actor, *, now: dt.datetime | None = None) -> list[Cutoff]:
+    """Each market's next instruction cut-off (today's if it is still ahead on a business day, else the next
+    business day's) in UTC, with the open instructions due by then. Builds the markets' calendars (a worker-thread
+    task, once per process), which the queue's ages then use."""
+    from .. import calendars
+
+    require(actor, Permission.VIEW)
+    now = now or utcnow()
+    with db.read() as s:
+        markets = s.execute(
+            select(
+                Market.id,
+                Market.mic,
+                Market.name,
+                Market.timezone,
+                Market.instruction_cutoff,
+                Market.calendar_code,
+            )
+            .where(Market.id.in_(select(Instrument.market_id).distinct()))
+            .order_by(Market.mic)
+        ).all()
+        plan: list[tuple[Any, dt.date, dt.datetime]] = []
+        for m in markets:
+            zone = _zone(m.timezone)
+            local_now = now.astimezone(zone)
+            try:
+                cal = calendars.get_calendar(m.mic, s)
+                _calendars[m.calendar_code] = cal
+                day = cal.add_business_days(local_now.date(), 0)
+                if day == local_now.date() and local_now.time() >= m.instruction_cutoff:
+                    day = cal.add_business_days(day, 1)
+            except Exception:  # an unknown calendar code: weekdays only (the cut-off is still worth showing)
+                day = local_now.date()
+                if local_now.time() >= m.instruction_cutoff or day.weekday() >= 5:
+                    day += dt.timedelta(days=1)
+                while day.weekday() >= 5:
+                    day += dt.timedelta(days=1)
+            at = dt.datetime.combine(day, m.instruction_cutoff, tzinfo=zone).astimezone(dt.UTC)
+            plan.append((m, day, at))
+        due_q = (
+            select(
+                Instrument.market_id,
+                SI.intended_settlement_date,
+                func.count(),
+                func.sum(case((SI.status == S.FAILED, 1), else_=0)),
+            )
+            .join(Instrument, Instrument.id == SI.instrument_id)
+            .where(
+                SI.status.in_([S(v) for v in OPEN_STATUSES]),
+                SI.intended_settlement_date <= max((d for _m, d, _a in plan), default=now.date()),
+            )
+            .group_by(Instrument.market_id, SI.intended_settlement_date)
+        )
+        due_rows = s.execute(due_q).all() if plan else []
+    out = []
+    for m, day, at in plan:
+        due = sum(int(n) for mid, isd, n, _f in due_rows if mid == m.id and isd <= day)
+        failing = sum(int(f or 0) for mid, isd, _n, f in due_rows if mid == m.id and isd <= day)
+        out.append(Cutoff(m.mic, m.name, m.timezone, m.instruction_cutoff, day, at, due, failing))
+    out.sort(key=lambda c: c.at)
+    return out
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except Exception:
+        return ZoneInfo("UTC")
+
+
+# --- one instruction ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InstructionDetail:
+    """Everything the detail panel shows about one instruction, as plain values (dicts), read in one snapshot."""
+
+    id: int
+    instruction: dict[str, Any]
+    messages: list[dict[str, Any]]
+    trades: list[dict[str, Any]]
+    securities_movements: list[dict[str, Any]]
+    cash_movements: list[dict[str, Any]]
+    penalties: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    comments: list[dict[str, Any]]
+
+    @property
+    def penalty_total(self) -> Decimal:
+        return sum((p["amount"] for p in self.penalties), Decimal("0.00"))
+
+
+def _plain(v: Any) -> Any:
+    return getattr(v, "value", v)
+
+
+def _message_reasons(parsed: Any) -> list[str]:
+    """Reason codes a parsed status message carries (the parsers name them reason_code / reason_codes / reasons)."""
+    if not isinstance(parsed, dict):
+        return []
+    found: list[str] = []
+    for key in ("reason_code", "reason_codes", "reasons", "reason"):
+        v = parsed.get(key)
+        if isinstance(v, str) and v.strip():
+            found.append(v.strip().upper())
+        elif isinstance(v, list):
+            for item in v:
+                if isinstance(item, str) and item.strip():
+                    found.append(item.strip().upper())
+                elif isinstance(item, dict) and item.get("code"):
+                    found.append(str(item["code"]).upper())
+    return list(dict.fromkeys(c for c in found if len(c) <= 8))
+
+
+def detail(db: Database, actor: Actor, instruction_id: int) -> InstructionDetail:
+    """The instruction with its codes, the messages applied to it, its trades, movements, penalties, history and
+    comments."""
+    require(actor, Permission.VIEW)
+    with db.read() as s:
+        si = s.get(SI, instruction_id)
+        if si is None:
+            raise NotFound(
+                f"The settlement instruction #{instruction_id} does not exist (it may have been deleted)."
+            )
+        inst = s.get(Instrument, si.instrument_id)
+        cp = s.get(Counterparty, si.counterparty_id)
+        acct = s.get(Account, si.account_id)
+        market = s.get(Market, inst.market_id) if inst else None
+        names = {int(i): str(n) for i, n in s.execute(select(User.id, User.username))}
+
+        def ssi(ssi_id: int | None) -> str:
+            if ssi_id is None:
+                return ""
+            row = s.get(StandingSettlementInstruction, ssi_id)
+            if row is None:
+                return ""
+            return f"{row.place_of_settlement_bic} / agent {row.agent_bic} / {row.safekeeping_account}"
+
+        penalties = [
+            {
+                "penalty_date": p.penalty_date,
+                "reference_value": p.reference_value,
+                "rate_bp": p.rate_bp,
+                "amount": Decimal(str(p.amount)).quantize(Decimal("0.01")),
+                "currency": p.currency,
+            }
+            for p in s.scalars(
+                select(FailPenalty)
+                .where(FailPenalty.instruction_id == si.id)
+                .order_by(FailPenalty.penalty_date)
+            )
+        ]
+        as_of = today_utc()
+        status = _plain(si.status)
+        at_stake = value_at_stake(
+            status,
+            _plain(si.instruction_type),
+            si.settlement_amount,
+            si.settled_amount,
+            si.quantity,
+            si.settled_quantity,
+            _plain(inst.asset_class) if inst else "",
+            inst.reference_price if inst else Decimal(0),
+            inst.contract_size if inst else Decimal(1),
+        )
+        instruction = {
+            "id": si.id,
+            "instruction_ref": si.instruction_ref,
+            "instruction_type": _plain(si.instruction_type),
+            "status": status,
+            "reason_code": si.reason_code,
+            "reason_text": si.reason_text,
+            "is_netted": si.is_netted,
+            "isin": inst.isin if inst else "",
+            "instrument_name": inst.name if inst else "",
+            "counterparty_code": cp.code if cp else "",
+            "counterparty_name": cp.name if cp else "",
+            "counterparty_bic": cp.bic if cp else "",
+            "account_code": acct.code if acct else "",
+            "account_name": acct.name if acct else "",
+            "market_mic": market.mic if market else "",
+            "market_name": market.name if market else "",
+            "quantity": si.quantity,
+            "settled_quantity": si.settled_quantity,
+            "settlement_amount": si.settlement_amount,
+            "settled_amount": si.settled_amount,
+            "currency": si.currency,
+            "value_at_stake": at_stake,
+            "trade_date": si.trade_date,
+            "intended_settlement_date": si.intended_settlement_date,
+            "actual_settlement_date": si.actual_settlement_date,
+            "age_days": _age(market.calendar_code if market else None, si.intended_settlement_date, as_of)
+            if status in OPEN_STATUSES
+            else 0,
+            "penalty": sum((p["amount"] for p in penalties), Decimal("0.00")),
+            "our_ssi": ssi(si.our_ssi_id),
+            "their_ssi": ssi(si.their_ssi_id),
+            "instructed_at": si.instructed_at,
+            "counterparty_ref": si.counterparty_ref,
+            "owner": names.get(si.owner_id) if si.owner_id is not None else None,
+            "owner_id": si.owner_id,
+            "claimed_at": si.claimed_at,
+            "version": si.version,
+            "updated_at": si.updated_at,
+            "updated_by": names.get(si.updated_by_id) if si.updated_by_id is not None else None,
+        }
+        messages = [
+            {
+                "id": m.id,
+                "direction": _plain(m.direction),
+                "message_type": m.message_type,
+                "status": _plain(m.status),
+                "reference": m.reference,
+                "related_reference": m.related_reference,
+                "sender": m.sender,
+                "status_reason": m.status_reason,
+                "reason_codes": _message_reasons(m.parsed),
+                "file_name": m.file_name,
+                "received_at": m.received_at,
+            }
+            for m in s.scalars(
+                select(SettlementMessage)
+                .where(SettlementMessage.instruction_id == si.id)
+                .order_by(SettlementMessage.received_at, SettlementMessage.id)
+            )
+        ]
+        trades = [
+            {
+                "id": t.id,
+                "trade_ref": t.trade_ref,
+                "status": _plain(t.status),
+                "side": _plain(t.side),
+                "quantity": t.quantity,
+                "price": t.price,
+                "net_amount": t.net_amount,
+                "currency": t.currency,
+                "trade_date": t.trade_date,
+                "settlement_date": t.settlement_date,
+            }
+            for t in s.scalars(
+                select(Trade)
+                .join(InstructionTrade, InstructionTrade.trade_id == Trade.id)
+                .where(InstructionTrade.instruction_id == si.id)
+                .order_by(Trade.id)
+            )
+        ]
+        securities = [
+            {
+                "id": m.id,
+                "kind": _plain(m.kind),
+                "quantity": m.quantity,
+                "value_date": m.value_date,
+                "account_code": acct.code if acct and m.account_id == acct.id else str(m.account_id),
+                "created_at": m.created_at,
+            }
+            for m in s.scalars(
+                select(SecuritiesMovement)
+                .where(SecuritiesMovement.instruction_id == si.id)
+                .order_by(SecuritiesMovement.id)
+            )
+        ]
+        cash = [
+            {
+                "id": m.id,
+                "kind": _plain(m.kind),
+                "amount": m.amount,
+                "currency": m.currency,
+                "value_date": m.value_date,
+                "account_code": acct.code if acct and m.account_id == acct.id else str(m.account_id),
+                "created_at": m.created_at,
+            }
+            for m in s.scalars(
+                select(CashMovement).where(CashMovement.instruction_id == si.id).order_by(CashMovement.id)
+            )
+        ]
+        history = [_audit_dict(e) for e in audit.history(s, "settlement_instructions", si.id)]
+        comments = [
+            {"author": names.get(c.author_id, f"#{c.author_id}"), "body": c.body, "created_at": c.created_at}
+            for c in s.scalars(
+                select(Comment)
+                .where(Comment.item_type == "instruction", Comment.item_id == si.id)
+                .order_by(Comment.created_at, Comment.id)
+            )
+        ]
+    return InstructionDetail(
+        id=instruction_id,
+        instruction=instruction,
+        messages=messages,
+        trades=trades,
+        securities_movements=securities,
+        cash_movements=cash,
+        penalties=penalties,
+        history=history,
+        comments=comments,
+    )
+
+
+def _audit_dict(e: AuditEntry) -> dict[str, Any]:
+    return {
+        "occurred_at": e.occurred_at,
+        "username": e.username,
+        "action": e.action,
+        "before": e.before,
+        "after": e.after,
+    }
+
+
+def usernames(db: Database, actor: Actor) -> dict[int, str]:
+    """User id -> username, for the Owner column (a handful of users: one small query)."""
+    require(actor, Permission.VIEW)
+    with db.read() as s:
+        return {int(i): str(n) for i, n in s.execute(select(User.id, User.username))}
+
+
+def assignable(db: Database, actor: Actor) -> list[tuple[int, str, str]]:
+    """(id, username, role) of the active clerks and supervisors work may be assigned to."""
+    require(actor, Permission.VIEW)
+    with db.read() as s:
+        rows = s.execute(
+            select(User.id, User.username, User.role)
+            .where(User.is_active.is_(True), User.role.in_(["clerk", "supervisor"]))
+            .order_by(User.username)
+        ).all()
+    return [(int(i), str(n), str(_plain(r))) for i, n, r in rows]

@@ -1,0 +1,624 @@
+"""A table model over a million database rows: a row count and a small cache of pages, never the rows themselves.
+
+The machinery of the trade blotter's model (``blotter_model.py``, after Anki's browser table model), made generic
+so the settlement queue (and later lists) share it. A subclass names its service module (``fetch_page``, ``count``,
+``window`` with the blotter's signatures, see ``app/services/paging.py``), its columns, its sortable keys and how a
+loaded row looks (:meth:`look`). ``data()`` never blocks and never touches the database: a row that is not cached
+answers with a light placeholder and its page is requested through the TaskRunner:
+
+- by keyset from the previous cached page (``after``) or from the next one (``before``): an index range scan;
+- from the end for the last page (``from_end``), so Ctrl+End is one short query;
+- by OFFSET (from whichever end is nearer) only for a jump into the middle.
+
+Every query (filter or sort change, refresh) gets a new *generation*; results of an older one are dropped and their
+tasks cancelled. The row count comes from a separate background ``count``. A live refresh reads a ``Window`` (count,
+the pages around the top visible row, where the selected rows are now) in one task and swaps it in at once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QColor, QFont, QIcon
+
+from app.services.paging import Column, Page
+from app.views.tasks import TaskFailure, TaskHandle, TaskRunner
+
+if TYPE_CHECKING:
+    from app.services.db import Database
+    from app.services.permissions import Actor
+
+_Index = QModelIndex | QPersistentModelIndex
+
+PAGE_SIZE = 200
+MAX_CACHED_PAGES = 60
+MAX_IN_FLIGHT = 2
+DISPATCH_DELAY_MS = 10
+LOADING_TEXT = "loading…"
+LOADING_FOREGROUND = QColor("#9aa5b1")
+
+#: Custom roles (the same numbers as the blotter's): the row's item id, a cell's raw value, the row's status code,
+#: whether the row is loaded.
+IdRole = Qt.ItemDataRole.UserRole + 10
+RawRole = Qt.ItemDataRole.UserRole + 11
+StatusRole = Qt.ItemDataRole.UserRole + 12
+LoadedRole = Qt.ItemDataRole.UserRole + 13
+
+DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
+DECORATION = int(Qt.ItemDataRole.DecorationRole.value)
+TOOLTIP = int(Qt.ItemDataRole.ToolTipRole.value)
+FONT = int(Qt.ItemDataRole.FontRole.value)
+ALIGNMENT = int(Qt.ItemDataRole.TextAlignmentRole.value)
+BACKGROUND = int(Qt.ItemDataRole.BackgroundRole.value)
+FOREGROUND = int(Qt.ItemDataRole.ForegroundRole.value)
+ACCESSIBLE = int(Qt.ItemDataRole.AccessibleTextRole.value)
+ROLE_ID, ROLE_RAW, ROLE_STATUS, ROLE_LOADED = (int(r) for r in (IdRole, RawRole, StatusRole, LoadedRole))
+NUMERIC_KINDS = frozenset({"decimal", "int"})
+
+
+def alignments(columns: tuple[Column, ...]) -> tuple[int, ...]:
+    """Text alignment per column: numbers right, words left."""
+    return tuple(
+        int(
+            (Qt.AlignmentFlag.AlignRight if c.kind in NUMERIC_KINDS else Qt.AlignmentFlag.AlignLeft).value
+            | Qt.AlignmentFlag.AlignVCenter.value
+        )
+        for c in columns
+    )
+
+
+@dataclass(slots=True)
+class RowLook:
+    """How a loaded row reads and looks, worked out once per row and kept while its page is cached."""
+
+    texts: tuple[str, ...]
+    status: str
+    background: QColor | None
+    foregrounds: dict[int, QColor]  # per column; ``default`` for the others
+    default: QColor | None
+    bold_columns: frozenset[int]
+    icons: dict[int, QIcon]
+
+    def foreground(self, col: int) -> QColor | None:
+        return self.foregrounds.get(col, self.default)
+
+    def bold(self, col: int) -> bool:
+        return col in self.bold_columns
+
+
+class PagedTableModel(QAbstractTableModel):
+    """Rows of one filter and sort, paged in the background. Subclasses set the class attributes and :meth:`build`."""
+
+    #: The service module: ``fetch_page(db, actor, flt, sort, **page)``, ``count(db, actor, flt)``, ``window(...)``.
+    service: ClassVar[ModuleType]
+    columns: ClassVar[tuple[Column, ...]] = ()
+    sortable: ClassVar[frozenset[str]] = frozenset()
+    id_key: ClassVar[str] = "id"
+    placeholder_key: ClassVar[str] = ""
+    what: ClassVar[str] = "rows"  # task labels: "Loading rows"
+
+    query_loaded = Signal()
+    count_known = Signal(int)
+    page_loaded = Signal(int)
+    window_applied = Signal(object)
+    load_failed = Signal(str)
+
+    def __init__(
+        self,
+        db: Database,
+        actor: Actor,
+        tasks: TaskRunner,
+        flt: Any,
+        sort: Any,
+        parent: QObject | None = None,
+        *,
+        page_size: int = PAGE_SIZE,
+        max_pages: int = MAX_CACHED_PAGES,
+    ) -> None:
+        super().__init__(parent)
+        self._db = db
+        self._actor = actor
+        self._tasks = tasks
+        self.page_size = page_size
+        self.max_pages = max_pages
+        self.filter = flt
+        self.sort_order = sort
+        self.keys = tuple(c.key for c in self.columns)
+        self.col = {k: i for i, k in enumerate(self.keys)}
+        self.align = alignments(self.columns)
+        self.placeholder_column = self.col.get(self.placeholder_key, 0)
+        self._id = self.col[self.id_key]
+        self._gen = 0
+        self._count = 0
+        self._count_exact = False
+        self._loaded_once = False
+        self._pages: OrderedDict[int, Page] = OrderedDict()
+        self._looks: dict[int, RowLook] = {}
+        self._wanted: dict[int, None] = {}
+        self._in_flight: dict[int, TaskHandle] = {}
+        self._query_tasks: list[TaskHandle] = []
+        self._pending_count: int | None = None
+        self._busy_query = False
+        self._viewport = (0, -1)
+        self._waiters: list[tuple[set[int], Callable[[], None]]] = []
+        self._dispatch_timer = QTimer(self)
+        self._dispatch_timer.setSingleShot(True)
+        self._dispatch_timer.setInterval(DISPATCH_DELAY_MS)
+        self._dispatch_timer.timeout.connect(self._dispatch)
+        self.bold_font = QFont()
+        self.bold_font.setWeight(QFont.Weight.DemiBold)
+
+    # --- what subclasses provide ----------------------------------------------------------------------------------
+
+    def build(self, row: tuple[Any, ...]) -> RowLook:
+        raise NotImplementedError
+
+    def tooltip(self, row: tuple[Any, ...], key: str, look: RowLook) -> str | None:
+        return None
+
+    def make_sort(self, key: str, descending: bool) -> Any:
+        return type(self.sort_order)(key, descending)
+
+    # --- state ----------------------------------------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        return self._gen
+
+    @property
+    def count_exact(self) -> bool:
+        return self._count_exact
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded_once
+
+    @property
+    def loading(self) -> bool:
+        return self._busy_query
+
+    def cached_pages(self) -> list[int]:
+        return sorted(self._pages)
+
+    def is_row_loaded(self, row: int) -> bool:
+        return self._row(row) is not None
+
+    def row_values(self, row: int) -> tuple[Any, ...] | None:
+        return self._row(row)
+
+    def item_id(self, row: int) -> int | None:
+        r = self._row(row)
+        return None if r is None else int(r[self._id])
+
+    def row_of_item(self, item_id: int) -> int | None:
+        for number, page in self._pages.items():
+            for i, r in enumerate(page.rows):
+                if r[self._id] == item_id:
+                    return number * self.page_size + i
+        return None
+
+    def forget_looks(self) -> None:
+        """Rebuild every row's look on next paint (after the names or words it uses changed)."""
+        self._looks.clear()
+        if self._count:
+            self.dataChanged.emit(self.index(0, 0), self.index(self._count - 1, len(self.columns) - 1))
+
+    def set_viewport(self, first: int, last: int) -> None:
+        self._viewport = (first, last)
+
+    # --- queries --------------------------------------------------------------------------------------------------
+
+    def set_query(self, flt: Any = None, sort: Any = None) -> None:
+        if flt is not None:
+            self.filter = flt
+        if sort is not None:
+            if sort.key not in self.sortable:
+                raise ValueError(f"cannot sort the {self.what} by {sort.key}")
+            self.sort_order = sort
+        self._new_generation()
+        gen = self._gen
+        self._busy_query = True
+        self._query_tasks.append(
+            self._tasks.call(
+                partial(self.service.fetch_page, limit=self.page_size),
+                self._db,
+                self._actor,
+                self.filter,
+                self.sort_order,
+                on_done=lambda page: self._first_page(gen, page),
+                on_error=lambda f: self._query_failed(gen, f),
+                label=f"Loading the {self.what}",
+                priority=5,
+                owner=self,
+            )
+        )
+        self._query_tasks.append(
+            self._tasks.call(
+                self.service.count,
+                self._db,
+                self._actor,
+                self.filter,
+                on_done=lambda n: self._count_done(gen, n),
+                on_error=lambda f: self._query_failed(gen, f),
+                label=f"Counting the {self.what}",
+                quiet=True,
+                priority=4,
+                owner=self,
+            )
+        )
+
+    def reload(self) -> None:
+        self.set_query()
+
+    def refresh_window(self, *, top_row: int, top_id: int | None, visible: int, track: Iterable[int]) -> None:
+        self._new_generation()
+        gen = self._gen
+        self._busy_query = True
+        self._query_tasks.append(
+            self._tasks.call(
+                partial(
+                    self.service.window,
+                    top_row=top_row,
+                    top_id=top_id,
+                    visible=visible,
+                    track=tuple(track),
+                    page_size=self.page_size,
+                ),
+                self._db,
+                self._actor,
+                self.filter,
+                self.sort_order,
+                on_done=lambda w: self._window_done(gen, w),
+                on_error=lambda f: self._query_failed(gen, f),
+                label=f"Refreshing the {self.what}",
+                quiet=True,
+                priority=3,
+                owner=self,
+            )
+        )
+
+    def _new_generation(self) -> None:
+        self._gen += 1
+        for handle in self._query_tasks:
+            handle.cancel()
+        self._query_tasks = []
+        for handle in self._in_flight.values():
+            handle.cancel()
+        self._in_flight.clear()
+        self._wanted.clear()
+        self._pending_count = None
+
+    def _first_page(self, gen: int, page: Page) -> None:
+        if gen != self._gen:
+            return
+        rows = len(page.rows)
+        if rows < self.page_size:
+            count, exact = rows, True
+        elif self._pending_count is not None:
+            count, exact = self._pending_count, True
+        else:
+            count, exact = rows, False
+        self.beginResetModel()
+        self._pages.clear()
+        self._looks.clear()
+        self._pages[0] = page
+        self._count, self._count_exact = count, exact
+        self._busy_query = False
+        self._loaded_once = True
+        self.endResetModel()
+        self.query_loaded.emit()
+        if exact:
+            self.count_known.emit(count)
+        self._check_waiters()
+
+    def _count_done(self, gen: int, n: object) -> None:
+        if gen != self._gen:
+            return
+        count = int(n)  # type: ignore[call-overload]
+        if self._busy_query:
+            self._pending_count = count
+            return
+        if count > self._count:
+            self.beginInsertRows(QModelIndex(), self._count, count - 1)
+            self._count = count
+            self._count_exact = True
+            self.endInsertRows()
+        elif count < self._count:
+            self.beginRemoveRows(QModelIndex(), count, self._count - 1)
+            self._count = count
+            self._count_exact = True
+            for number in [p for p in self._pages if p * self.page_size >= count]:
+                del self._pages[number]
+            self._looks = {r: look for r, look in self._looks.items() if r < count}
+            self.endRemoveRows()
+        else:
+            self._count_exact = True
+        self.count_known.emit(count)
+
+    def _window_done(self, gen: int, window: Any) -> None:
+        if gen != self._gen:
+            return
+        self.beginResetModel()
+        self._pages.clear()
+        self._looks.clear()
+        size = self.page_size
+        first = window.start // size
+        for i in range(0, len(window.rows), size):
+            self._pages[first + i // size] = self._page_of(window.rows[i : i + size])
+        self._count, self._count_exact = window.count, True
+        self._busy_query = False
+        self._loaded_once = True
+        self.endResetModel()
+        self.window_applied.emit(window)
+        self.count_known.emit(window.count)
+        self._check_waiters()
+
+    def _query_failed(self, gen: int, failure: TaskFailure) -> None:
+        if gen != self._gen:
+            return
+        self._busy_query = False
+        self.load_failed.emit(failure.message)
+
+    def _page_of(self, rows: list[tuple[Any, ...]]) -> Page:
+        if not rows:
+            return Page([])
+        i = self.col[self.sort_order.key]
+        return Page(rows, (rows[0][i], rows[0][self._id]), (rows[-1][i], rows[-1][self._id]))
+
+    # --- pages ----------------------------------------------------------------------------------------------------
+
+    def _row(self, row: int) -> tuple[Any, ...] | None:
+        page = self._pages.get(row // self.page_size)
+        if page is None:
+            return None
+        i = row % self.page_size
+        return page.rows[i] if i < len(page.rows) else None
+
+    def _want(self, number: int) -> None:
+        if self._busy_query or number in self._in_flight or number in self._pages:
+            return
+        self._wanted[number] = None
+        if not self._dispatch_timer.isActive():
+            self._dispatch_timer.start()
+
+    def request_rows(self, first: int, last: int) -> None:
+        last = min(last, self._count - 1)
+        for number in range(max(first, 0) // self.page_size, last // self.page_size + 1):
+            self._want(number)
+
+    def when_loaded(self, rows: Iterable[int], callback: Callable[[], None]) -> None:
+        pages = {r // self.page_size for r in rows if 0 <= r < self._count}
+        missing = {p for p in pages if p not in self._pages}
+        if not missing:
+            callback()
+            return
+        self._waiters.append((missing, callback))
+        for p in missing:
+            self._want(p)
+
+    def _check_waiters(self) -> None:
+        still: list[tuple[set[int], Callable[[], None]]] = []
+        ready: list[Callable[[], None]] = []
+        for missing, callback in self._waiters:
+            missing = {p for p in missing if p not in self._pages}
+            if missing and not self._busy_query:
+                still.append((missing, callback))
+                for p in missing:
+                    self._want(p)
+            elif not missing:
+                ready.append(callback)
+        self._waiters = still
+        for callback in ready:
+            callback()
+
+    def _near_viewport(self, number: int) -> bool:
+        first, last = self._viewport
+        if last < first:
+            return True
+        return first // self.page_size - 1 <= number <= last // self.page_size + 1
+
+    def _dispatch(self) -> None:
+        if self._busy_query:
+            return
+        waited = {p for missing, _ in self._waiters for p in missing}
+        for number in [p for p in self._in_flight if not self._near_viewport(p) and p not in waited]:
+            self._in_flight.pop(number).cancel()
+        for number in [p for p in self._wanted if not self._near_viewport(p) and p not in waited]:
+            del self._wanted[number]
+        while self._wanted and len(self._in_flight) < MAX_IN_FLIGHT:
+            number = self._pick()
+            del self._wanted[number]
+            self._start_page(number)
+
+    def _pick(self) -> int:
+        first, last = self._viewport
+        if last < first:
+            return next(iter(self._wanted))
+        middle = (first + last) // 2 // self.page_size
+        return min(self._wanted, key=lambda p: abs(p - middle))
+
+    def _page_request(self, number: int) -> dict[str, Any]:
+        size = self.page_size
+        prev_page = self._pages.get(number - 1)
+        if prev_page is not None and len(prev_page.rows) == size and prev_page.last_key is not None:
+            return {"limit": size, "after": prev_page.last_key}
+        next_page = self._pages.get(number + 1)
+        if next_page is not None and next_page.first_key is not None:
+            return {"limit": size, "before": next_page.first_key}
+        last_page = (self._count - 1) // size
+        if self._count_exact and number == last_page:
+            return {"limit": self._count - number * size, "from_end": True}
+        start = number * size
+        if self._count_exact and start > self._count // 2:
+            return {"limit": size, "from_end": True, "offset": self._count - start - size}
+        return {"limit": size, "offset": start}
+
+    def _start_page(self, number: int) -> None:
+        gen = self._gen
+        try:
+            handle = self._tasks.call(
+                partial(self.service.fetch_page, **self._page_request(number)),
+                self._db,
+                self._actor,
+                self.filter,
+                self.sort_order,
+                on_done=lambda page: self._page_done(gen, number, page),
+                on_error=lambda f: self._page_failed(gen, number, f),
+                on_cancelled=lambda: self._page_cancelled(gen, number),
+                label=f"Loading {self.what}",
+                quiet=True,
+                priority=6,
+                owner=self,
+            )
+        except RuntimeError:
+            return  # the task runner has shut down: the window is closing
+        self._in_flight[number] = handle
+
+    def _page_done(self, gen: int, number: int, page: Page) -> None:
+        if gen != self._gen:
+            return
+        self._in_flight.pop(number, None)
+        self._pages[number] = page
+        self._pages.move_to_end(number)
+        self._evict(keep=number)
+        first = number * self.page_size
+        last = min(first + self.page_size, self._count) - 1
+        if last >= first:
+            self.dataChanged.emit(self.index(first, 0), self.index(last, self.columnCount() - 1))
+        self.page_loaded.emit(number)
+        self._check_waiters()
+        if self._wanted:
+            self._dispatch()
+
+    def _page_failed(self, gen: int, number: int, failure: TaskFailure) -> None:
+        if gen != self._gen:
+            return
+        self._in_flight.pop(number, None)
+        self.load_failed.emit(failure.message)
+
+    def _page_cancelled(self, gen: int, number: int) -> None:
+        if gen == self._gen and number in self._in_flight and self._in_flight[number].cancelled:
+            self._in_flight.pop(number, None)
+
+    def _evict(self, keep: int) -> None:
+        if len(self._pages) <= self.max_pages:
+            return
+        first, last = self._viewport
+        centre = (first + max(first, last)) // 2 // self.page_size if last >= first else keep
+        waited = {p for missing, _ in self._waiters for p in missing}
+        for number in sorted(self._pages, key=lambda p: -abs(p - centre)):
+            if len(self._pages) <= self.max_pages:
+                break
+            if number != keep and number not in waited:
+                del self._pages[number]
+                start = number * self.page_size
+                for r in range(start, start + self.page_size):
+                    self._looks.pop(r, None)
+
+    # --- QAbstractTableModel --------------------------------------------------------------------------------------
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 - Qt's own default argument idiom
+        return 0 if parent.isValid() else self._count
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.columns)
+
+    _FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
+    def flags(self, index: _Index) -> Qt.ItemFlag:
+        return self._FLAGS if index.isValid() else Qt.ItemFlag.NoItemFlags
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> object:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self.columns):
+            return None
+        column = self.columns[section]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return column.label
+        if role == Qt.ItemDataRole.ToolTipRole:
+            how = "click to sort" if column.key in self.sortable else "not sortable (no index on this column)"
+            return f"{column.label} – {how}"
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return self.align[section]
+        if role == RawRole:
+            return column.key
+        return None
+
+    def look(self, row_no: int) -> RowLook | None:
+        """The row's texts and looks (cached with its page), or None while it is loading (its page is asked for)."""
+        look = self._looks.get(row_no)
+        if look is not None:
+            return look
+        row = self._row(row_no)
+        if row is None:
+            if 0 <= row_no < self._count:
+                self._want(row_no // self.page_size)
+            return None
+        look = self.build(row)
+        self._looks[row_no] = look
+        return look
+
+    def icon(self, look: RowLook, col: int) -> QIcon | None:
+        return look.icons.get(col)
+
+    def data(self, index: _Index, role: int = DISPLAY) -> object:
+        if not index.isValid():
+            return None
+        row_no, col = index.row(), index.column()
+        if not 0 <= row_no < self._count or not 0 <= col < len(self.columns):
+            return None
+        look = self.look(row_no)
+        if look is None:
+            if role == DISPLAY:
+                return LOADING_TEXT if col == self.placeholder_column else ""
+            if role == FOREGROUND:
+                return QBrush(LOADING_FOREGROUND)
+            if role == ROLE_LOADED:
+                return False
+            return None
+        if role in (DISPLAY, ACCESSIBLE):
+            return look.texts[col]
+        if role == ALIGNMENT:
+            return self.align[col]
+        if role == FOREGROUND:
+            colour = look.foreground(col)
+            return None if colour is None else QBrush(colour)
+        if role == BACKGROUND:
+            return None if look.background is None else QBrush(look.background)
+        if role == FONT:
+            return self.bold_font if look.bold(col) else None
+        if role == DECORATION:
+            return self.icon(look, col)
+        row = self._row(row_no)
+        assert row is not None
+        if role == TOOLTIP:
+            return self.tooltip(row, self.keys[col], look)
+        if role == ROLE_ID:
+            return int(row[self._id])
+        if role == ROLE_RAW:
+            return getattr(row[col], "value", row[col])
+        if role == ROLE_STATUS:
+            return look.status
+        if role == ROLE_LOADED:
+            return True
+        return None
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        if not 0 <= column < len(self.columns) or self.columns[column].key not in self.sortable:
+            return
+        self.set_query(sort=self.make_sort(self.columns[column].key, order == Qt.SortOrder.DescendingOrder))

@@ -1,0 +1,618 @@
+"""The settlement queue's reads and actions, on SQLite and PostgreSQL.
+
+A small book is written through Core inserts: four markets in three time zones, instruments (an equity, a bond
+traded free of payment), counterparties, accounts and a few hundred instructions in every status, some claimed. The
+expectations are computed in Python from the rows inserted: every filter, every sort page by page, totals by
+currency, group counts, the refresh window; then the actions: two clerks racing for one claim, bulk actions with
+refused items, escalation, and the detail of one instruction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from app.models import (
+    Account,
+    AuditEntry,
+    CashMovement,
+    Comment,
+    Counterparty,
+    FailPenalty,
+    InstructionTrade,
+    Instrument,
+    Market,
+    SecuritiesMovement,
+    SettlementInstruction,
+    SettlementMessage,
+    utcnow,
+)
+from app.models.enums import InstructionStatus, MessageDirection, MessageStatus, TradeStatus
+from app.services.db import Database
+from app.services.errors import AlreadyClaimed, PermissionDenied, ValidationFailed
+from app.services.permissions import Actor
+from app.services.settlement import actions, queue
+from app.services.settlement.queue import COL, QueueFilter, Sort
+
+from . import factories
+
+S = InstructionStatus
+N = 263  # not a multiple of the page size
+AS_OF = dt.date(2026, 11, 20)  # a Friday
+MARKETS = [
+    # mic, zone, cutoff, calendar
+    ("XNYS", "America/New_York", dt.time(15, 0), "XNYS"),
+    ("XETR", "Europe/Berlin", dt.time(16, 0), "XETR"),
+    ("XLON", "Europe/London", dt.time(16, 30), "XLON"),
+    ("XTKS", "Asia/Tokyo", dt.time(14, 0), "XTKS"),
+]
+INSTRUMENTS = [
+    # isin, name, asset class, currency, market index, price
+    ("US0378331005", "Apple Inc", "EQUITY", "USD", 0, Decimal("190")),
+    ("DE0007164600", "SAP SE", "EQUITY", "EUR", 1, Decimal("120")),
+    ("GB0002634946", "BAE Systems", "EQUITY", "GBP", 2, Decimal("12")),
+    ("DE0001102580", "Bund 2032", "GOVT_BOND", "EUR", 1, Decimal("98.5")),
+    ("JP3633400001", "Toyota Motor", "EQUITY", "JPY", 3, Decimal("2800")),
+]
+CPTYS = ["ALPHA", "BETA", "GAMMA"]
+ACCOUNTS = ["ACC1", "ACC2"]
+STATUSES = list(S)
+REASONS = {
+    S.FAILED: ["LACK", "MONY", "CMIS"],
+    S.INSTRUCTED: ["CMIS", "DDAT", None],
+    S.PARTIALLY_SETTLED: ["LACK"],
+}
+
+
+def _reference(s: Any) -> dict[str, dict[Any, int]]:
+    now = utcnow()
+    ids: dict[str, dict[Any, int]] = {"market": {}, "instrument": {}, "cpty": {}, "account": {}}
+    for mic, zone, cutoff, cal in MARKETS:
+        ids["market"][mic] = s.execute(
+            insert(Market)
+            .values(
+                mic=mic,
+                name=f"{mic} market",
+                country=mic[1:3],
+                timezone=zone,
+                calendar_code=cal,
+                instruction_cutoff=cutoff,
+                default_settlement_cycle=2,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(Market.id)
+        ).scalar_one()
+    for isin, name, ac, ccy, m, price in INSTRUMENTS:
+        ids["instrument"][isin] = s.execute(
+            insert(Instrument)
+            .values(
+                isin=isin,
+                name=name,
+                asset_class=ac,
+                currency=ccy,
+                market_id=ids["market"][MARKETS[m][0]],
+                settlement_cycle=2,
+                liquidity="SOVEREIGN_DEBT" if ac == "GOVT_BOND" else "LIQUID_SHARE",
+                reference_price=price,
+                contract_size=Decimal(1),
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(Instrument.id)
+        ).scalar_one()
+    for i, code in enumerate(CPTYS):
+        ids["cpty"][code] = s.execute(
+            insert(Counterparty)
+            .values(
+                code=code,
+                name=f"{code.title()} Securities",
+                lei=f"5493000000000000{i:04d}"[:20],
+                bic=f"{code[:4]}GB2L",
+                country="GB",
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(Counterparty.id)
+        ).scalar_one()
+    for code in ACCOUNTS:
+        ids["account"][code] = s.execute(
+            insert(Account)
+            .values(
+                code=code,
+                name=f"Account {code}",
+                account_type="CLIENT",
+                kyc_status="APPROVED",
+                segregation="SEGREGATED",
+                base_currency="EUR",
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(Account.id)
+        ).scalar_one()
+    return ids
+
+
+def _instruction(
+    i: int, rnd: random.Random, ids: dict[str, dict[Any, int]], owners: list[int | None]
+) -> dict:
+    status = STATUSES[i % len(STATUSES)]
+    isin, _name, ac, ccy, _m, price = INSTRUMENTS[rnd.randrange(len(INSTRUMENTS))]
+    free = ac == "GOVT_BOND"
+    qty = Decimal(rnd.randrange(1, 40) * 100)
+    amount = Decimal(0) if free else (qty * price).quantize(Decimal("0.01"))
+    settled_q = {S.SETTLED: qty, S.PARTIALLY_SETTLED: qty / 2}.get(status, Decimal(0))
+    settled_a = {S.SETTLED: amount, S.PARTIALLY_SETTLED: amount / 2}.get(status, Decimal(0))
+    reason = rnd.choice(REASONS[status]) if status in REASONS else None
+    isd = AS_OF + dt.timedelta(days=rnd.randrange(-12, 5))
+    now = utcnow()
+    return dict(
+        instruction_ref=f"SEME{i:06d}",
+        instruction_type=("DFP" if rnd.random() < 0.5 else "RFP") if free else rnd.choice(["DVP", "RVP"]),
+        is_netted=False,
+        account_id=ids["account"][rnd.choice(ACCOUNTS)],
+        counterparty_id=ids["cpty"][rnd.choice(CPTYS)],
+        instrument_id=ids["instrument"][isin],
+        quantity=qty,
+        settlement_amount=amount,
+        currency=ccy,
+        trade_date=isd - dt.timedelta(days=2),
+        intended_settlement_date=isd,
+        settled_quantity=settled_q,
+        settled_amount=settled_a,
+        status=status,
+        reason_code=reason,
+        reason_text=f"reason {reason}" if reason else None,
+        counterparty_ref=f"THEIR{i:05d}" if i % 4 else None,
+        owner_id=owners[i % len(owners)],
+        claimed_at=now if owners[i % len(owners)] else None,
+        version=1,
+        created_at=now,
+        updated_at=now - dt.timedelta(seconds=rnd.randrange(100000)),
+    )
+
+
+@pytest.fixture
+def book(db: Database, users: dict[str, Actor]) -> list[dict[str, Any]]:
+    rnd = random.Random(5)
+    owners = [None, None, None, users["clerk1"].user_id, users["clerk2"].user_id]
+    with db.write() as s:
+        ids = _reference(s)
+        rows = [_instruction(i, rnd, ids, owners) for i in range(N)]
+        s.execute(insert(SettlementInstruction), rows)
+        by_ref = dict(
+            s.execute(select(SettlementInstruction.instruction_ref, SettlementInstruction.id)).all()
+        )
+        # Penalties on some failed instructions, in their currency.
+        for r in rows:
+            r["id"] = by_ref[r["instruction_ref"]]
+            r["penalty"] = Decimal(0)
+            if r["status"] is S.FAILED and r["id"] % 2:
+                for day in (1, 2):
+                    amt = Decimal("1.25") * day
+                    s.add(
+                        FailPenalty(
+                            instruction_id=r["id"],
+                            penalty_date=r["intended_settlement_date"] + dt.timedelta(days=day),
+                            reference_value=Decimal(1000),
+                            rate_bp=Decimal(1),
+                            amount=amt,
+                            currency=r["currency"],
+                        )
+                    )
+                    r["penalty"] += amt
+    inv = {v: k for k, v in ids["cpty"].items()}
+    acc = {v: k for k, v in ids["account"].items()}
+    ins = {v: k for k, v in ids["instrument"].items()}
+    for r in rows:
+        r["cpty"] = inv[r["counterparty_id"]]
+        r["account"] = acc[r["account_id"]]
+        r["isin"] = ins[r["instrument_id"]]
+        r["mic"] = MARKETS[next(x[4] for x in INSTRUMENTS if x[0] == r["isin"])][0]
+    return rows
+
+
+# --- helpers --------------------------------------------------------------------------------------------------------
+
+
+def all_pages(db: Database, actor: Actor, flt: QueueFilter, sort: Sort, limit: int = 40) -> list[tuple]:
+    out, after = [], None
+    while True:
+        page = queue.fetch_page(db, actor, flt, sort, limit=limit, after=after)
+        out.extend(page.rows)
+        if len(page.rows) < limit:
+            return out
+        after = page.last_key
+
+
+def refs(rows: list[tuple]) -> list[str]:
+    return [r[COL["instruction_ref"]] for r in rows]
+
+
+def expected(
+    book: list[dict], pred: Any, key: str = "intended_settlement_date", desc: bool = False
+) -> list[str]:
+    rows = [r for r in book if pred(r)]
+    unique = key in ("instruction_ref", "id")
+
+    def k(r: dict) -> tuple:
+        v = r[key]
+        v = getattr(v, "value", v)
+        return (v,) if unique else (v, r["id"])
+
+    return [r["instruction_ref"] for r in sorted(rows, key=k, reverse=desc)]
+
+
+OPEN = {s.value for s in (S.PENDING, S.INSTRUCTED, S.MATCHED, S.PARTIALLY_SETTLED, S.FAILED)}
+
+
+def at_stake(r: dict) -> Decimal:
+    if r["status"].value not in OPEN:
+        return Decimal(0)
+    if r["instruction_type"] in ("DFP", "RFP"):
+        price = next(x[5] for x in INSTRUMENTS if x[0] == r["isin"])
+        return (r["quantity"] - r["settled_quantity"]) * price / 100  # the bond: % of nominal
+    return abs(r["settlement_amount"]) - abs(r["settled_amount"])
+
+
+# --- reads ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", sorted(queue.SORTABLE))
+@pytest.mark.parametrize("desc", [False, True])
+def test_keyset_pages_follow_every_sort(db, users, book, key, desc) -> None:
+    rows = all_pages(db, users["clerk1"], QueueFilter(), Sort(key, desc))
+    assert refs(rows) == expected(book, lambda r: True, key, desc)
+
+
+def test_pages_from_the_end_by_offset_and_backwards_agree_with_the_keyset_walk(db, users, book) -> None:
+    actor, flt, sort = users["clerk1"], QueueFilter(), Sort("settlement_amount", True)
+    whole = all_pages(db, actor, flt, sort)
+    last = queue.fetch_page(db, actor, flt, sort, limit=30, from_end=True)
+    assert last.rows == whole[-30:]
+    middle = queue.fetch_page(db, actor, flt, sort, limit=25, offset=100)
+    assert middle.rows == whole[100:125]
+    above = queue.fetch_page(db, actor, flt, sort, limit=25, before=middle.first_key)
+    assert above.rows == whole[75:100]
+    from_end = queue.fetch_page(db, actor, flt, sort, limit=20, from_end=True, offset=50)
+    assert from_end.rows == whole[-70:-50]
+
+
+FILTERS: list[tuple[str, QueueFilter, Any]] = [
+    (
+        "settlement dates",
+        QueueFilter(settlement_date_from=AS_OF - dt.timedelta(days=5), settlement_date_to=AS_OF),
+        lambda r, u: AS_OF - dt.timedelta(days=5) <= r["intended_settlement_date"] <= AS_OF,
+    ),
+    (
+        "statuses",
+        QueueFilter(statuses=("FAILED", "MATCHED")),
+        lambda r, u: r["status"] in (S.FAILED, S.MATCHED),
+    ),
+    ("reason", QueueFilter(reasons=("lack",)), lambda r, u: r["reason_code"] == "LACK"),
+    ("counterparty", QueueFilter(counterparty="beta"), lambda r, u: r["cpty"] == "BETA"),
+    ("market", QueueFilter(market="xetr"), lambda r, u: r["mic"] == "XETR"),
+    ("account", QueueFilter(account="ACC2"), lambda r, u: r["account"] == "ACC2"),
+    ("isin", QueueFilter(isin="US0378331005"), lambda r, u: r["isin"] == "US0378331005"),
+    ("instrument name", QueueFilter(isin="toyota"), lambda r, u: r["isin"] == "JP3633400001"),
+    ("currency", QueueFilter(currency="eur"), lambda r, u: r["currency"] == "EUR"),
+    ("owner mine", QueueFilter(owner="mine"), lambda r, u: r["owner_id"] == u["clerk1"].user_id),
+    ("owner unassigned", QueueFilter(owner="unassigned"), lambda r, u: r["owner_id"] is None),
+    (
+        "mine or unassigned",
+        QueueFilter(owner="mine_or_unassigned"),
+        lambda r, u: r["owner_id"] in (None, u["clerk1"].user_id),
+    ),
+    ("owner by name", QueueFilter(owner="clerk2"), lambda r, u: r["owner_id"] == u["clerk2"].user_id),
+    (
+        "failing only",
+        QueueFilter(failing_only=True, as_of=AS_OF),
+        lambda r, u: (
+            r["status"] is S.FAILED or (r["status"].value in OPEN and r["intended_settlement_date"] < AS_OF)
+        ),
+    ),
+    ("text", QueueFilter(text="THEIR0001"), lambda r, u: "THEIR0001" in (r["counterparty_ref"] or "")),
+    (
+        "combined",
+        QueueFilter(statuses=("FAILED", "INSTRUCTED"), counterparty="ALPHA", owner="unassigned"),
+        lambda r, u: (
+            r["status"] in (S.FAILED, S.INSTRUCTED) and r["cpty"] == "ALPHA" and r["owner_id"] is None
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "flt", "pred"), FILTERS, ids=[f[0] for f in FILTERS])
+def test_every_filter_selects_what_it_says(db, users, book, name, flt, pred) -> None:
+    actor = users["clerk1"]
+    want = expected(book, lambda r: pred(r, users))
+    assert want, f"the book must hold rows for the {name} filter"
+    assert refs(all_pages(db, actor, flt, Sort())) == want
+    assert queue.count(db, actor, flt) == len(want)
+
+
+def test_drill_down_ids_show_exactly_those_instructions(db, users, book) -> None:
+    chosen = [r["id"] for r in book[5:40:7]]
+    rows = all_pages(db, users["clerk1"], QueueFilter(ids=tuple(chosen), ids_title="SLA breached"), Sort())
+    assert sorted(r[COL["id"]] for r in rows) == sorted(chosen)
+    assert "ids" not in QueueFilter(ids=(1, 2), statuses=("FAILED",)).as_dict()  # never saved in a view
+
+
+def test_rows_carry_codes_value_at_stake_penalty_and_age(db, users, book) -> None:
+    rows = all_pages(db, users["clerk1"], QueueFilter(as_of=AS_OF), Sort("id"))
+    by_id = {r["id"]: r for r in book}
+    for row in rows:
+        want = by_id[row[COL["id"]]]
+        assert row[COL["counterparty_code"]] == want["cpty"]
+        assert row[COL["account_code"]] == want["account"]
+        assert row[COL["isin"]] == want["isin"]
+        assert row[COL["market_mic"]] == want["mic"]
+        assert row[COL["value_at_stake"]] == at_stake(want).quantize(Decimal("0.01"))
+        assert (row[COL["penalty"]] or Decimal(0)) == want["penalty"]
+        open_late = want["status"].value in OPEN and want["intended_settlement_date"] < AS_OF
+        assert (row[COL["age_days"]] > 0) == open_late
+
+
+def test_totals_by_currency(db, users, book) -> None:
+    flt = QueueFilter(statuses=("FAILED", "PARTIALLY_SETTLED", "SETTLED"))
+    totals = queue.totals(db, users["clerk1"], flt)
+    chosen = [r for r in book if r["status"] in (S.FAILED, S.PARTIALLY_SETTLED, S.SETTLED)]
+    assert totals.count == len(chosen)
+    for ccy in {r["currency"] for r in chosen}:
+        mine = [r for r in chosen if r["currency"] == ccy]
+        t = totals.by_currency[ccy]
+        assert t.count == len(mine)
+        assert t.amount == sum((r["settlement_amount"] for r in mine), Decimal(0)).quantize(Decimal("0.01"))
+        assert t.at_stake == sum((at_stake(r) for r in mine), Decimal(0)).quantize(Decimal("0.01"))
+        pen = sum((r["penalty"] for r in mine), Decimal(0))
+        assert totals.penalties.get(ccy, Decimal(0)) == pen
+
+
+@pytest.mark.parametrize("by", queue.GROUP_BY)
+def test_group_counts(db, users, book, by) -> None:
+    flt = QueueFilter(owner="unassigned")
+    got = {g.value: (g.count, g.failing) for g in queue.groups(db, users["clerk1"], flt, by)}
+    field = {
+        "status": lambda r: r["status"].value,
+        "reason": lambda r: r["reason_code"],
+        "counterparty": lambda r: r["cpty"],
+        "market": lambda r: r["mic"],
+        "settlement_date": lambda r: r["intended_settlement_date"],
+    }[by]
+    mine = [r for r in book if r["owner_id"] is None]
+    counts = Counter(field(r) for r in mine)
+    failing = Counter(field(r) for r in mine if r["status"] is S.FAILED)
+    assert got == {k: (n, failing.get(k, 0)) for k, n in counts.items()}
+    # A click on a group narrows the filter to exactly that group.
+    value = next(iter(got))
+    narrowed = queue.group_filter(flt, by, value)
+    assert queue.count(db, users["clerk1"], narrowed) == got[value][0] or value is None
+
+
+def test_window_keeps_the_top_instruction_and_finds_the_selected_ones(db, users, book) -> None:
+    actor, flt, sort = users["clerk1"], QueueFilter(), Sort("intended_settlement_date")
+    whole = all_pages(db, actor, flt, sort)
+    top_id, picked = whole[57][COL["id"]], whole[61][COL["id"]]
+    # Another workstation settles an instruction above the top row: the top one stays on top, one row higher.
+    gone = whole[3][COL["id"]]
+    with db.write() as s:
+        s.get(SettlementInstruction, gone).intended_settlement_date = dt.date(2030, 1, 1)
+    w = queue.window(
+        db, actor, flt, sort, top_row=57, top_id=top_id, visible=10, track=[picked, 999_999], page_size=20
+    )
+    assert w.count == N and w.top == 56 and w.start == 40
+    assert w.rows[w.top - w.start][COL["id"]] == top_id
+    assert w.positions == {picked: 60, 999_999: None}
+    assert [r[COL["id"]] for r in w.rows] == [
+        r[COL["id"]] for r in all_pages(db, actor, flt, sort)[w.start : w.start + len(w.rows)]
+    ]
+
+
+def test_cutoffs_count_down_in_each_markets_zone(db, users, book) -> None:
+    # Friday 20 Nov 2026 at 14:30 UTC: 09:30 in New York (cut-off 15:00 ahead), 15:30 in Berlin (16:00 ahead),
+    # 14:30 in London (16:30 ahead), 23:30 in Tokyo (14:00 passed: next business day, Monday).
+    now = dt.datetime(2026, 11, 20, 14, 30, tzinfo=dt.UTC)
+    got = {c.mic: c for c in queue.cutoffs(db, users["clerk1"], now=now)}
+    assert got["XNYS"].at == dt.datetime(2026, 11, 20, 20, 0, tzinfo=dt.UTC)
+    assert got["XETR"].at == dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC)
+    assert got["XLON"].at == dt.datetime(2026, 11, 20, 16, 30, tzinfo=dt.UTC)
+    assert got["XTKS"].settlement_date == dt.date(2026, 11, 24)  # Monday 23 Nov is Labour Thanksgiving Day
+    assert got["XTKS"].at == dt.datetime(2026, 11, 24, 5, 0, tzinfo=dt.UTC)
+    for mic, c in got.items():
+        due = [
+            r
+            for r in book
+            if r["mic"] == mic
+            and r["status"].value in OPEN
+            and r["intended_settlement_date"] <= c.settlement_date
+        ]
+        assert c.due == len(due)
+        assert c.failing == sum(1 for r in due if r["status"] is S.FAILED)
+
+
+def test_detail_has_messages_trades_movements_penalties_and_history(db, users, book) -> None:
+    r = next(r for r in book if r["status"] is S.FAILED and r["penalty"] and r["owner_id"] is None)
+    trade_id = factories.make_trade(db, "T-DETAIL", TradeStatus.FAILED)
+    with db.write() as s:
+        s.add(InstructionTrade(instruction_id=r["id"], trade_id=trade_id))
+        s.add(
+            SettlementMessage(
+                direction=MessageDirection.INBOUND,
+                message_type="MT548",
+                reference="STAT1",
+                related_reference=r["instruction_ref"],
+                instruction_id=r["id"],
+                status=MessageStatus.APPLIED,
+                content_hash="h1",
+                raw=":20C::SEME//STAT1",
+                parsed={"reason_code": "LACK"},
+            )
+        )
+        s.add(
+            SecuritiesMovement(
+                account_id=r["account_id"],
+                instrument_id=r["instrument_id"],
+                kind="TRADED",
+                quantity=r["quantity"],
+                value_date=r["trade_date"],
+                instruction_id=r["id"],
+            )
+        )
+        s.add(
+            CashMovement(
+                account_id=r["account_id"],
+                currency=r["currency"],
+                kind="TRADED",
+                amount=-r["settlement_amount"],
+                value_date=r["trade_date"],
+                instruction_id=r["id"],
+            )
+        )
+    actions.claim(db, users["clerk1"], r["id"])
+    d = queue.detail(db, users["auditor"], r["id"])
+    assert d.instruction["instruction_ref"] == r["instruction_ref"]
+    assert d.instruction["counterparty_code"] == r["cpty"] and d.instruction["owner"] == "clerk1"
+    assert [(m["message_type"], m["reason_codes"]) for m in d.messages] == [("MT548", ["LACK"])]
+    assert [t["trade_ref"] for t in d.trades] == ["T-DETAIL"]
+    assert len(d.securities_movements) == 1 and len(d.cash_movements) == 1
+    assert d.penalty_total == r["penalty"] and len(d.penalties) == 2
+    assert [h["action"] for h in d.history] == ["settlement_instructions.claim"]
+
+
+# --- actions --------------------------------------------------------------------------------------------------------
+
+
+def test_exactly_one_of_two_clerks_claims_an_instruction(db, users, book) -> None:
+    item = next(r for r in book if r["owner_id"] is None)["id"]
+    other = Database(db.url)  # another workstation: its own pool
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def attempt(name: str, database: Database) -> None:
+        barrier.wait()
+        try:
+            actions.claim(database, users[name], item)
+            outcomes[name] = "won"
+        except AlreadyClaimed as err:
+            outcomes[name] = err
+
+    threads = [
+        threading.Thread(target=attempt, args=("clerk1", db)),
+        threading.Thread(target=attempt, args=("clerk2", other)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    other.dispose()
+    winners = [n for n, o in outcomes.items() if o == "won"]
+    losers = [o for o in outcomes.values() if isinstance(o, AlreadyClaimed)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert f"claimed by {winners[0]}" in str(losers[0])
+    flt = QueueFilter(owner=winners[0], ids=(item,))
+    assert queue.count(db, users["clerk1"], flt) == 1
+
+
+def test_bulk_reinstruct_applies_where_allowed_and_says_why_not_elsewhere(db, users, book) -> None:
+    clerk = users["clerk1"]
+    chosen = [r for r in book if r["owner_id"] in (None, clerk.user_id, users["clerk2"].user_id)][:60]
+    ids = [r["id"] for r in chosen]
+    preview = actions.preview_bulk(db, clerk, "reinstruct", ids)
+    result = actions.bulk(db, clerk, "reinstruct", ids, reason="counterparty corrected their SSI")
+    can = {
+        r["id"]
+        for r in chosen
+        if r["status"] in (S.INSTRUCTED, S.MATCHED, S.FAILED) and r["owner_id"] in (None, clerk.user_id)
+    }
+    assert set(result.done) == can and set(result.refused) == set(ids) - can
+    assert preview.applicable == len(can) and sum(preview.refused.values()) == len(ids) - len(can)
+    theirs = next(r for r in chosen if r["owner_id"] == users["clerk2"].user_id)
+    assert result.refused[theirs["id"]] == "it is claimed by clerk2"
+    settled = next(r for r in chosen if r["status"] is S.SETTLED and r["owner_id"] is None)
+    assert "final" in result.refused[settled["id"]]
+    with db.read() as s:
+        statuses = dict(
+            s.execute(
+                select(SettlementInstruction.id, SettlementInstruction.status).where(
+                    SettlementInstruction.id.in_(ids)
+                )
+            ).all()
+        )
+        notes = [
+            e.after.get("note")
+            for e in s.scalars(
+                select(AuditEntry).where(AuditEntry.action == "settlement_instructions.transition")
+            )
+        ]
+    before = {r["id"]: r["status"] for r in chosen}
+    assert all(statuses[i] is S.INSTRUCTED for i in can)
+    assert all(statuses[i] == before[i] for i in set(ids) - can)  # refused items did not move
+    assert notes.count("re-instructed: counterparty corrected their SSI") == len(can)
+
+
+def test_bulk_cancel_needs_a_reason_and_refuses_partly_settled(db, users, book) -> None:
+    sup = users["supervisor"]
+    ids = [r["id"] for r in book[:21]]
+    with pytest.raises(ValidationFailed, match="reason"):
+        actions.bulk(db, sup, "cancel", ids)
+    result = actions.bulk(db, sup, "cancel", ids, reason="trade cancelled by the front office")
+    partial = [r["id"] for r in book[:21] if r["status"] is S.PARTIALLY_SETTLED]
+    assert partial and all("part of it has already settled" in result.refused[i] for i in partial)
+    can = [r["id"] for r in book[:21] if r["status"] not in (S.PARTIALLY_SETTLED, S.SETTLED, S.CANCELLED)]
+    assert sorted(result.done) == sorted(can)  # a supervisor may act on items other clerks hold
+
+
+def test_escalate_hands_over_to_the_least_busy_supervisor_with_a_comment(db, users, book) -> None:
+    clerk = users["clerk1"]
+    mine = [r["id"] for r in book if r["owner_id"] == clerk.user_id and r["status"].value in OPEN][:3]
+    actions.assign(db, users["supervisor"], mine[0], users["supervisor"].user_id)  # supervisor is busier now
+    result = actions.bulk(db, users["supervisor"], "escalate", mine[1:], reason="counterparty unresponsive")
+    assert result.done == mine[1:]
+    with db.read() as s:
+        owners = set(
+            s.scalars(select(SettlementInstruction.owner_id).where(SettlementInstruction.id.in_(mine[1:])))
+        )
+        comments = s.scalars(select(Comment.body).where(Comment.item_id.in_(mine[1:]))).all()
+        escalations = s.scalars(select(AuditEntry).where(AuditEntry.action == "escalate")).all()
+    assert owners == {users["supervisor2"].user_id}
+    assert comments == ["Escalated: counterparty unresponsive"] * 2
+    assert {e.entity_id for e in escalations} == {str(i) for i in mine[1:]}
+    assert all(e.after["owner"] == "supervisor2" for e in escalations)
+
+
+def test_assign_is_for_supervisors_and_auditors_change_nothing(db, users, book) -> None:
+    item = book[0]["id"]
+    with pytest.raises(PermissionDenied):
+        actions.assign(db, users["clerk1"], item, users["clerk2"].user_id)
+    with pytest.raises(PermissionDenied):
+        actions.bulk(db, users["auditor"], "claim", [item])
+    with pytest.raises(ValidationFailed, match="auditor"):
+        actions.bulk(db, users["supervisor"], "assign", [item], assignee_id=users["auditor"].user_id)
+    actions.bulk(db, users["supervisor"], "assign", [item], assignee_id=users["clerk2"].user_id)
+    assert queue.count(db, users["clerk2"], QueueFilter(owner="mine", ids=(item,))) == 1
+
+
+def test_bulk_claim_and_release(db, users, book) -> None:
+    clerk = users["clerk2"]
+    ids = [r["id"] for r in book[:15]]
+    result = actions.bulk(db, clerk, "claim", ids)
+    free = {r["id"] for r in book[:15] if r["owner_id"] is None}
+    assert set(result.done) == free
+    assert all(
+        result.refused[r["id"]] in ("it is already yours", "it is claimed by clerk1")
+        for r in book[:15]
+        if r["owner_id"] is not None
+    )
+    released = actions.bulk(db, clerk, "release", ids)
+    assert set(released.done) == free | {r["id"] for r in book[:15] if r["owner_id"] == clerk.user_id}
