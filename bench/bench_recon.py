@@ -72,9 +72,20 @@ FIELDS = {
     "side": {"code": "DELN"},
     "quantity": {"type": "quantity", "code": "DQUA"},
     "price": {"type": "price", "code": "DDEA"},
-    "amount": {"left": "net_amount", "right": "amount", "type": "money", "tolerance": "abs=0.01", "code": "DMON"},
-    "settlement_date": {"left": "settlement_date", "right": "value_date", "type": "date", "tolerance": "days=1",
-                        "code": "DDAT"},
+    "amount": {
+        "left": "net_amount",
+        "right": "amount",
+        "type": "money",
+        "tolerance": "abs=0.01",
+        "code": "DMON",
+    },
+    "settlement_date": {
+        "left": "settlement_date",
+        "right": "value_date",
+        "type": "date",
+        "tolerance": "days=1",
+        "code": "DDAT",
+    },
     "trade_date": {"type": "date", "code": "DTRD"},
     "currency": {},
     "account": {"left": "account", "right": "account_identifier"},
@@ -89,9 +100,19 @@ CONFIG: dict[str, Any] = {
     "compare": ["isin", "side", "quantity", "price", "amount", "settlement_date", "trade_date", "currency"],
     "passes": [
         {"name": "exact_ref", "kind": "pair", "keys": ["ref"], "duplicates": "report"},
-        {"name": "composite", "kind": "pair", "keys": ["isin", "account", "counterparty", "side", "trade_date",
-                                                       "quantity"], "require": ["amount", "settlement_date"]},
-        {"name": "partial_fills", "kind": "aggregate", "many": "left", "keys": GROUP, "sum": ["quantity", "amount"]},
+        {
+            "name": "composite",
+            "kind": "pair",
+            "keys": ["isin", "account", "counterparty", "side", "trade_date", "quantity"],
+            "require": ["amount", "settlement_date"],
+        },
+        {
+            "name": "partial_fills",
+            "kind": "aggregate",
+            "many": "left",
+            "keys": GROUP,
+            "sum": ["quantity", "amount"],
+        },
     ],
     "stake": {"amount": "amount", "quantity": "quantity", "price": "price"},
     "currency": "currency",
@@ -120,17 +141,27 @@ def generate(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, A
     trade_day = DAY0 + rng.integers(0, 10, n)
     settle_day = trade_day + rng.integers(1, 3, n)
     ccy = ccys[rng.integers(0, len(ccys), n)]
-    internal = pd.DataFrame({
-        "_id": ref, "ref": ref, "isin": isin, "side": side,
-        "quantity": pd.array(qty_units * 10**6, dtype="Int64"), "price": pd.array(price8, dtype="Int64"),
-        "amount": pd.array(amount4, dtype="Int64"), "settlement_date": pd.array(settle_day, dtype="Int64"),
-        "trade_date": pd.array(trade_day, dtype="Int64"), "currency": ccy, "account": account,
-        "counterparty": cpty,
-    })
+    internal = pd.DataFrame(
+        {
+            "_id": ref,
+            "ref": ref,
+            "isin": isin,
+            "side": side,
+            "quantity": pd.array(qty_units * 10**6, dtype="Int64"),
+            "price": pd.array(price8, dtype="Int64"),
+            "amount": pd.array(amount4, dtype="Int64"),
+            "settlement_date": pd.array(settle_day, dtype="Int64"),
+            "trade_date": pd.array(trade_day, dtype="Int64"),
+            "currency": ccy,
+            "account": account,
+            "counterparty": cpty,
+        }
+    )
     # Records whose aggregation group and composite key are unique: safe to split or to strip of a reference.
     group_unique = ~internal.duplicated(GROUP, keep=False).to_numpy()
-    comp_unique = ~internal.duplicated(["isin", "account", "counterparty", "side", "trade_date", "quantity"],
-                                       keep=False).to_numpy()
+    comp_unique = ~internal.duplicated(
+        ["isin", "account", "counterparty", "side", "trade_date", "quantity"], keep=False
+    ).to_numpy()
     free = np.ones(n, dtype=bool)
 
     def pick(k: int, extra: np.ndarray | None = None) -> np.ndarray:
@@ -139,8 +170,18 @@ def generate(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, A
         free[sel] = False
         return sel
 
-    sel = {k: pick(_share(n, k)) for k in ("quantity", "amount", "settlement_date", "missing_external",
-                                           "duplicate", "noise_amount", "noise_date")}
+    sel = {
+        k: pick(_share(n, k))
+        for k in (
+            "quantity",
+            "amount",
+            "settlement_date",
+            "missing_external",
+            "duplicate",
+            "noise_amount",
+            "noise_date",
+        )
+    }
     sel["split"] = pick(_share(n, "split"), group_unique & (qty_units >= 4))
     no_ref = pick(max(1, n // 20), comp_unique)
     external = internal.copy()
@@ -171,16 +212,21 @@ def generate(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, A
         amounts[-1] += amount4[r] - amounts.sum()  # the fills' amounts add up to the block's exactly
         for j in range(k):
             row = internal.iloc[r].to_dict()
-            row.update(_id=f"{ref[r]}-F{j + 1}", ref=f"{ref[r]}-F{j + 1}", quantity=int(parts[j]) * 10**6,
-                       amount=int(amounts[j]))
+            row.update(
+                _id=f"{ref[r]}-F{j + 1}",
+                ref=f"{ref[r]}-F{j + 1}",
+                quantity=int(parts[j]) * 10**6,
+                amount=int(amounts[j]),
+            )
             fills.append(row)
     external.loc[sel["split"], "ref"] = None
     keep_int = np.ones(n, dtype=bool)
     keep_int[sel["split"]] = False
     keep_ext = np.ones(n, dtype=bool)
     keep_ext[sel["missing_external"]] = False
-    internal = pd.concat([internal.loc[keep_int], pd.DataFrame(fills).astype(internal.dtypes.to_dict())],
-                         ignore_index=True)
+    internal = pd.concat(
+        [internal.loc[keep_int], pd.DataFrame(fills).astype(internal.dtypes.to_dict())], ignore_index=True
+    )
     # Confirmations of trades we never booked, and duplicated confirmations.
     k = _share(n, "missing_internal")
     extra = external.iloc[rng.choice(np.flatnonzero(keep_ext & free), size=k, replace=False)].copy()
@@ -201,14 +247,21 @@ def generate(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, A
         "MISSING_INTERNAL": set(extra["ref"].tolist()),
         "DUPLICATE_KEY": set(ref[sel["duplicate"]].tolist()),
         "split": {ref[r] for r in sel["split"]},
-        "injected": sum(len(sel[k]) for k in ("quantity", "amount", "settlement_date", "missing_external",
-                                              "duplicate", "split")) + k,
+        "injected": sum(
+            len(sel[k])
+            for k in ("quantity", "amount", "settlement_date", "missing_external", "duplicate", "split")
+        )
+        + k,
     }
     return internal, external, answer
 
 
-def check(breaks: list[dict[str, Any]], groups: list[tuple[list[str], list[str]]], answer: dict[str, Any],
-          right_ref: dict[str, Any]) -> list[str]:
+def check(
+    breaks: list[dict[str, Any]],
+    groups: list[tuple[list[str], list[str]]],
+    answer: dict[str, Any],
+    right_ref: dict[str, Any],
+) -> list[str]:
     """Problems: an injected difference not found or misclassified, or a break nobody injected."""
     problems: list[str] = []
     got_fm = {b["internal_ref"]: tuple(b["fields"]) for b in breaks if b["break_type"] == "FIELD_MISMATCH"}
@@ -218,14 +271,22 @@ def check(breaks: list[dict[str, Any]], groups: list[tuple[list[str], list[str]]
     got_me = {b["internal_ref"] for b in breaks if b["break_type"] == "MISSING_EXTERNAL"}
     if got_me != answer["MISSING_EXTERNAL"]:
         problems.append(f"missing external differ: {sorted(got_me ^ answer['MISSING_EXTERNAL'])[:5]}")
-    got_mi = {right_ref.get(b["external_ref"], b["external_ref"]) for b in breaks if b["break_type"] == "MISSING_INTERNAL"}
+    got_mi = {
+        right_ref.get(b["external_ref"], b["external_ref"])
+        for b in breaks
+        if b["break_type"] == "MISSING_INTERNAL"
+    }
     if got_mi != answer["MISSING_INTERNAL"]:
-        problems.append(f"missing internal differ: {sorted(map(str, got_mi ^ answer['MISSING_INTERNAL']))[:5]}")
+        problems.append(
+            f"missing internal differ: {sorted(map(str, got_mi ^ answer['MISSING_INTERNAL']))[:5]}"
+        )
     got_dk = {b["internal_record"]["key"]["ref"] for b in breaks if b["break_type"] == "DUPLICATE_KEY"}
     if got_dk != answer["DUPLICATE_KEY"]:
         problems.append(f"duplicate keys differ: {sorted(got_dk ^ answer['DUPLICATE_KEY'])[:5]}")
     got_split = {lids[0].rsplit("-F", 1)[0] for lids, _ in groups}
-    if got_split != answer["split"] or any(len({x.rsplit("-F", 1)[0] for x in lids}) != 1 for lids, _ in groups):
+    if got_split != answer["split"] or any(
+        len({x.rsplit("-F", 1)[0] for x in lids}) != 1 for lids, _ in groups
+    ):
         problems.append(f"partial fills not matched as blocks: {sorted(got_split ^ answer['split'])[:5]}")
     return problems
 
@@ -243,12 +304,19 @@ def _datacompy(left: pd.DataFrame, right: pd.DataFrame) -> float:
     import datacompy
 
     cols = ["ref", "isin", "side", "quantity", "price", "amount", "settlement_date", "trade_date", "currency"]
-    a = left[cols].astype({c: "float64" for c in ("quantity", "price", "amount", "settlement_date", "trade_date")})
-    b = right[cols].dropna(subset=["ref"]).astype(
+    a = left[cols].astype(
         {c: "float64" for c in ("quantity", "price", "amount", "settlement_date", "trade_date")}
     )
-    t, _ = timed(lambda: datacompy.PandasCompare(a, b, join_columns=["ref"], abs_tol=100, df1_name="ours",
-                                           df2_name="theirs"))
+    b = (
+        right[cols]
+        .dropna(subset=["ref"])
+        .astype({c: "float64" for c in ("quantity", "price", "amount", "settlement_date", "trade_date")})
+    )
+    t, _ = timed(
+        lambda: datacompy.PandasCompare(
+            a, b, join_columns=["ref"], abs_tol=100, df1_name="ours", df2_name="theirs"
+        )
+    )
     return t
 
 
@@ -258,7 +326,11 @@ def _datacompy(left: pd.DataFrame, right: pd.DataFrame) -> float:
 
 
 def _days_text(days: pd.Series) -> list[str | None]:
-    vals = (EPOCH + days.to_numpy(dtype=np.int64, na_value=0).astype("timedelta64[D]")).astype(str).astype(object)
+    vals = (
+        (EPOCH + days.to_numpy(dtype=np.int64, na_value=0).astype("timedelta64[D]"))
+        .astype(str)
+        .astype(object)
+    )
     vals[days.isna().to_numpy()] = None
     return vals.tolist()
 
@@ -269,17 +341,25 @@ def load(db: Database, internal: pd.DataFrame, external: pd.DataFrame) -> None:
         conn = s.connection()
         # A throwaway benchmark database: the blotter's sort indexes would only slow the load down.
         if db.is_postgres:
-            names = conn.exec_driver_sql(
-                "SELECT indexname FROM pg_indexes WHERE tablename IN ('trades', 'statement_lines') "
-                "AND indexname LIKE 'ix_%'"
-            ).scalars().all()
+            names = (
+                conn.exec_driver_sql(
+                    "SELECT indexname FROM pg_indexes WHERE tablename IN ('trades', 'statement_lines') "
+                    "AND indexname LIKE 'ix_%'"
+                )
+                .scalars()
+                .all()
+            )
             for name in names:
                 conn.exec_driver_sql(f'DROP INDEX "{name}"')
         else:
-            names = conn.exec_driver_sql(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('trades', 'statement_lines') "
-                "AND name LIKE 'ix_%'"
-            ).scalars().all()
+            names = (
+                conn.exec_driver_sql(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('trades', 'statement_lines') "
+                    "AND name LIKE 'ix_%'"
+                )
+                .scalars()
+                .all()
+            )
             for name in names:
                 conn.exec_driver_sql(f'DROP INDEX "{name}"')
         n = len(internal)
@@ -288,25 +368,67 @@ def load(db: Database, internal: pd.DataFrame, external: pd.DataFrame) -> None:
         p = internal["price"].to_numpy(dtype=np.int64)
         a = internal["amount"].to_numpy(dtype=np.int64)
         bulk.insert_rows(
-            s, "trades",
-            ["trade_ref", "fo_version", "source", "isin", "account_code", "counterparty_code", "side", "quantity",
-             "price", "currency", "gross_amount", "commission", "fees", "net_amount", "trade_date", "trade_time",
-             "settlement_date", "status", "exception_codes", "version", "created_at", "updated_at"],
-            [internal["ref"].tolist(), [1] * n, ["BENCH"] * n, internal["isin"].tolist(),
-             internal["account"].tolist(), internal["counterparty"].tolist(), internal["side"].tolist(),
-             bulk.numbers(q, 6, s), bulk.numbers(p, 8, s), internal["currency"].tolist(), bulk.numbers(a, 4, s),
-             [0] * n, [0] * n, bulk.numbers(a, 4, s), _days_text(internal["trade_date"]), [stamp] * n,
-             _days_text(internal["settlement_date"]), ["SETTLED"] * n, [""] * n, [1] * n, [stamp] * n,
-             [stamp] * n],
+            s,
+            "trades",
+            [
+                "trade_ref",
+                "fo_version",
+                "source",
+                "isin",
+                "account_code",
+                "counterparty_code",
+                "side",
+                "quantity",
+                "price",
+                "currency",
+                "gross_amount",
+                "commission",
+                "fees",
+                "net_amount",
+                "trade_date",
+                "trade_time",
+                "settlement_date",
+                "status",
+                "exception_codes",
+                "version",
+                "created_at",
+                "updated_at",
+            ],
+            [
+                internal["ref"].tolist(),
+                [1] * n,
+                ["BENCH"] * n,
+                internal["isin"].tolist(),
+                internal["account"].tolist(),
+                internal["counterparty"].tolist(),
+                internal["side"].tolist(),
+                bulk.numbers(q, 6, s),
+                bulk.numbers(p, 8, s),
+                internal["currency"].tolist(),
+                bulk.numbers(a, 4, s),
+                [0] * n,
+                [0] * n,
+                bulk.numbers(a, 4, s),
+                _days_text(internal["trade_date"]),
+                [stamp] * n,
+                _days_text(internal["settlement_date"]),
+                ["SETTLED"] * n,
+                [""] * n,
+                [1] * n,
+                [stamp] * n,
+                [stamp] * n,
+            ],
         )
         days = sorted(set(external["trade_date"].astype(int).tolist()))
         ids = {}
         for d in days:
             day = str(EPOCH + np.timedelta64(d, "D"))
             sid = s.execute(
-                text("INSERT INTO statements (kind, format, account_identifier, statement_date, warnings, file_name,"
-                     " content_hash, imported_at, statement_ref) VALUES ('TRADE_CONFIRMATIONS', 'BENCH', 'ALL', :d,"
-                     " '[]', 'bench', :h, :t, :r) RETURNING id"),
+                text(
+                    "INSERT INTO statements (kind, format, account_identifier, statement_date, warnings, file_name,"
+                    " content_hash, imported_at, statement_ref) VALUES ('TRADE_CONFIRMATIONS', 'BENCH', 'ALL', :d,"
+                    " '[]', 'bench', :h, :t, :r) RETURNING id"
+                ),
                 {"d": day, "h": f"bench-{d}", "t": stamp, "r": f"CONF-{day}"},
             ).scalar()
             ids[d] = sid
@@ -314,47 +436,105 @@ def load(db: Database, internal: pd.DataFrame, external: pd.DataFrame) -> None:
         stmt = external["trade_date"].astype(int).map(ids).to_numpy()
         line_no = external.groupby("trade_date").cumcount().to_numpy() + 1
         bulk.insert_rows(
-            s, "statement_lines",
-            ["statement_id", "line_no", "reference", "related_reference", "value_date", "entry_date", "trade_date",
-             "amount", "currency", "isin", "quantity", "price", "side", "counterparty", "account_identifier",
-             "extra"],
-            [stmt.tolist(), line_no.tolist(), external["_id"].tolist(), external["ref"].tolist(),
-             _days_text(external["settlement_date"]), _days_text(external["trade_date"]),
-             _days_text(external["trade_date"]), bulk.numbers(external["amount"].to_numpy(dtype=np.int64), 4, s),
-             external["currency"].tolist(), external["isin"].tolist(),
-             bulk.numbers(external["quantity"].to_numpy(dtype=np.int64), 6, s),
-             bulk.numbers(external["price"].to_numpy(dtype=np.int64), 8, s), external["side"].tolist(),
-             external["counterparty"].tolist(), external["account"].tolist(), ["{}"] * m],
+            s,
+            "statement_lines",
+            [
+                "statement_id",
+                "line_no",
+                "reference",
+                "related_reference",
+                "value_date",
+                "entry_date",
+                "trade_date",
+                "amount",
+                "currency",
+                "isin",
+                "quantity",
+                "price",
+                "side",
+                "counterparty",
+                "account_identifier",
+                "extra",
+            ],
+            [
+                stmt.tolist(),
+                line_no.tolist(),
+                external["_id"].tolist(),
+                external["ref"].tolist(),
+                _days_text(external["settlement_date"]),
+                _days_text(external["trade_date"]),
+                _days_text(external["trade_date"]),
+                bulk.numbers(external["amount"].to_numpy(dtype=np.int64), 4, s),
+                external["currency"].tolist(),
+                external["isin"].tolist(),
+                bulk.numbers(external["quantity"].to_numpy(dtype=np.int64), 6, s),
+                bulk.numbers(external["price"].to_numpy(dtype=np.int64), 8, s),
+                external["side"].tolist(),
+                external["counterparty"].tolist(),
+                external["account"].tolist(),
+                ["{}"] * m,
+            ],
         )
-        s.add(ReconDefinition(name="bench", description="bench", left_source="trades",
-                              right_source="statement_lines:TRADE_CONFIRMATIONS", config=CONFIG, is_active=True))
+        s.add(
+            ReconDefinition(
+                name="bench",
+                description="bench",
+                left_source="trades",
+                right_source="statement_lines:TRADE_CONFIRMATIONS",
+                config=CONFIG,
+                is_active=True,
+            )
+        )
     if db.is_postgres:
         with db.engine.connect() as c:
             c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
 
 
-def db_round_trip(label: str, url: str, internal: pd.DataFrame, external: pd.DataFrame,
-                  answer: dict[str, Any]) -> tuple[float, list[str]]:
+def db_round_trip(
+    label: str, url: str, internal: pd.DataFrame, external: pd.DataFrame, answer: dict[str, Any]
+) -> tuple[float, list[str]]:
     db = Database(url)
     schema.upgrade(db)
     t, _ = timed(lambda: load(db, internal, external))
-    print(f"  {label}: loaded {len(internal):,} trades and {len(external):,} confirmation lines in {t:.1f} s "
-          "(not timed below)", flush=True)
+    print(
+        f"  {label}: loaded {len(internal):,} trades and {len(external):,} confirmation lines in {t:.1f} s "
+        "(not timed below)",
+        flush=True,
+    )
     t, result = timed(lambda: run_recon(db, SYSTEM, "bench"))
-    from app.models import Break, ReconMatch  # noqa: PLC0415
     from sqlalchemy import select  # noqa: PLC0415
 
+    from app.models import Break, ReconMatch  # noqa: PLC0415
+
     with db.read() as s:
-        breaks = [{"break_type": b.break_type.value, "internal_ref": b.internal_ref, "external_ref": b.external_ref,
-                   "fields": [d["field"] for d in b.differences] if b.break_type.value == "FIELD_MISMATCH" else [],
-                   "internal_record": b.internal_record} for b in s.scalars(select(Break))]
-        groups = [(lr, rr) for lr, rr in s.execute(
-            select(ReconMatch.left_refs, ReconMatch.right_refs).where(ReconMatch.pass_name == "partial_fills"))]
+        breaks = [
+            {
+                "break_type": b.break_type.value,
+                "internal_ref": b.internal_ref,
+                "external_ref": b.external_ref,
+                "fields": [d["field"] for d in b.differences]
+                if b.break_type.value == "FIELD_MISMATCH"
+                else [],
+                "internal_record": b.internal_record,
+            }
+            for b in s.scalars(select(Break))
+        ]
+        groups = [
+            (lr, rr)
+            for lr, rr in s.execute(
+                select(ReconMatch.left_refs, ReconMatch.right_refs).where(
+                    ReconMatch.pass_name == "partial_fills"
+                )
+            )
+        ]
     right_ref = dict(zip(external["_id"], external["ref"], strict=True))
     problems = check(breaks, groups, answer, right_ref)
-    print(f"  {label}: run_recon {t:.2f} s (read {result.timings['read']:.2f}, match {result.timings['match']:.2f},"
-          f" write {result.timings['write']:.2f}); {sum(result.breaks.values()):,} breaks written, "
-          f"{result.matched:,} match rows", flush=True)
+    print(
+        f"  {label}: run_recon {t:.2f} s (read {result.timings['read']:.2f}, match {result.timings['match']:.2f},"
+        f" write {result.timings['write']:.2f}); {sum(result.breaks.values()):,} breaks written, "
+        f"{result.matched:,} match rows",
+        flush=True,
+    )
     db.dispose()
     return t, problems
 
@@ -365,11 +545,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma list; '' for engine only")
     args = parser.parse_args()
-    print(f"OpsDesk recon bench: {args.rows:,} internal vs {args.rows:,} external records, {os.cpu_count()} CPUs,"
-          f" load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    print(
+        f"OpsDesk recon bench: {args.rows:,} internal vs {args.rows:,} external records, {os.cpu_count()} CPUs,"
+        f" load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        flush=True,
+    )
     t, (internal, external, answer) = timed(lambda: generate(args.rows, args.seed))
-    print(f"  generated in {t:.1f} s: {len(internal):,} internal, {len(external):,} external, "
-          f"{answer['injected']:,} injected differences", flush=True)
+    print(
+        f"  generated in {t:.1f} s: {len(internal):,} internal, {len(external):,} external, "
+        f"{answer['injected']:,} injected differences",
+        flush=True,
+    )
     cfg = parse_config(CONFIG)
     validate(CONFIG)
 
@@ -378,18 +564,27 @@ def main() -> int:
     groups = [(result.left.ids[lp].tolist(), result.right.ids[rp].tolist()) for _, lp, rp in result.groups]
     right_ref = dict(zip(external["_id"], external["ref"], strict=True))
     problems = check(breaks, groups, answer, right_ref)
-    t_merge, _ = timed(lambda: internal.merge(external, on="ref", how="outer", suffixes=("_l", "_r")), repeat=2)
+    t_merge, _ = timed(
+        lambda: internal.merge(external, on="ref", how="outer", suffixes=("_l", "_r")), repeat=2
+    )
     t_dc = _datacompy(internal, external)
-    print(f"  engine (all passes):            {t_engine:6.2f} s   ({len(breaks):,} breaks, "
-          f"{result.matched_groups:,} matches: {result.matched_by_pass()})")
+    print(
+        f"  engine (all passes):            {t_engine:6.2f} s   ({len(breaks):,} breaks, "
+        f"{result.matched_groups:,} matches: {result.matched_by_pass()})"
+    )
     print(f"  engine + break records:         {t_engine + t_describe:6.2f} s")
     print(f"  pandas merge only (reference):  {t_merge:6.2f} s")
-    print(f"  datacompy (reference):          {t_dc:6.2f} s   -> engine is {t_engine / t_dc:.0%} of datacompy "
-          f"(target 50 %); with break records {(t_engine + t_describe) / t_dc:.0%}", flush=True)
+    print(
+        f"  datacompy (reference):          {t_dc:6.2f} s   -> engine is {t_engine / t_dc:.0%} of datacompy "
+        f"(target 50 %); with break records {(t_engine + t_describe) / t_dc:.0%}",
+        flush=True,
+    )
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     with tempfile.TemporaryDirectory(prefix="opsdesk-recon-bench-") as tmp:
         if "sqlite" in backends:
-            t, p = db_round_trip("SQLite", f"sqlite:///{Path(tmp) / 'bench.sqlite'}", internal, external, answer)
+            t, p = db_round_trip(
+                "SQLite", f"sqlite:///{Path(tmp) / 'bench.sqlite'}", internal, external, answer
+            )
             problems += [f"SQLite: {x}" for x in p]
             print(f"  end to end, SQLite:             {t:6.2f} s   ({t / t_dc:.0%} of datacompy)", flush=True)
         if "postgresql" in backends:
@@ -412,7 +607,10 @@ def main() -> int:
                 pg_url = url.rsplit("/", 1)[0] + f"/{name}"
                 t, p = db_round_trip("PostgreSQL", pg_url, internal, external, answer)
                 problems += [f"PostgreSQL: {x}" for x in p]
-                print(f"  end to end, PostgreSQL:         {t:6.2f} s   ({t / t_dc:.0%} of datacompy)", flush=True)
+                print(
+                    f"  end to end, PostgreSQL:         {t:6.2f} s   ({t / t_dc:.0%} of datacompy)",
+                    flush=True,
+                )
                 with admin.connect() as c:
                     c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
                 admin.dispose()

@@ -37,7 +37,12 @@ def config(**over: Any) -> Any:
         "compare": ["isin", "quantity", "amount", "settle"],
         "passes": [
             {"name": "exact_ref", "kind": "pair", "keys": ["ref"], "duplicates": "report"},
-            {"name": "composite", "kind": "pair", "keys": ["isin", "quantity"], "require": ["amount", "settle"]},
+            {
+                "name": "composite",
+                "kind": "pair",
+                "keys": ["isin", "quantity"],
+                "require": ["amount", "settle"],
+            },
         ],
         "stake": {"amount": "amount"},
     }
@@ -64,10 +69,20 @@ def kinds(result: Any) -> dict[str, int]:
 
 
 def test_exact_reference_pass_matches_and_reports_differing_fields_with_both_values() -> None:
-    left = frame([("T1", "US0378331005", 100, "1000.00", "2026-11-20"),
-                  ("T2", "US0378331005", 200, "2000.00", "2026-11-20")], "L")
-    right = frame([("T1", "US0378331005", 100, "1000.00", "2026-11-20"),
-                   ("T2", "US5949181045", 210, "2000.00", "2026-11-20")], "R")
+    left = frame(
+        [
+            ("T1", "US0378331005", 100, "1000.00", "2026-11-20"),
+            ("T2", "US0378331005", 200, "2000.00", "2026-11-20"),
+        ],
+        "L",
+    )
+    right = frame(
+        [
+            ("T1", "US0378331005", 100, "1000.00", "2026-11-20"),
+            ("T2", "US5949181045", 210, "2000.00", "2026-11-20"),
+        ],
+        "R",
+    )
     result = reconcile(left, right, config())
     assert result.matched_by_pass()["exact_ref"] == 1
     (b,) = describe(result)
@@ -81,12 +96,22 @@ def test_exact_reference_pass_matches_and_reports_differing_fields_with_both_val
 
 
 def test_composite_pass_pairs_records_without_reference_only_within_tolerance() -> None:
-    left = frame([("T1", "DE0007164600", 50, "12075.00", "2026-11-20"),
-                  ("T2", "DE0007236101", 70, "14371.00", "2026-11-20")], "L")
+    left = frame(
+        [
+            ("T1", "DE0007164600", 50, "12075.00", "2026-11-20"),
+            ("T2", "DE0007236101", 70, "14371.00", "2026-11-20"),
+        ],
+        "L",
+    )
     # No references; amounts within a cent and a settlement date one day off (window 1) -> composite match;
     # the second is 5 cents off: not paired by the composite pass, so both sides stay unmatched.
-    right = frame([(None, "DE0007164600", 50, "12075.01", "2026-11-21"),
-                   (None, "DE0007236101", 70, "14371.05", "2026-11-20")], "R")
+    right = frame(
+        [
+            (None, "DE0007164600", 50, "12075.01", "2026-11-21"),
+            (None, "DE0007236101", 70, "14371.05", "2026-11-20"),
+        ],
+        "R",
+    )
     result = reconcile(left, right, config())
     assert result.matched_by_pass() == {"exact_ref": 0, "composite": 1}
     assert kinds(result) == {"MISSING_EXTERNAL": 1, "MISSING_INTERNAL": 1}
@@ -105,11 +130,15 @@ def test_composite_pass_pairs_records_without_reference_only_within_tolerance() 
     ],
 )
 def test_numeric_tolerances_at_their_boundaries(tolerance: str, left: str, right: str, agree: bool) -> None:
-    cfg = parse_config({
-        "left": {"source": "a"}, "right": {"source": "b"},
-        "fields": {"ref": {}, "amount": {"type": "money", "tolerance": tolerance}},
-        "compare": ["amount"], "passes": [{"name": "p", "keys": ["ref"]}],
-    })
+    cfg = parse_config(
+        {
+            "left": {"source": "a"},
+            "right": {"source": "b"},
+            "fields": {"ref": {}, "amount": {"type": "money", "tolerance": tolerance}},
+            "compare": ["amount"],
+            "passes": [{"name": "p", "keys": ["ref"]}],
+        }
+    )
     lf = pd.DataFrame({"_id": ["l"], "ref": ["X"], "amount": pd.array([money(left)], dtype="Int64")})
     rf = pd.DataFrame({"_id": ["r"], "ref": ["X"], "amount": pd.array([money(right)], dtype="Int64")})
     result = reconcile(lf, rf, cfg)
@@ -117,25 +146,48 @@ def test_numeric_tolerances_at_their_boundaries(tolerance: str, left: str, right
     assert (len(result.mismatch_left) == 1) is (not agree)
 
 
-@pytest.mark.parametrize(("days", "other", "agree"), [(0, "2026-11-20", True), (0, "2026-11-21", False),
-                                                      (2, "2026-11-22", True), (2, "2026-11-18", True),
-                                                      (2, "2026-11-23", False)])
+@pytest.mark.parametrize(
+    ("days", "other", "agree"),
+    [
+        (0, "2026-11-20", True),
+        (0, "2026-11-21", False),
+        (2, "2026-11-22", True),
+        (2, "2026-11-18", True),
+        (2, "2026-11-23", False),
+    ],
+)
 def test_date_window_tolerance(days: int, other: str, agree: bool) -> None:
-    cfg = parse_config({
-        "left": {"source": "a"}, "right": {"source": "b"},
-        "fields": {"ref": {}, "d": {"type": "date", "tolerance": f"days={days}"}},
-        "compare": ["d"], "passes": [{"name": "p", "keys": ["ref"]}],
-    })
+    cfg = parse_config(
+        {
+            "left": {"source": "a"},
+            "right": {"source": "b"},
+            "fields": {"ref": {}, "d": {"type": "date", "tolerance": f"days={days}"}},
+            "compare": ["d"],
+            "passes": [{"name": "p", "keys": ["ref"]}],
+        }
+    )
     lf = pd.DataFrame({"_id": ["l"], "ref": ["X"], "d": pd.to_datetime(["2026-11-20"])})
     rf = pd.DataFrame({"_id": ["r"], "ref": ["X"], "d": pd.to_datetime([other])})
     assert (reconcile(lf, rf, cfg).matched_groups == 1) is agree
 
 
 def test_text_is_exact_and_a_missing_value_differs_from_a_present_one() -> None:
-    left = frame([("T1", "US0378331005", 1, "1.00", "2026-11-20"), ("T2", None, 1, "1.00", "2026-11-20"),
-                  ("T3", None, 1, None, "2026-11-20")], "L")
-    right = frame([("T1", "us0378331005", 1, "1.00", "2026-11-20"), ("T2", "US0378331005", 1, "1.00", "2026-11-20"),
-                   ("T3", None, 1, None, "2026-11-20")], "R")
+    left = frame(
+        [
+            ("T1", "US0378331005", 1, "1.00", "2026-11-20"),
+            ("T2", None, 1, "1.00", "2026-11-20"),
+            ("T3", None, 1, None, "2026-11-20"),
+        ],
+        "L",
+    )
+    right = frame(
+        [
+            ("T1", "us0378331005", 1, "1.00", "2026-11-20"),
+            ("T2", "US0378331005", 1, "1.00", "2026-11-20"),
+            ("T3", None, 1, None, "2026-11-20"),
+        ],
+        "R",
+    )
     result = reconcile(left, right, config())
     assert result.matched_groups == 1  # T3: both missing agree
     assert sorted(result.left.ids[result.mismatch_left].tolist()) == ["L0", "L1"]
@@ -143,7 +195,10 @@ def test_text_is_exact_and_a_missing_value_differs_from_a_present_one() -> None:
 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_duplicate_keys_on_either_side_are_reported_once_and_never_paired(side: str) -> None:
-    one = [("T1", "US0378331005", 100, "1000.00", "2026-11-20"), ("T2", "US0378331005", 5, "50.00", "2026-11-20")]
+    one = [
+        ("T1", "US0378331005", 100, "1000.00", "2026-11-20"),
+        ("T2", "US0378331005", 5, "50.00", "2026-11-20"),
+    ]
     two = one + [("T1", "US0378331005", 100, "1000.00", "2026-11-20")]
     left, right = (frame(two, "L"), frame(one, "R")) if side == "left" else (frame(one, "L"), frame(two, "R"))
     result = reconcile(left, right, config())
@@ -158,40 +213,70 @@ def test_duplicate_keys_on_either_side_are_reported_once_and_never_paired(side: 
 
 
 def test_one_to_many_partial_fills_against_a_block_confirmation() -> None:
-    cfg = config(passes=[
-        {"name": "exact_ref", "kind": "pair", "keys": ["ref"], "duplicates": "report"},
-        {"name": "fills", "kind": "aggregate", "many": "left", "keys": ["isin", "settle"],
-         "sum": ["quantity", "amount"]},
-    ])
-    left = frame([("F1", "FR0000120271", 300, "16590.00", "2026-11-20"),
-                  ("F2", "FR0000120271", 200, "11062.00", "2026-11-20"),
-                  ("F3", "FR0000120271", 500, "27650.00", "2026-11-20"),
-                  ("G1", "NL0010273215", 10, "6554.00", "2026-11-20"),
-                  ("G2", "NL0010273215", 10, "6554.00", "2026-11-20")], "L")
-    right = frame([("BLOCK1", "FR0000120271", 1000, "55302.00", "2026-11-20"),
-                   ("BLOCK2", "NL0010273215", 25, "16385.00", "2026-11-20")], "R")
+    cfg = config(
+        passes=[
+            {"name": "exact_ref", "kind": "pair", "keys": ["ref"], "duplicates": "report"},
+            {
+                "name": "fills",
+                "kind": "aggregate",
+                "many": "left",
+                "keys": ["isin", "settle"],
+                "sum": ["quantity", "amount"],
+            },
+        ]
+    )
+    left = frame(
+        [
+            ("F1", "FR0000120271", 300, "16590.00", "2026-11-20"),
+            ("F2", "FR0000120271", 200, "11062.00", "2026-11-20"),
+            ("F3", "FR0000120271", 500, "27650.00", "2026-11-20"),
+            ("G1", "NL0010273215", 10, "6554.00", "2026-11-20"),
+            ("G2", "NL0010273215", 10, "6554.00", "2026-11-20"),
+        ],
+        "L",
+    )
+    right = frame(
+        [
+            ("BLOCK1", "FR0000120271", 1000, "55302.00", "2026-11-20"),
+            ("BLOCK2", "NL0010273215", 25, "16385.00", "2026-11-20"),
+        ],
+        "R",
+    )
     result = reconcile(left, right, cfg)
-    assert [(name, sorted(result.left.ids[lp]), result.right.ids[rp].tolist())
-            for name, lp, rp in result.groups] == [("fills", ["L0", "L1", "L2"], ["R0"])]
+    assert [
+        (name, sorted(result.left.ids[lp]), result.right.ids[rp].tolist()) for name, lp, rp in result.groups
+    ] == [("fills", ["L0", "L1", "L2"], ["R0"])]
     # The second block is 5 short: not matched, every record stays a break.
     assert kinds(result) == {"MISSING_EXTERNAL": 2, "MISSING_INTERNAL": 1}
 
 
 def test_many_to_one_several_bank_lines_against_one_settlement() -> None:
-    cfg = config(passes=[
-        {"name": "exact_ref", "kind": "pair", "keys": ["ref"], "duplicates": "report"},
-        {"name": "split", "kind": "aggregate", "many": "right", "keys": ["ref"], "sum": ["amount"]},
-    ], compare=["amount"])
-    left = frame([("SEME1", "X", 1, "-1000000.00", "2026-11-20"), ("SEME2", "X", 1, "500.00", "2026-11-20")], "L")
+    cfg = config(
+        passes=[
+            {"name": "exact_ref", "kind": "pair", "keys": ["ref"], "duplicates": "report"},
+            {"name": "split", "kind": "aggregate", "many": "right", "keys": ["ref"], "sum": ["amount"]},
+        ],
+        compare=["amount"],
+    )
+    left = frame(
+        [("SEME1", "X", 1, "-1000000.00", "2026-11-20"), ("SEME2", "X", 1, "500.00", "2026-11-20")], "L"
+    )
     # The bank booked SEME1 in three lines quoting the same reference: held as duplicates by the reference pass,
     # accounted for by the aggregation. SEME2 twice with a wrong total stays a duplicate-key break.
-    right = frame([("SEME1", "X", 1, "-400000.00", "2026-11-20"), ("SEME1", "X", 1, "-350000.00", "2026-11-20"),
-                   ("SEME1", "X", 1, "-250000.00", "2026-11-20"), ("SEME2", "X", 1, "300.00", "2026-11-20"),
-                   ("SEME2", "X", 1, "300.00", "2026-11-20")], "R")
+    right = frame(
+        [
+            ("SEME1", "X", 1, "-400000.00", "2026-11-20"),
+            ("SEME1", "X", 1, "-350000.00", "2026-11-20"),
+            ("SEME1", "X", 1, "-250000.00", "2026-11-20"),
+            ("SEME2", "X", 1, "300.00", "2026-11-20"),
+            ("SEME2", "X", 1, "300.00", "2026-11-20"),
+        ],
+        "R",
+    )
     result = reconcile(left, right, cfg)
-    assert [(n, result.left.ids[lp].tolist(), sorted(result.right.ids[rp])) for n, lp, rp in result.groups] == [
-        ("split", ["L0"], ["R0", "R1", "R2"])
-    ]
+    assert [
+        (n, result.left.ids[lp].tolist(), sorted(result.right.ids[rp])) for n, lp, rp in result.groups
+    ] == [("split", ["L0"], ["R0", "R1", "R2"])]
     assert kinds(result) == {"DUPLICATE_KEY": 1}
     assert describe(result)[0]["internal_record"]["key"] == {"ref": "SEME2"}
 
@@ -200,8 +285,13 @@ def test_no_false_breaks_on_identical_random_books() -> None:
     rng = np.random.default_rng(7)
     n = 5_000
     rows = [
-        (f"T{i:06d}", f"ISIN{int(rng.integers(50)):08d}", int(rng.integers(1, 10_000)),
-         f"{int(rng.integers(1, 10**9))}.{int(rng.integers(100)):02d}", f"2026-11-{int(rng.integers(1, 28)):02d}")
+        (
+            f"T{i:06d}",
+            f"ISIN{int(rng.integers(50)):08d}",
+            int(rng.integers(1, 10_000)),
+            f"{int(rng.integers(1, 10**9))}.{int(rng.integers(100)):02d}",
+            f"2026-11-{int(rng.integers(1, 28)):02d}",
+        )
         for i in range(n)
     ]
     left = frame(rows, "L")
@@ -214,13 +304,25 @@ def test_no_false_breaks_on_identical_random_books() -> None:
 def test_decimal_amounts_are_exact_point_one_plus_point_two_is_point_three() -> None:
     assert 0.1 + 0.2 != 0.3  # what a float-based matcher would trip over
     cfg = config(
-        fields={"ref": {}, "isin": {}, "quantity": {"type": "quantity"},
-                "amount": {"type": "money"}, "settle": {"type": "date"}},
+        fields={
+            "ref": {},
+            "isin": {},
+            "quantity": {"type": "quantity"},
+            "amount": {"type": "money"},
+            "settle": {"type": "date"},
+        },
         passes=[{"name": "agg", "kind": "aggregate", "many": "left", "keys": ["isin"], "sum": ["amount"]}],
         compare=["amount"],
     )
-    left = frame([("A", "X", 1, "0.1", "2026-11-20"), ("B", "X", 1, "0.2", "2026-11-20"),
-                  ("C", "Y", 1, "1234567890123.1", "2026-11-20"), ("D", "Y", 1, "0.2", "2026-11-20")], "L")
+    left = frame(
+        [
+            ("A", "X", 1, "0.1", "2026-11-20"),
+            ("B", "X", 1, "0.2", "2026-11-20"),
+            ("C", "Y", 1, "1234567890123.1", "2026-11-20"),
+            ("D", "Y", 1, "0.2", "2026-11-20"),
+        ],
+        "L",
+    )
     right = frame([("Z", "X", 1, "0.3", "2026-11-20"), ("W", "Y", 1, "1234567890123.3", "2026-11-20")], "R")
     result = reconcile(left, right, cfg)
     assert len(result.groups) == 2 and kinds(result) == {}
@@ -249,9 +351,15 @@ def test_output_is_deterministic_whatever_the_row_order() -> None:
     [
         ({"compare": ["isin", "qty"]}, "compare[1]: unknown field 'qty'"),
         ({"passes": [{"name": "p", "keys": ["ref"], "duplicates": "maybe"}]}, "passes[0].duplicates"),
-        ({"passes": [{"name": "a", "kind": "aggregate", "keys": ["isin"], "sum": ["isin"]}]}, "passes[0].sum[0]"),
+        (
+            {"passes": [{"name": "a", "kind": "aggregate", "keys": ["isin"], "sum": ["isin"]}]},
+            "passes[0].sum[0]",
+        ),
         ({"passes": []}, "passes: list at least one pass"),
-        ({"fields": {"ref": {}, "amount": {"type": "money", "tolerance": "abs=x"}}}, "fields.amount.tolerance"),
+        (
+            {"fields": {"ref": {}, "amount": {"type": "money", "tolerance": "abs=x"}}},
+            "fields.amount.tolerance",
+        ),
         ({"fields": {"ref": {}, "d": {"type": "text", "tolerance": "days=1"}}}, "fields.d.tolerance"),
         ({"fields": {"ref": {"type": "decimal"}}}, "fields.ref.type"),
         ({"stake": {"amount": "nope"}}, "stake.amount"),
@@ -260,12 +368,16 @@ def test_output_is_deterministic_whatever_the_row_order() -> None:
 )
 def test_config_errors_name_the_field(change: dict[str, Any], message: str) -> None:
     raw = {
-        "left": {"source": "a"}, "right": {"source": "b"},
+        "left": {"source": "a"},
+        "right": {"source": "b"},
         "fields": {"ref": {}, "isin": {}, "amount": {"type": "money"}},
-        "compare": ["isin"], "passes": [{"name": "p", "keys": ["ref"]}],
+        "compare": ["isin"],
+        "passes": [{"name": "p", "keys": ["ref"]}],
     }
     raw.update(change)
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+    with pytest.raises(
+        ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")
+    ):
         parse_config(raw)
 
 

@@ -51,8 +51,13 @@ def test_tolerances_change_the_outcome() -> None:
 def test_composite_keys_and_default_compare(tmp_path: Path) -> None:
     result = reconcile_files(OURS, THEIRS, ["trade_id", "isin"])  # every common column compared exactly
     assert set(result.summary["compare"]) == {"quantity", "amount", "settle_date", "counterparty"}
-    assert counts(result.summary) == {"matched": 1, "mismatched": 4, "missing_left": 1, "missing_right": 1,
-                                      "duplicate_keys": 1}
+    assert counts(result.summary) == {
+        "matched": 1,
+        "mismatched": 4,
+        "missing_left": 1,
+        "missing_right": 1,
+        "duplicate_keys": 1,
+    }
 
 
 def test_xlsx_in_and_out_and_exact_decimals(tmp_path: Path) -> None:
@@ -60,16 +65,26 @@ def test_xlsx_in_and_out_and_exact_decimals(tmp_path: Path) -> None:
     right = pd.DataFrame({"id": ["A", "B", "C"], "amount": ["0.10", "0.2000", "1234567890123.1235"]})
     left.to_excel(tmp_path / "l.xlsx", index=False)
     right.to_excel(tmp_path / "r.xlsx", index=False)
-    result = reconcile_files(tmp_path / "l.xlsx", tmp_path / "r.xlsx", ["id"], ["amount"], out=tmp_path / "o.xlsx")
-    assert counts(result.summary) == {"matched": 2, "mismatched": 1, "missing_left": 0, "missing_right": 0,
-                                      "duplicate_keys": 0}
+    result = reconcile_files(
+        tmp_path / "l.xlsx", tmp_path / "r.xlsx", ["id"], ["amount"], out=tmp_path / "o.xlsx"
+    )
+    assert counts(result.summary) == {
+        "matched": 2,
+        "mismatched": 1,
+        "missing_left": 0,
+        "missing_right": 0,
+        "duplicate_keys": 0,
+    }
     report = pd.read_excel(tmp_path / "o.xlsx", dtype=str)
     assert report["id"].tolist() == ["C"]
     # 0.1 + 0.2 against 0.3 as a relative tolerance of zero: exactly equal, no float residue.
     (tmp_path / "a.csv").write_text("id,x\nK,0.3\n")
     (tmp_path / "b.csv").write_text("id,x\nK,0.30000000000000004\n")
     assert reconcile_files(tmp_path / "a.csv", tmp_path / "b.csv", ["id"], ["x"]).summary["mismatched"] == 1
-    assert reconcile_files(tmp_path / "a.csv", tmp_path / "b.csv", ["id"], ["x:abs=0.000001"]).summary["matched"] == 1
+    assert (
+        reconcile_files(tmp_path / "a.csv", tmp_path / "b.csv", ["id"], ["x:abs=0.000001"]).summary["matched"]
+        == 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,7 +94,11 @@ def test_xlsx_in_and_out_and_exact_decimals(tmp_path: Path) -> None:
         (["trade_id"], ["amount:abz=1"], r"bad tolerance 'abz=1'"),
         (["trade_id"], ["amount:abs=ten"], r"'ten' in 'abs=ten' is not a number"),
         (["trade_id"], ["settle_date:abs=1"], r"LEFT file ours\.csv, line 2, column 'settle_date'"),
-        (["trade_id"], ["counterparty:days=1"], r"line 2, column 'counterparty': 'NORTHBRIDGE' is not a date"),
+        (
+            ["trade_id"],
+            ["counterparty:days=1"],
+            r"line 2, column 'counterparty': 'NORTHBRIDGE' is not a date",
+        ),
     ],
 )
 def test_clear_errors(keys: list[str], compare: list[str], message: str) -> None:

@@ -47,19 +47,45 @@ def _expected(differences: Any) -> Counter[tuple[Any, ...]]:
             elif kind == "EXTRA":
                 out[(name, "MISSING_INTERNAL", d["external"], None, None, None, None)] += 1
             else:  # QUANTITY, PRICE, SETTLEMENT_DATE, BOOK_ERROR (wrong ISIN or price booked)
-                out[(name, "FIELD_MISMATCH", d["trade_ref"], d["field"], d["book"], d["external"],
-                     CODES[d["field"]])] += 1
+                out[
+                    (
+                        name,
+                        "FIELD_MISMATCH",
+                        d["trade_ref"],
+                        d["field"],
+                        d["book"],
+                        d["external"],
+                        CODES[d["field"]],
+                    )
+                ] += 1
         elif src == "HOLDINGS":
             name, ident = defs.HOLDINGS, f"{d['account']}|{d['isin']}"
-            kind_map = {"QUANTITY": "FIELD_MISMATCH", "MISSING": "MISSING_EXTERNAL", "EXTRA": "MISSING_INTERNAL"}
+            kind_map = {
+                "QUANTITY": "FIELD_MISMATCH",
+                "MISSING": "MISSING_EXTERNAL",
+                "EXTRA": "MISSING_INTERNAL",
+            }
             field = "quantity" if kind == "QUANTITY" else None
             vals = (d["book"], d["external"]) if field else (None, None)
             out[(name, kind_map[kind], ident, field, *vals, "DQUA" if field else None)] += 1
         else:
             name = defs.CASH
-            kind_map = {"AMOUNT": "FIELD_MISMATCH", "MISSING": "MISSING_EXTERNAL", "EXTRA": "MISSING_INTERNAL"}
-            out[(name, kind_map[kind], d["currency"], "amount", d["book"], d["external"],
-                 "DMON" if kind == "AMOUNT" else None)] += 1
+            kind_map = {
+                "AMOUNT": "FIELD_MISMATCH",
+                "MISSING": "MISSING_EXTERNAL",
+                "EXTRA": "MISSING_INTERNAL",
+            }
+            out[
+                (
+                    name,
+                    kind_map[kind],
+                    d["currency"],
+                    "amount",
+                    d["book"],
+                    d["external"],
+                    "DMON" if kind == "AMOUNT" else None,
+                )
+            ] += 1
     return out
 
 
@@ -77,8 +103,17 @@ def _found(db: Database) -> Counter[tuple[Any, ...]]:
                 out[(name, kind, rec["currency"], "amount", book, ext, b.root_cause)] += 1
             elif kind == "FIELD_MISMATCH":
                 first = b.differences[0]
-                out[(name, kind, b.internal_ref, first["field"], first["internal"], first["external"],
-                     b.root_cause)] += 1
+                out[
+                    (
+                        name,
+                        kind,
+                        b.internal_ref,
+                        first["field"],
+                        first["internal"],
+                        first["external"],
+                        b.root_cause,
+                    )
+                ] += 1
             else:
                 ident = b.internal_ref if kind == "MISSING_EXTERNAL" else b.external_ref
                 out[(name, kind, ident, None, None, None, b.root_cause)] += 1
@@ -100,7 +135,10 @@ def test_default_definitions_find_exactly_the_injected_differences(
     settle = results[defs.SETTLEMENT]
     assert settle.new_breaks == 0 and settle.out_of_coverage > 0
     with db.read() as s:
-        assert s.scalar(select(func.count()).select_from(ReconRun).where(ReconRun.status == RunStatus.COMPLETED)) == 4
+        assert (
+            s.scalar(select(func.count()).select_from(ReconRun).where(ReconRun.status == RunStatus.COMPLETED))
+            == 4
+        )
         matches = s.scalar(select(func.count()).select_from(ReconMatch))
         assert matches == sum(r.matched for r in results.values())
         pairs = s.execute(select(ReconMatch.left_refs, ReconMatch.right_refs).limit(3)).all()
@@ -137,8 +175,10 @@ def test_break_lifecycle_across_runs(db: Database, book: demo.DemoSummary, users
     mismatch = _break(db, break_type="FIELD_MISMATCH")
     good, bad = mismatch.differences[0]["internal"], mismatch.differences[0]["external"]
     with db.write() as s:
-        s.execute(text("UPDATE statement_lines SET amount = :a WHERE reference = :r"),
-                  {"a": good, "r": mismatch.external_ref})
+        s.execute(
+            text("UPDATE statement_lines SET amount = :a WHERE reference = :r"),
+            {"a": good, "r": mismatch.external_ref},
+        )
     fixed = run_recon(db, clerk, defs.CASH)
     assert (fixed.new_breaks, fixed.resolved, fixed.reopened) == (0, 1, 0)
     closed = _break(db, id=mismatch.id)
@@ -148,13 +188,17 @@ def test_break_lifecycle_across_runs(db: Database, book: demo.DemoSummary, users
 
     # The difference comes back: the same break reopens (never a second one).
     with db.write() as s:
-        s.execute(text("UPDATE statement_lines SET amount = :a WHERE reference = :r"),
-                  {"a": bad, "r": mismatch.external_ref})
+        s.execute(
+            text("UPDATE statement_lines SET amount = :a WHERE reference = :r"),
+            {"a": bad, "r": mismatch.external_ref},
+        )
     back = run_recon(db, clerk, defs.CASH)
     assert (back.new_breaks, back.reopened, back.resolved) == (0, 1, 0)
     reopened = _break(db, id=mismatch.id)
     assert reopened.status == BreakStatus.OPEN and reopened.resolved_at is None
-    assert any(h.get("note", "").startswith(f"reopened by run {back.run_id}") for h in _history(db, mismatch.id))
+    assert any(
+        h.get("note", "").startswith(f"reopened by run {back.run_id}") for h in _history(db, mismatch.id)
+    )
     with db.read() as s:
         fps = s.execute(select(Break.fingerprint)).scalars().all()
         assert len(fps) == len(set(fps)) == 3
@@ -165,20 +209,33 @@ def test_a_manual_match_is_respected_and_an_assigned_break_keeps_its_owner(
 ) -> None:
     clerk, sup = users["clerk1"], users["supervisor"]
     run_recon(db, clerk, defs.HOLDINGS)
-    missing_ext = _break(db, break_type="MISSING_EXTERNAL", internal_ref=None) if False else None
     with db.read() as s:
-        ext = s.scalars(select(Break).where(Break.break_type == "MISSING_EXTERNAL").order_by(Break.id)).first()
-        intl = s.scalars(select(Break).where(Break.break_type == "MISSING_INTERNAL").order_by(Break.id)).first()
+        ext = s.scalars(
+            select(Break).where(Break.break_type == "MISSING_EXTERNAL").order_by(Break.id)
+        ).first()
+        intl = s.scalars(
+            select(Break).where(Break.break_type == "MISSING_INTERNAL").order_by(Break.id)
+        ).first()
         mism = s.scalars(select(Break).where(Break.break_type == "FIELD_MISMATCH").order_by(Break.id)).first()
         def_id = ext.definition_id
-    assert missing_ext is None and ext and intl and mism
+    assert ext and intl and mism
     # A person pairs the position nobody reported with the line nobody holds (as the workflow does on approval),
     # and a clerk owns the quantity break.
     with db.write() as s:
-        s.add(ReconMatch(definition_id=def_id, pass_name="manual", left_refs=[ext.internal_ref],
-                         right_refs=[intl.external_ref], matched_by_id=sup.user_id, matched_at=utcnow()))
-        s.execute(text("UPDATE breaks SET status = 'ASSIGNED', owner_id = :u WHERE id = :i"),
-                  {"u": clerk.user_id, "i": mism.id})
+        s.add(
+            ReconMatch(
+                definition_id=def_id,
+                pass_name="manual",
+                left_refs=[ext.internal_ref],
+                right_refs=[intl.external_ref],
+                matched_by_id=sup.user_id,
+                matched_at=utcnow(),
+            )
+        )
+        s.execute(
+            text("UPDATE breaks SET status = 'ASSIGNED', owner_id = :u WHERE id = :i"),
+            {"u": clerk.user_id, "i": mism.id},
+        )
     after = run_recon(db, clerk, defs.HOLDINGS)
     assert after.manual == 2 and after.new_breaks == 0 and after.resolved == 2
     for b in (ext, intl):
@@ -198,10 +255,22 @@ def test_a_duplicated_statement_line_is_a_duplicate_key_break_never_paired(
     db: Database, book: demo.DemoSummary, users: dict[str, Actor]
 ) -> None:
     with db.write() as s:
-        line = s.scalars(select(StatementLine).where(StatementLine.reference.like("POS-%")).order_by(StatementLine.id)).first()
-        s.add(StatementLine(statement_id=line.statement_id, line_no=line.line_no + 10_000, reference=line.reference,
-                            value_date=line.value_date, isin=line.isin, quantity=line.quantity, currency=line.currency,
-                            account_identifier=line.account_identifier, extra={}))
+        line = s.scalars(
+            select(StatementLine).where(StatementLine.reference.like("POS-%")).order_by(StatementLine.id)
+        ).first()
+        s.add(
+            StatementLine(
+                statement_id=line.statement_id,
+                line_no=line.line_no + 10_000,
+                reference=line.reference,
+                value_date=line.value_date,
+                isin=line.isin,
+                quantity=line.quantity,
+                currency=line.currency,
+                account_identifier=line.account_identifier,
+                extra={},
+            )
+        )
     result = run_recon(db, users["clerk1"], defs.HOLDINGS)
     assert result.breaks["DUPLICATE_KEY"] == 1
     dup = _break(db, break_type="DUPLICATE_KEY")
@@ -212,7 +281,9 @@ def test_a_duplicated_statement_line_is_a_duplicate_key_break_never_paired(
     assert [dup.internal_ref] not in refs  # the position was not paired with either line
 
 
-def test_definitions_are_created_once_and_edited_by_supervisors_only(db: Database, users: dict[str, Actor]) -> None:
+def test_definitions_are_created_once_and_edited_by_supervisors_only(
+    db: Database, users: dict[str, Actor]
+) -> None:
     assert sorted(defs.ensure_default_definitions(db, users["clerk1"])) == sorted(defs.DEFAULTS)
     assert defs.ensure_default_definitions(db, users["clerk1"]) == []
     cash = defs.get_definition(db, users["auditor"], defs.CASH)
@@ -245,7 +316,11 @@ def test_a_run_on_an_empty_book_and_permissions(db: Database, users: dict[str, A
     assert result.matched == 0 and sum(result.breaks.values()) == 0 and result.as_of == dt.date(2026, 11, 20)
     with db.read() as s:
         run = s.get(ReconRun, result.run_id)
-        assert run.status == RunStatus.COMPLETED and run.stats["matched"] == 0 and run.run_by_id == users["clerk1"].user_id
+        assert (
+            run.status == RunStatus.COMPLETED
+            and run.stats["matched"] == 0
+            and run.run_by_id == users["clerk1"].user_id
+        )
 
 
 def test_age_in_business_days_follows_the_market_calendar() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -33,19 +34,33 @@ def test_generate_penalties_and_fails_from_the_shell(
     base = ["--db", db.url]
 
     code, out = run(capsys, *base, "--json", "--user", "clerk1", "settle", "generate", "--gross")
-    assert code == 0 and out["ok"] and out["instructions"] == 3 and out["netted"] == 0 and out["net"] == "gross"
-    code, out = run(capsys, *base, "--json", "--user", "clerk1", "settle", "generate", "--date", ISD.isoformat())
+    assert (
+        code == 0 and out["ok"] and out["instructions"] == 3 and out["netted"] == 0 and out["net"] == "gross"
+    )
+    code, out = run(
+        capsys, *base, "--json", "--user", "clerk1", "settle", "generate", "--date", ISD.isoformat()
+    )
     assert code == 0 and out["instructions"] == 0  # idempotent
 
-    code, out = run(capsys, *base, "--json", "--user", "clerk1", "settle", "penalties", "--as-of", "2026-11-24")
-    assert code == 0 and out["penalties_added"] == 2 and out["totals"] == {"EUR": {"DEBIT": "4.00"}}
+    code, out = run(
+        capsys, *base, "--json", "--user", "clerk1", "settle", "penalties", "--as-of", "2026-11-24"
+    )
+    assert (
+        code == 0
+        and out["penalties_added"] == 2
+        and Decimal(out["totals"]["EUR"]["DEBIT"]) == Decimal("4.00")
+    )
     code, out = run(capsys, *base, "--user", "clerk1", "settle", "penalties", "--as-of", "2026-11-24")
     assert code == 0 and "No new penalties" in out["text"]
 
     code, out = run(capsys, *base, "--json", "--user", "auditor", "settle", "fails", "--as-of", "2026-11-24")
     assert code == 0 and out["count"] >= 1
     item = next(i for i in out["items"] if i["id"] == failing)
-    assert item["reason_code"] == "LACK" and item["age_days"] == 2 and item["penalty_debit"] == "4.00"
+    assert (
+        item["reason_code"] == "LACK"
+        and item["age_days"] == 2
+        and Decimal(item["penalty_debit"]) == Decimal(4)
+    )
     code, out = run(capsys, *base, "--user", "auditor", "settle", "fails", "--as-of", "2026-11-24")
     assert code == 0 and "lack of securities" in out["text"] and "failing or overdue" in out["text"]
 

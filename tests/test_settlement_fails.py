@@ -44,7 +44,11 @@ MON, TUE, WED = ISD + dt.timedelta(days=3), ISD + dt.timedelta(days=4), ISD + dt
 def _penalties(db: Database, iid: int) -> list[FailPenalty]:
     with db.read() as s:
         return list(
-            s.scalars(select(FailPenalty).where(FailPenalty.instruction_id == iid).order_by(FailPenalty.penalty_date))
+            s.scalars(
+                select(FailPenalty)
+                .where(FailPenalty.instruction_id == iid)
+                .order_by(FailPenalty.penalty_date)
+            )
         )
 
 
@@ -56,7 +60,9 @@ def _set(db: Database, iid: int, **values: object) -> None:
             setattr(i, k, v)
 
 
-def test_penalties_accrue_per_business_day_across_a_weekend_once(db: Database, users: dict[str, Actor]) -> None:
+def test_penalties_accrue_per_business_day_across_a_weekend_once(
+    db: Database, users: dict[str, Actor]
+) -> None:
     book = make_book(db)
     clerk = users["clerk1"]
     # We deliver 100 shares worth 200 (reference price) and lack them: our fail, 1 bp a day of 20,000 = 2.00.
@@ -66,7 +72,10 @@ def test_penalties_accrue_per_business_day_across_a_weekend_once(db: Database, u
     first = fails.accrue_penalties(db, clerk, TUE)
     assert first.added == 2 and first.instructions == 1
     rows = _penalties(db, iid)
-    assert [p.penalty_date for p in rows] == [ISD, MON]  # Friday and Monday; the weekend is not a business day
+    assert [p.penalty_date for p in rows] == [
+        ISD,
+        MON,
+    ]  # Friday and Monday; the weekend is not a business day
     assert all(p.amount == Decimal("2.00") and p.rate_bp == Decimal(1) for p in rows)
     assert all(p.reference_value == Decimal(20000) and p.direction == PenaltyDirection.DEBIT for p in rows)
     assert first.totals == {"EUR": {"DEBIT": Decimal("4.00")}}
@@ -121,7 +130,11 @@ def test_rates_direction_partial_and_late_settlement(db: Database, users: dict[s
 
     fails.accrue_penalties(db, clerk, TUE)
     bund_rows = _penalties(db, bund)
-    assert len(bund_rows) == 2 and bund_rows[0].amount == Decimal("9.85") and bund_rows[0].rate_bp == Decimal("0.1")
+    assert (
+        len(bund_rows) == 2
+        and bund_rows[0].amount == Decimal("9.85")
+        and bund_rows[0].rate_bp == Decimal("0.1")
+    )
     assert bund_rows[0].direction == PenaltyDirection.CREDIT
     assert {p.direction for p in _penalties(db, mony)} == {PenaltyDirection.DEBIT}
     assert {p.direction for p in _penalties(db, cmis)} == {PenaltyDirection.CREDIT}
@@ -136,7 +149,9 @@ def test_fails_list_age_value_deadline_and_priority(db: Database, users: dict[st
     book = make_book(db)
     clerk = users["clerk1"]
     small = make_instruction(db, book, S.FAILED, side=Side.SELL, qty="10", reason="LACK")  # 2,000
-    big = make_instruction(db, book, S.FAILED, side=Side.BUY, qty="10000", price="200", reason="MONY")  # 2,000,000
+    big = make_instruction(
+        db, book, S.FAILED, side=Side.BUY, qty="10000", price="200", reason="MONY"
+    )  # 2,000,000
     pending = make_instruction(db, book, S.PENDING, qty="100")
     make_instruction(db, book, S.SETTLED)
     make_instruction(db, book, S.MATCHED, isd=WED)  # not yet due: not a fail
@@ -200,14 +215,26 @@ def test_give_up_moves_the_trade_when_taken_up(db: Database, users: dict[str, Ac
         fails.acknowledge_give_up(s, clerk, exc_id, "TU-778812")
     with db.read() as s:
         trade = s.get(Trade, fut)
-        assert trade is not None and trade.counterparty_id == book.cp_clear and trade.counterparty_code == "CLEARCO"
-        assert trade.status == TradeStatus.SETTLED  # the give-up does not touch the futures trade's own status
+        assert (
+            trade is not None
+            and trade.counterparty_id == book.cp_clear
+            and trade.counterparty_code == "CLEARCO"
+        )
+        assert (
+            trade.status == TradeStatus.SETTLED
+        )  # the give-up does not touch the futures trade's own status
         exc = s.get(ClearingException, exc_id)
-        assert exc is not None and exc.state == ClearingExceptionState.ACKNOWLEDGED and exc.ack_ref == "TU-778812"
+        assert (
+            exc is not None
+            and exc.state == ClearingExceptionState.ACKNOWLEDGED
+            and exc.ack_ref == "TU-778812"
+        )
         inst = s.get(SettlementInstruction, exc.instruction_id)
         assert inst is not None and inst.status == S.SETTLED
         actions = s.scalars(
-            select(AuditEntry.action).where(AuditEntry.action.like("clearing_exceptions.%")).order_by(AuditEntry.id)
+            select(AuditEntry.action)
+            .where(AuditEntry.action.like("clearing_exceptions.%"))
+            .order_by(AuditEntry.id)
         ).all()
         assert actions == [
             "clearing_exceptions.raise",
@@ -215,7 +242,9 @@ def test_give_up_moves_the_trade_when_taken_up(db: Database, users: dict[str, Ac
             "clearing_exceptions.resend",
             "clearing_exceptions.acknowledge",
         ]
-        assert s.scalars(select(AuditEntry).where(AuditEntry.action == "trades.give_up")).one().entity_id == str(fut)
+        assert s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "trades.give_up")
+        ).one().entity_id == str(fut)
     with db.write() as s, pytest.raises(errors.ValidationFailed, match="ACKNOWLEDGED"):
         fails.cancel_exception(s, clerk, exc_id, "too late")
     # Exceptions settle nothing at a CSD: no penalties.
@@ -264,7 +293,11 @@ def test_out_trade_recognised_or_not_ours(db: Database, users: dict[str, Actor])
     with db.read() as s:
         ea, eb = s.get(ClearingException, a), s.get(ClearingException, b)
         assert ea is not None and eb is not None
-        assert (ea.state, ea.resolution, ea.ack_ref) == (ClearingExceptionState.RESOLVED, "RECOGNISED", "GB-Q-1")
+        assert (ea.state, ea.resolution, ea.ack_ref) == (
+            ClearingExceptionState.RESOLVED,
+            "RECOGNISED",
+            "GB-Q-1",
+        )
         assert s.get(SettlementInstruction, ea.instruction_id).status == S.SETTLED  # type: ignore[union-attr]
         assert s.get(SettlementInstruction, eb.instruction_id).status == S.CANCELLED  # type: ignore[union-attr]
         assert s.get(Trade, stands).status == TradeStatus.CONFIRMED  # type: ignore[union-attr]

@@ -30,7 +30,9 @@ def _instructions(db: Database) -> list[SettlementInstruction]:
 def _trades_of(db: Database, instruction_id: int) -> list[int]:
     with db.read() as s:
         return sorted(
-            s.scalars(select(InstructionTrade.trade_id).where(InstructionTrade.instruction_id == instruction_id))
+            s.scalars(
+                select(InstructionTrade.trade_id).where(InstructionTrade.instruction_id == instruction_id)
+            )
         )
 
 
@@ -108,7 +110,9 @@ def test_netting_as_configured_per_counterparty(db: Database, users: dict[str, A
     assert net.settlement_amount == Decimal("23800")
     for lone in (other_day, bond, zero_a, zero_b, g1, g2):
         (i,) = _by_trade(db, lone)
-        assert not i.is_netted  # alone in its group, netting to zero securities, or a counterparty that does not net
+        assert (
+            not i.is_netted
+        )  # alone in its group, netting to zero securities, or a counterparty that does not net
 
 
 def test_net_and_gross_flags_override_the_configuration(db: Database, users: dict[str, Actor]) -> None:
@@ -162,7 +166,9 @@ def test_unnet_by_hand_replaces_the_obligation_with_gross_instructions(db: Datab
     with db.read() as s:
         old = s.get(SettlementInstruction, net_id)
         assert old is not None and old.status == S.CANCELLED
-        new = s.scalars(select(SettlementInstruction).where(SettlementInstruction.replaces_id == net_id)).all()
+        new = s.scalars(
+            select(SettlementInstruction).where(SettlementInstruction.replaces_id == net_id)
+        ).all()
         assert len(new) == 3 and all(not i.is_netted and i.status == S.PENDING for i in new)
         assert sorted(t for i in new for t in _trades_of(db, i.id)) == sorted(trades)
         # The trades went back to affirmed when the sent obligation was cancelled.
@@ -217,7 +223,9 @@ def test_cancelled_trade_leaves_the_others_gross_when_only_one_remains(db: Datab
         assert s.get(Trade, b).status == TradeStatus.CANCELLED  # type: ignore[union-attr]
 
 
-def test_settled_netted_obligation_cannot_be_un_netted_and_settles_its_trades(db: Database, clerk: Actor) -> None:
+def test_settled_netted_obligation_cannot_be_un_netted_and_settles_its_trades(
+    db: Database, clerk: Actor
+) -> None:
     book = make_book(db)
     net_id, trades = _netted_group(db, book, clerk)
     with db.write() as s:

@@ -21,8 +21,8 @@ from app.models import (
     CashBalance,
     CashMovement,
     Counterparty,
-    Instrument,
     InstructionTrade,
+    Instrument,
     Market,
     Position,
     SecuritiesMovement,
@@ -102,7 +102,9 @@ def make_book(db: Database) -> Book:
             ("NETBANK", True, "529900HNOAA1KXQJUQ27"),
             ("CLEARCO", False, "549300QKQZBZ7XZ5WS44"),
         ):
-            c = Counterparty(code=code, name=code.title(), lei=lei, bic=f"{code[:6]}DEFF", country="DE", netting=netting)
+            c = Counterparty(
+                code=code, name=code.title(), lei=lei, bic=f"{code[:6]}DEFF", country="DE", netting=netting
+            )
             s.add(c)
             s.flush()
             cps.append(c.id)
@@ -300,14 +302,18 @@ def test_every_refused_transition_says_from_to_and_why_and_changes_nothing(
             lifecycle.transition(s, users["clerk1"], i, new, reason_code="LACK")
         message = str(info.value)
         assert old.value in message and new.value in message and ":" in message, message
-        assert isinstance(info.value, errors.InvalidTransition) and isinstance(info.value, errors.OpsDeskError)
+        assert isinstance(info.value, errors.InvalidTransition) and isinstance(
+            info.value, errors.OpsDeskError
+        )
         assert info.value.why
         with db.read() as s:
             i = s.get(SettlementInstruction, iid)
             assert i is not None and i.status == old and i.version == 1
 
 
-def test_failed_needs_a_reason_and_auditors_may_not_move_anything(db: Database, users: dict[str, Actor]) -> None:
+def test_failed_needs_a_reason_and_auditors_may_not_move_anything(
+    db: Database, users: dict[str, Actor]
+) -> None:
     book = make_book(db)
     iid = make_instruction(db, book, S.MATCHED)
     with pytest.raises(InvalidTransition, match="reason code"), db.write() as s:
@@ -351,7 +357,9 @@ def _apply(db: Database, actor: Actor, iid: int, qty: str, amount: str, on: dt.d
         movements.apply_settlement(s, actor, i, Decimal(qty), Decimal(amount), on)
 
 
-def test_partial_then_full_settlement_moves_securities_and_cash(db: Database, users: dict[str, Actor]) -> None:
+def test_partial_then_full_settlement_moves_securities_and_cash(
+    db: Database, users: dict[str, Actor]
+) -> None:
     book = make_book(db)
     clerk = users["clerk1"]
     buy = make_instruction(db, book, S.MATCHED, side=Side.BUY, qty="300", price="200")  # pays 60,000
@@ -382,7 +390,9 @@ def test_partial_then_full_settlement_moves_securities_and_cash(db: Database, us
         assert pos is not None and pos.settled_quantity == Decimal(200)  # +300 received, -100 delivered
         assert cash is not None and cash.settled_amount == Decimal(-60000 + 21000)
         moves = s.scalars(
-            select(SecuritiesMovement).where(SecuritiesMovement.instruction_id == buy).order_by(SecuritiesMovement.id)
+            select(SecuritiesMovement)
+            .where(SecuritiesMovement.instruction_id == buy)
+            .order_by(SecuritiesMovement.id)
         ).all()
         assert [m.quantity for m in moves] == [Decimal(100), Decimal(150), Decimal(50)]
         assert all(m.kind == MovementKind.SETTLED and m.trade_id is not None for m in moves)
@@ -456,7 +466,9 @@ def test_free_of_payment_moves_no_cash(db: Database, users: dict[str, Actor]) ->
     assert_consistent(db)
 
 
-def test_invariant_reports_a_position_changed_without_a_movement(db: Database, users: dict[str, Actor]) -> None:
+def test_invariant_reports_a_position_changed_without_a_movement(
+    db: Database, users: dict[str, Actor]
+) -> None:
     book = make_book(db)
     iid = make_instruction(db, book, S.MATCHED)
     _apply(db, users["clerk1"], iid, "100", "20000")

@@ -53,19 +53,33 @@ def test_versions_are_read_alike() -> None:
         assert (st.opening_balance, st.closing_balance) == (Decimal("18.15"), Decimal("-27.00"))
         assert st.lines[0].counterparty == "NAME NAME"
     assert [st.format for st in (v2, v3, v4, v8)] == [
-        "camt.053.001.02", "camt.053.001.03", "camt.053.001.04", "camt.053.001.08",
+        "camt.053.001.02",
+        "camt.053.001.03",
+        "camt.053.001.04",
+        "camt.053.001.08",
     ]
 
 
 def test_multi_statement_five_decimals_all_balance_types_and_header() -> None:
     multi = parse("genkgo-camt/camt053.v2.multi.statement.xml")
     assert [(s.opening_balance, s.closing_balance) for s in multi] == [
-        (Decimal("18.15"), Decimal("27.00")), (Decimal("27.00"), Decimal("20.00")),
+        (Decimal("18.15"), Decimal("27.00")),
+        (Decimal("27.00"), Decimal("20.00")),
     ]
     (five,) = parse("genkgo-camt/camt053.v2.five.decimals.xml")
     assert five.opening_balance == Decimal("18.150") and five.lines[0].amount == Decimal("8.850")
     (allb,) = parse("genkgo-camt/camt053.v2.all-balance-types.xml")
-    assert set(allb.extra["balances"]) >= {"OPBD", "PRCD", "OPAV", "CLBD", "CLAV", "FWAV", "ITAV", "ITBD", "XPCD"}
+    assert set(allb.extra["balances"]) >= {
+        "OPBD",
+        "PRCD",
+        "OPAV",
+        "CLBD",
+        "CLAV",
+        "FWAV",
+        "ITAV",
+        "ITBD",
+        "XPCD",
+    }
     (hdr,) = parse("prowide-iso20022/camt.053.001.07.xml")
     assert (hdr.sender, hdr.account_identifier, hdr.currency) == ("MLCOUS33XXX", "2345234534", "USD")
     assert hdr.opening_balance is None and set(hdr.extra["balances"]) == {"OPAV", "ITBD"}
@@ -80,7 +94,9 @@ def test_intraday_report_and_notification() -> None:
 
 def test_damaged_xml_is_refused() -> None:
     with pytest.raises(StatementFileRefused, match="not well-formed XML"):
-        read_statements(b"<Document xmlns='urn:iso:std:iso:20022:tech:xsd:camt.053.001.08'><Bk", "x.xml", "camt")
+        read_statements(
+            b"<Document xmlns='urn:iso:std:iso:20022:tech:xsd:camt.053.001.08'><Bk", "x.xml", "camt"
+        )
     with pytest.raises(StatementFileRefused, match="not a camt"):
         read_statements(b"<Document xmlns='urn:other'/>", "y.xml", "camt")
 
@@ -120,3 +136,45 @@ def test_wrong_file_changes_nothing(db: Database, users: dict[str, Actor]) -> No
     r = import_statements(db, users["clerk1"], [CAMT_DIR / "genkgo-camt/camt053.v2.wrong.xml"])
     assert r.files[0].status == "refused" and "Stmt" in (r.files[0].reason or "")
     assert rows(db) == before
+
+
+def camt053(seq: int, opening: str, entries: list[str], closing: str, day: str) -> bytes:
+    def bal(code: str, amount: str) -> str:
+        ind = "DBIT" if amount.startswith("-") else "CRDT"
+        return (
+            f"<Bal><Tp><CdOrPrtry><Cd>{code}</Cd></CdOrPrtry></Tp><Amt Ccy='EUR'>{amount.lstrip('-')}</Amt>"
+            f"<CdtDbtInd>{ind}</CdtDbtInd><Dt><Dt>{day}</Dt></Dt></Bal>"
+        )
+
+    ntry = "".join(
+        f"<Ntry><Amt Ccy='EUR'>{a.lstrip('-')}</Amt><CdtDbtInd>{'DBIT' if a.startswith('-') else 'CRDT'}</CdtDbtInd>"
+        f"<Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>{day}</Dt></BookgDt><ValDt><Dt>{day}</Dt></ValDt></Ntry>"
+        for a in entries
+    )
+    return (
+        "<Document xmlns='urn:iso:std:iso:20022:tech:xsd:camt.053.001.08'><BkToCstmrStmt>"
+        f"<GrpHdr><MsgId>M{seq}</MsgId><CreDtTm>{day}T20:00:00</CreDtTm></GrpHdr>"
+        f"<Stmt><Id>S{seq}</Id><ElctrncSeqNb>{seq}</ElctrncSeqNb><CreDtTm>{day}T20:00:00</CreDtTm>"
+        "<Acct><Id><IBAN>DE89370400440532013000</IBAN></Id><Ccy>EUR</Ccy></Acct>"
+        f"{bal('OPBD', opening)}{bal('CLBD', closing)}{ntry}</Stmt></BkToCstmrStmt></Document>"
+    ).encode()
+
+
+def test_electronic_sequence_gap_and_overlap(db: Database, users: dict[str, Actor]) -> None:
+    clerk = users["clerk1"]
+    r = import_statements(
+        db,
+        clerk,
+        [
+            ("s1.xml", camt053(1, "100.00", ["10.00"], "110.00", "2024-05-02")),
+            ("s2.xml", camt053(2, "110.00", ["-5.00"], "105.00", "2024-05-03")),
+        ],
+    )
+    assert [s.warnings for f in r.files for s in f.statements] == [[], []]
+    r = import_statements(db, clerk, [("s4.xml", camt053(4, "105.00", [], "105.00", "2024-05-07"))])
+    (st,) = r.files[0].statements
+    assert [w["code"] for w in st.warnings] == ["SEQUENCE_GAP"]
+    assert "statement number 3 not received" in st.warnings[0]["message"]
+    r = import_statements(db, clerk, [("s2b.xml", camt053(2, "110.00", ["-6.00"], "104.00", "2024-05-06"))])
+    (st,) = r.files[0].statements
+    assert st.status == "imported" and st.warnings[0]["code"] == "SEQUENCE_OVERLAP"

@@ -33,18 +33,25 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]
 
 
 def test_import_json_summary_and_exit_codes(capsys: pytest.CaptureFixture[str], url: str) -> None:
-    code, out, _ = run(capsys, "--db", url, "--user", "clerk1", "--json", "import", "statements", str(ABN), str(CAMT))
+    code, out, _ = run(
+        capsys, "--db", url, "--user", "clerk1", "--json", "import", "statements", str(ABN), str(CAMT)
+    )
     assert code == 0 and out["ok"] is True and out["by"] == "clerk1"
     assert (out["files_imported"], out["statements_imported"], out["lines_imported"]) == (2, 4, 12)
     assert out["balance_mismatches"] == 2 and out["sequence_findings"] >= 1
     abn = out["results"][0]
-    assert abn["format"] == "mt940" and [s["sequence_number"] for s in abn["statements"]] == ["19321/1", "19322/1"]
+    assert abn["format"] == "mt940" and [s["sequence_number"] for s in abn["statements"]] == [
+        "19321/1",
+        "19322/1",
+    ]
     assert "BALANCE_MISMATCH" in [w["code"] for w in abn["statements"][0]["warnings"]]
 
     code, out, _ = run(capsys, "--db", url, "--user", "clerk1", "--json", "import", "statements", str(ABN))
     assert code == 0 and out["files_duplicate"] == 1 and out["statements_imported"] == 0
 
-    code, out, err = run(capsys, "--db", url, "--user", "clerk1", "--json", "import", "statements", str(BROKEN))
+    code, out, err = run(
+        capsys, "--db", url, "--user", "clerk1", "--json", "import", "statements", str(BROKEN)
+    )
     assert code == 1 and out["ok"] is False and out["files_refused"] == 1
     assert "value date 160230 is not a calendar date" in out["results"][0]["reason"]
 

@@ -35,11 +35,16 @@ DE_POSITIONS = (
 def test_confirmations_group_by_counterparty_and_date() -> None:
     sts = read_statements(CONFIRMS.encode(), "conf.csv", "csv")
     assert [(s.account_identifier, s.statement_date.isoformat(), len(s.lines)) for s in sts] == [
-        ("BROKA", "2024-03-01", 2), ("BROKB", "2024-03-02", 1),
+        ("BROKA", "2024-03-01", 2),
+        ("BROKB", "2024-03-02", 1),
     ]
     first = sts[0].lines[0]
     assert (first.reference, first.related_reference, first.side, first.quantity, first.price) == (
-        "C-1", "T-100", "BUY", Decimal("1000"), Decimal("12.456"),
+        "C-1",
+        "T-100",
+        "BUY",
+        Decimal("1000"),
+        Decimal("12.456"),
     )
     assert sts[0].kind == StatementKind.TRADE_CONFIRMATIONS and sts[0].format == "CSV:confirmations"
     assert sts[0].lines[1].side == "SELL"  # 'S'
@@ -52,7 +57,11 @@ def test_custodian_profile_decimal_comma_and_auto_detect() -> None:
         assert [s.account_identifier for s in sts] == ["4711", "4712"]
         assert sts[0].kind == StatementKind.HOLDINGS and sts[0].format == "CSV:custodian_de"
         ln = sts[0].lines[0]
-        assert (ln.quantity, ln.price, ln.amount) == (Decimal("1250.5"), Decimal("12.456"), Decimal("15576.23"))
+        assert (ln.quantity, ln.price, ln.amount) == (
+            Decimal("1250.5"),
+            Decimal("12.456"),
+            Decimal("15576.23"),
+        )
 
 
 def test_bad_lines_refuse_the_whole_file_naming_each() -> None:
@@ -78,7 +87,11 @@ def test_xlsx_positions() -> None:
     buf = io.BytesIO()
     wb.save(buf)
     (st,) = read_statements(buf.getvalue(), "pos.xlsx", "xlsx", "positions")
-    assert (st.account_identifier, st.lines[0].quantity, st.lines[0].source_line) == ("SAFE-1", Decimal("100"), 2)
+    assert (st.account_identifier, st.lines[0].quantity, st.lines[0].source_line) == (
+        "SAFE-1",
+        Decimal("100"),
+        2,
+    )
 
 
 def rows(db: Database) -> tuple[int, int]:
@@ -96,7 +109,11 @@ def test_import_confirmations_twice(db: Database, users: dict[str, Actor], tmp_p
     assert r.counts()["statements_imported"] == 2 and r.counts()["lines_imported"] == 3
     with db.read() as s:
         line = s.scalars(select(StatementLine).where(StatementLine.reference == "C-1")).one()
-        assert (line.related_reference, line.quantity, line.price) == ("T-100", Decimal("1000"), Decimal("12.456"))
+        assert (line.related_reference, line.quantity, line.price) == (
+            "T-100",
+            Decimal("1000"),
+            Decimal("12.456"),
+        )
     before = rows(db)
     r2 = import_statements(db, users["clerk2"], [f])
     assert r2.files[0].status == "duplicate" and rows(db) == before

@@ -48,14 +48,20 @@ def test_every_file_imports_or_is_refused(path: Path) -> None:
     with pytest.raises(StatementFileRefused) as info:
         parse(path)
     reason = info.value.reason
-    expected = REFUSED_BECAUSE.get(path.name) or ("settlement" if path.name[:5] in ("MT540", "MT541", "MT543", "MT547") else "?")
+    expected = REFUSED_BECAUSE.get(path.name) or (
+        "settlement" if path.name[:5] in ("MT540", "MT541", "MT543", "MT547") else "?"
+    )
     assert expected in reason, reason
 
 
 def test_mt535_holdings_with_derived_isin() -> None:
     (st,) = parse(SWIFT_DIR / "prowide-core/MT535_MtSwiftMessageJsonSchemaTest_02.fin")
     assert st.kind == StatementKind.HOLDINGS
-    assert (st.account_identifier, st.statement_ref, st.sequence_number) == ("F275", "ICF2750609140005", "00005/MORE")
+    assert (st.account_identifier, st.statement_ref, st.sequence_number) == (
+        "F275",
+        "ICF2750609140005",
+        "00005/MORE",
+    )
     first, second = st.lines
     assert first.isin == "US31392EXH88" and first.extra["isin_derived_from"] == "/US/31392EXH8"
     assert first.quantity == Decimal("35732656") and first.extra["quantity_type"] == "FAMT"
@@ -72,7 +78,10 @@ def test_mt535_empty_statement_keeps_totals() -> None:
 def test_mt950_statement() -> None:
     (st,) = parse(SWIFT_DIR / "prowide-core/MT950_MtSwiftMessageJsonSchemaTest_02.fin")
     assert (st.format, st.currency, st.opening_balance, st.closing_balance) == (
-        "MT950", "EUR", Decimal("3723495"), Decimal("3709865.13"),
+        "MT950",
+        "EUR",
+        Decimal("3723495"),
+        Decimal("3709865.13"),
     )
     assert st.opening_balance + sum(ln.amount for ln in st.lines) == st.closing_balance
     assert any(n["code"] == "ENVELOPE" for n in st.notes)  # trailer block left open: noted, not fatal

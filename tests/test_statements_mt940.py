@@ -218,7 +218,9 @@ def test_balance_mismatch_is_flagged_and_stored(db: Database, users: dict[str, A
     result = import_statements(db, users["clerk1"], [MT940_DIR / "jejik-mt940/abnamro.txt"])
     s1, s2 = result.files[0].statements
     mismatch = next(w for w in s1.warnings if w["code"] == "BALANCE_MISMATCH")
-    assert Decimal(mismatch["difference"]) == Decimal("876.84") - (Decimal("3236.28") + Decimal(mismatch["lines_total"]))
+    assert Decimal(mismatch["difference"]) == Decimal("876.84") - (
+        Decimal("3236.28") + Decimal(mismatch["lines_total"])
+    )
     # 19322 opens at 2,876.84 although 19321 closed at 876.84: a booking is missing in between.
     assert any(w["code"] == "BALANCE_CHAIN" for w in s2.warnings)
     with db.read() as s:

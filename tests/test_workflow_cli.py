@@ -53,19 +53,33 @@ def test_corrections_propose_list_approve_reject(capsys, db: Database, users) ->
     mine = make_break(db, d, kind=BreakType.MISSING_EXTERNAL, internal_ref="T-1", amount="100")
     other = make_break(db, d, internal_ref="T-2")
     code, out = run(
-        capsys, db, "clerk1", "corrections", "propose", "manual_match", "break", str(ext), "--break", str(mine),
-        "--reason", "same trade",
+        capsys,
+        db,
+        "clerk1",
+        "corrections",
+        "propose",
+        "manual_match",
+        "break",
+        str(ext),
+        "--break",
+        str(mine),
+        "--reason",
+        "same trade",
     )
     assert code == 0
     match_id = out["correction"]
-    code, out = run(capsys, db, "clerk1", "corrections", "propose", "FORCE_CLOSE", "breaks", str(other), "--reason", "t")
+    code, out = run(
+        capsys, db, "clerk1", "corrections", "propose", "FORCE_CLOSE", "breaks", str(other), "--reason", "t"
+    )
     close_id = out["correction"]
     code, out = run(capsys, db, "supervisor", "corrections", "list")
     assert [c["id"] for c in out["corrections"]] == [match_id, close_id]
     assert all(c["can_decide"] for c in out["corrections"])
     code, out = run(capsys, db, "clerk2", "corrections", "approve", str(match_id))
     assert code == 1 and "may not approve" in out["error"]
-    code, out = run(capsys, db, "supervisor", "corrections", "reject", str(close_id), "--comment", "not timing")
+    code, out = run(
+        capsys, db, "supervisor", "corrections", "reject", str(close_id), "--comment", "not timing"
+    )
     assert code == 0 and out["status"] == "REJECTED"
     code, out = run(capsys, db, "supervisor", "corrections", "approve", str(match_id), str(close_id))
     assert code == 1 and out["decided"] == [match_id] and str(close_id) in out["refused"]

@@ -124,7 +124,8 @@ def test_amend_trade_approved_applies_a_new_version_and_resolves_the_break(
     assert get_break(db, b).status == BreakStatus.RESOLVED
     assert status_of(db, cid) == CorrectionStatus.APPROVED
     text = [line.text for line in wb.history(db, users["clerk1"], "breaks", b)]
-    assert any("AMEND_TRADE correction" in x and "approve" in x for x in text)
+    assert f"AMEND_TRADE correction #{cid} proposed: Counterparty confirms 120 shares" in text
+    assert f"AMEND_TRADE correction #{cid} approved — “ok”" in text
 
 
 def test_amend_trade_rejected_changes_nothing_and_returns_the_break(

@@ -255,3 +255,40 @@ def test_bulk_reject_needs_a_comment_and_returns_every_break(db: Database, users
     assert {get_break(db, correction(db, i).item_id).status for i in ids} == {BreakStatus.ASSIGNED}
     with pytest.raises(InvalidTransition, match="already rejected"):
         wf.approve(db, users["supervisor2"], ids[0])
+
+
+def test_two_supervisors_deciding_at_once_apply_it_once(db: Database, users, definition: int) -> None:
+    import threading
+
+    cid = close(db, users, definition)
+    barrier = threading.Barrier(2)
+    outcome: dict[str, str] = {}
+
+    def decide(name: str) -> None:
+        barrier.wait()
+        try:
+            if name == "supervisor":
+                wf.approve(db, users[name], cid)
+            else:
+                wf.reject(db, users[name], cid, "no")
+            outcome[name] = "decided"
+        except InvalidTransition as err:
+            outcome[name] = str(err)
+
+    threads = [threading.Thread(target=decide, args=(n,)) for n in ("supervisor", "supervisor2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results = list(outcome.values())
+    assert results.count("decided") == 1
+    assert any(r.startswith(f"Correction #{cid} is already") for r in results)
+    with db.read() as s:
+        decisions = s.scalars(select(CorrectionApproval)).all()
+    assert len(decisions) == 1
+    status = correction(db, cid).status
+    brk = get_break(db, correction(db, cid).item_id)
+    assert (status, brk.status) in {
+        (CorrectionStatus.APPROVED, BreakStatus.RESOLVED),
+        (CorrectionStatus.REJECTED, BreakStatus.ASSIGNED),
+    }

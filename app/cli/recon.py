@@ -100,8 +100,7 @@ def run_files(ctx: CliContext) -> int:
     text = (
         f"{s['left_rows']:,} rows left, {s['right_rows']:,} right: matched {s['matched']:,}, mismatched "
         f"{s['mismatched']:,}, missing left {s['missing_left']:,}, missing right {s['missing_right']:,}, "
-        f"duplicate keys {s['duplicate_keys']:,}."
-        + (f" Break report: {s['out']}." if s.get("out") else "")
+        f"duplicate keys {s['duplicate_keys']:,}." + (f" Break report: {s['out']}." if s.get("out") else "")
     )
     ctx.emit({"ok": True, **s}, text)
     return 0
@@ -114,8 +113,15 @@ def list_definitions(ctx: CliContext) -> int:
     actor = ctx.actor() if ctx.args.user else SYSTEM
     rows = defs.list_definitions(db, actor)
     out = [
-        {"id": d.id, "name": d.name, "left": d.left_source, "right": d.right_source, "active": d.is_active,
-         "version": d.version, "description": d.description}
+        {
+            "id": d.id,
+            "name": d.name,
+            "left": d.left_source,
+            "right": d.right_source,
+            "active": d.is_active,
+            "version": d.version,
+            "description": d.description,
+        }
         for d in rows
     ]
     text = "\n".join(f"{d.name:<42} {d.left_source} vs {d.right_source}" for d in rows) or (
@@ -136,8 +142,13 @@ def show_definition(ctx: CliContext) -> int:
     d = defs.get_definition(db, actor, ctx.args.name)
     with db.read() as s:
         runs = [
-            {"id": r.id, "as_of": r.as_of_date, "status": r.status, "started_at": r.started_at,
-             "stats": r.stats}
+            {
+                "id": r.id,
+                "as_of": r.as_of_date,
+                "status": r.status,
+                "started_at": r.started_at,
+                "stats": r.stats,
+            }
             for r in s.scalars(
                 select(ReconRun).where(ReconRun.definition_id == d.id).order_by(ReconRun.id.desc()).limit(5)
             )
@@ -160,7 +171,9 @@ def edit_definition(ctx: CliContext) -> int:
     except FileNotFoundError:
         raise CommandFailed(f"{path}: no such file.") from None
     except json.JSONDecodeError as err:
-        raise CommandFailed(f"{path}, line {err.lineno}, column {err.colno}: not valid JSON ({err.msg}).") from None
+        raise CommandFailed(
+            f"{path}, line {err.lineno}, column {err.colno}: not valid JSON ({err.msg})."
+        ) from None
     db = ctx.database()
     actor = ctx.actor()
     current = defs.get_definition(db, actor, a.name)

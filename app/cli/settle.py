@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="DVP/RVP for trades against payment, DFP/RFP for free transfers; netted per counterparty, "
         "ISIN, settlement date and account where configured (or with --net).",
     )
-    g.add_argument("--date", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="only this settlement date")
+    g.add_argument(
+        "--date", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="only this settlement date"
+    )
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--net", dest="net", action="store_const", const=True, help="net every counterparty")
     mode.add_argument("--gross", dest="net", action="store_const", const=False, help="net no counterparty")
@@ -54,7 +56,9 @@ def _actor(ctx: CliContext):  # noqa: ANN202 - an Actor
 
 def run_generate(ctx: CliContext) -> int:
     actor = _actor(ctx)
-    result = generate.generate_instructions(ctx.database(), actor, settle_date=ctx.args.date, net=ctx.args.net)
+    result = generate.generate_instructions(
+        ctx.database(), actor, settle_date=ctx.args.date, net=ctx.args.net
+    )
     ctx.emit({"ok": True, **result.as_dict()}, str(result))
     return 0
 

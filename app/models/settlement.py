@@ -149,7 +149,9 @@ class ClearingException(IdMixin, Base):
     from_counterparty_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("counterparties.id"), nullable=True
     )
-    to_counterparty_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("counterparties.id"), nullable=True)
+    to_counterparty_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("counterparties.id"), nullable=True
+    )
     reason: Mapped[str] = mapped_column(String(500), default="")
     ack_ref: Mapped[str | None] = mapped_column(String(35), nullable=True)
     resolution: Mapped[str | None] = mapped_column(String(32), nullable=True)

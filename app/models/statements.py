@@ -36,8 +36,9 @@ class Statement(IdMixin, Base):
     # Findings of the import: balance check, sequence gap/overlap. Kept with the statement for the clerk.
     warnings: Mapped[list[Any]] = mapped_column(default=list)
     # What the statement says beyond the columns: every balance by type, message id, period, page, intraday flag,
-    # sequence keys the next import compares with. The server default fills rows written by bulk paths (demo).
-    extra: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    # sequence keys the next import compares with. Only a server default (no Python one): the demo's bulk insert
+    # compiles INSERTs for the columns it names, and a Python default would add a column it does not bind.
+    extra: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     file_name: Mapped[str] = mapped_column(String(500))
     content_hash: Mapped[str] = mapped_column(String(64))
     imported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -95,7 +95,9 @@ def upgrade() -> None:
             ["counterparties.id"],
             name=op.f("fk_clearing_exceptions_to_counterparty_id_counterparties"),
         ),
-        sa.ForeignKeyConstraint(["trade_id"], ["trades.id"], name=op.f("fk_clearing_exceptions_trade_id_trades")),
+        sa.ForeignKeyConstraint(
+            ["trade_id"], ["trades.id"], name=op.f("fk_clearing_exceptions_trade_id_trades")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_clearing_exceptions")),
         sa.UniqueConstraint("instruction_id", name=op.f("uq_clearing_exceptions_instruction_id")),
     )
@@ -125,7 +127,9 @@ def upgrade() -> None:
             "fail_penalties",
             sa.Column(
                 "direction",
-                sa.Enum("DEBIT", "CREDIT", name="penaltydirection", native_enum=False, create_constraint=True),
+                sa.Enum(
+                    "DEBIT", "CREDIT", name="penaltydirection", native_enum=False, create_constraint=True
+                ),
                 server_default="DEBIT",
                 nullable=False,
             ),
@@ -146,7 +150,9 @@ def downgrade() -> None:
     with op.batch_alter_table("settlement_instructions", schema=None) as batch_op:
         if sqlite:
             # The batch copy keeps reflected CHECK constraints; this one names a column that goes away.
-            batch_op.drop_constraint(op.f("ck_settlement_instructions_settlementexceptionkind"), type_="check")
+            batch_op.drop_constraint(
+                op.f("ck_settlement_instructions_settlementexceptionkind"), type_="check"
+            )
         batch_op.drop_column("escalated_at")
         batch_op.drop_column("replaces_id")
         batch_op.drop_column("exception_kind")

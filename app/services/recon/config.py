@@ -87,7 +87,7 @@ def parse_tolerance(spec: Any, where: str = "tolerance") -> Tolerance:
     if isinstance(spec, Mapping):
         if len(spec) != 1:
             raise ConfigError(f"{where}: give one of abs, rel or days (got {sorted(spec)})")
-        (kind, value), = spec.items()
+        ((kind, value),) = spec.items()
         text = f"{kind}={value}"
     elif isinstance(spec, str):
         text = spec
@@ -174,7 +174,9 @@ def _obj(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _names(value: Any, where: str, known: Mapping[str, Any] | None = None, *, empty: bool = True) -> tuple[str, ...]:
+def _names(
+    value: Any, where: str, known: Mapping[str, Any] | None = None, *, empty: bool = True
+) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple):
@@ -206,7 +208,9 @@ def _side(raw: Any, where: str, columns: Mapping[str, set[str]] | None) -> SideS
     if not isinstance(source, str) or not source:
         raise ConfigError(f"{where}.source: name the source to read (e.g. 'trades')")
     if columns is not None and source not in columns:
-        raise ConfigError(f"{where}.source: unknown source {source!r} (sources: {', '.join(sorted(columns))})")
+        raise ConfigError(
+            f"{where}.source: unknown source {source!r} (sources: {', '.join(sorted(columns))})"
+        )
     cols = columns.get(source) if columns is not None else None
     conds: dict[str, dict[str, Any]] = {}
     for col, cond in _obj(d.get("where", {}), f"{where}.where").items():
@@ -215,7 +219,9 @@ def _side(raw: Any, where: str, columns: Mapping[str, set[str]] | None) -> SideS
             raise ConfigError(f"{w}: the source {source!r} has no column {col!r}")
         c = _obj(cond, w)
         if len(c) != 1 or next(iter(c)) not in WHERE_OPS:
-            raise ConfigError(f"{w}: give one condition of {', '.join(WHERE_OPS)} (e.g. {{'ne': 'CANCELLED'}})")
+            raise ConfigError(
+                f"{w}: give one condition of {', '.join(WHERE_OPS)} (e.g. {{'ne': 'CANCELLED'}})"
+            )
         op, val = next(iter(c.items()))
         if op in ("in", "not_in") and not isinstance(val, list):
             raise ConfigError(f"{w}.{op}: expected a list of values")
@@ -238,7 +244,9 @@ def _field(name: str, raw: Any, left_cols: set[str] | None, right_cols: set[str]
         if not isinstance(col, str) or not col:
             raise ConfigError(f"{where}.{side}: name the column on the {side} side")
         if cols is not None and col not in cols:
-            raise ConfigError(f"{where}.{side}: the {side} source has no column {col!r} (it has: {', '.join(sorted(cols))})")
+            raise ConfigError(
+                f"{where}.{side}: the {side} source has no column {col!r} (it has: {', '.join(sorted(cols))})"
+            )
     ftype = d.get("type", "text")
     if ftype not in FIELD_TYPES:
         raise ConfigError(f"{where}.type: {ftype!r} is not one of {', '.join(FIELD_TYPES)}")
@@ -252,7 +260,11 @@ def _field(name: str, raw: Any, left_cols: set[str] | None, right_cols: set[str]
         scale = 6
     if scale is not None and (not isinstance(scale, int) or not 0 <= scale <= 12):
         raise ConfigError(f"{where}.scale: a whole number of decimals from 0 to 12")
-    if tol.kind == "abs" and scale is not None and tol.value.scaleb(scale) != tol.value.scaleb(scale).to_integral_value():
+    if (
+        tol.kind == "abs"
+        and scale is not None
+        and tol.value.scaleb(scale) != tol.value.scaleb(scale).to_integral_value()
+    ):
         raise ConfigError(f"{where}.tolerance: {tol.text} has more decimals than the field keeps ({scale})")
     code = d.get("code")
     if code is not None and (not isinstance(code, str) or not 1 <= len(code) <= 16):
@@ -303,8 +315,19 @@ def parse_config(raw: Any, columns: Mapping[str, set[str]] | None = None) -> Rec
     d = _obj(raw, "config")
     _unknown_keys(
         d,
-        {"left", "right", "fields", "key", "compare", "passes", "stake", "currency", "coverage", "missing_codes",
-         "description"},
+        {
+            "left",
+            "right",
+            "fields",
+            "key",
+            "compare",
+            "passes",
+            "stake",
+            "currency",
+            "coverage",
+            "missing_codes",
+            "description",
+        },
         "config",
     )
     left = _side(d.get("left"), "left", columns)
@@ -344,5 +367,15 @@ def parse_config(raw: Any, columns: Mapping[str, set[str]] | None = None) -> Rec
         if not isinstance(v, str) or not 1 <= len(v) <= 16:
             raise ConfigError(f"missing_codes.{k}: a reason code of 1 to 16 characters")
     return ReconConfig(
-        left, right, fields, key, compare, passes, stake, currency, coverage, codes, str(d.get("description", ""))
+        left,
+        right,
+        fields,
+        key,
+        compare,
+        passes,
+        stake,
+        currency,
+        coverage,
+        codes,
+        str(d.get("description", "")),
     )

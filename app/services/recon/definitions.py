@@ -34,10 +34,21 @@ _CONFIRMATION_FIELDS: dict[str, Any] = {
     "side": {"code": "DELN", "category": "DIRECTION"},
     "quantity": {"type": "quantity", "code": "DQUA", "category": "QUANTITY"},
     "price": {"type": "price", "code": "DDEA", "category": "PRICE"},
-    "amount": {"left": "net_amount", "right": "amount", "type": "money", "tolerance": "abs=0.01",
-               "code": "DMON", "category": "AMOUNT"},
-    "settlement_date": {"left": "settlement_date", "right": "value_date", "type": "date", "code": "DDAT",
-                        "category": "SETTLEMENT_DATE"},
+    "amount": {
+        "left": "net_amount",
+        "right": "amount",
+        "type": "money",
+        "tolerance": "abs=0.01",
+        "code": "DMON",
+        "category": "AMOUNT",
+    },
+    "settlement_date": {
+        "left": "settlement_date",
+        "right": "value_date",
+        "type": "date",
+        "code": "DDAT",
+        "category": "SETTLEMENT_DATE",
+    },
     "trade_date": {"type": "date", "code": "DTRD", "category": "TRADE_DATE"},
     "currency": {"category": "CURRENCY"},
     "account": {"left": "account", "right": "account_identifier", "category": "ACCOUNT"},
@@ -48,27 +59,54 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     TRADE_CONFIRMATIONS: {
         "description": "Our trades against the counterparties' trade confirmations: reference first, then the "
         "trade's details, partial fills against a block confirmation, then the same trade with differing details.",
-        "left": {"source": "trades", "label": "Our trades",
-                 # Cancelled trades are not confirmed; a trade whose counterparty is unknown is in repair
-                 # (CPTY_UNKNOWN) and no counterparty can confirm it yet.
-                 "where": {"status": {"ne": "CANCELLED"}, "counterparty_id": {"not_null": True}}},
+        "left": {
+            "source": "trades",
+            "label": "Our trades",
+            # Cancelled trades are not confirmed; a trade whose counterparty is unknown is in repair
+            # (CPTY_UNKNOWN) and no counterparty can confirm it yet.
+            "where": {"status": {"ne": "CANCELLED"}, "counterparty_id": {"not_null": True}},
+        },
         "right": {"source": "statement_lines:TRADE_CONFIRMATIONS", "label": "Counterparty confirmations"},
         "fields": _CONFIRMATION_FIELDS,
         "key": ["ref"],
-        "compare": ["isin", "side", "quantity", "price", "amount", "settlement_date", "trade_date", "currency",
-                    "account", "counterparty"],
+        "compare": [
+            "isin",
+            "side",
+            "quantity",
+            "price",
+            "amount",
+            "settlement_date",
+            "trade_date",
+            "currency",
+            "account",
+            "counterparty",
+        ],
         "passes": [
             {"name": "exact_ref", "kind": "pair", "keys": ["ref"], "duplicates": "report"},
-            {"name": "composite", "kind": "pair",
-             "keys": ["isin", "account", "counterparty", "side", "trade_date", "quantity"],
-             "require": ["amount", "settlement_date"]},
-            {"name": "partial_fills", "kind": "aggregate", "many": "left",
-             "keys": ["isin", "account", "counterparty", "side", "trade_date", "settlement_date"],
-             "sum": ["quantity", "amount"]},
+            {
+                "name": "composite",
+                "kind": "pair",
+                "keys": ["isin", "account", "counterparty", "side", "trade_date", "quantity"],
+                "require": ["amount", "settlement_date"],
+            },
+            {
+                "name": "partial_fills",
+                "kind": "aggregate",
+                "many": "left",
+                "keys": ["isin", "account", "counterparty", "side", "trade_date", "settlement_date"],
+                "sum": ["quantity", "amount"],
+            },
             # The same trade with a differing detail: one trade and one confirmation that share everything else.
-            {"name": "same_trade", "kind": "pair", "keys": ["isin", "account", "counterparty", "side", "trade_date"]},
-            {"name": "same_trade_other_isin", "kind": "pair",
-             "keys": ["account", "counterparty", "side", "trade_date", "quantity"]},
+            {
+                "name": "same_trade",
+                "kind": "pair",
+                "keys": ["isin", "account", "counterparty", "side", "trade_date"],
+            },
+            {
+                "name": "same_trade_other_isin",
+                "kind": "pair",
+                "keys": ["account", "counterparty", "side", "trade_date", "quantity"],
+            },
         ],
         "stake": {"amount": "amount", "quantity": "quantity", "price": "price"},
         "currency": "currency",
@@ -77,30 +115,47 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     HOLDINGS: {
         "description": "Our settled positions against the custodians' holdings statements (the latest statement "
         "of each safekeeping account), per account and ISIN.",
-        "left": {"source": "positions", "label": "Our settled positions",
-                 # Futures are held at the clearing house, not the custodian; a flat position has no line.
-                 "where": {"asset_class": {"ne": "FUTURE"}, "settled_quantity": {"ne": 0}}},
-        "right": {"source": "statement_lines:HOLDINGS", "label": "Custodian holdings",
-                  "identity": ["account", "isin"]},
+        "left": {
+            "source": "positions",
+            "label": "Our settled positions",
+            # Futures are held at the clearing house, not the custodian; a flat position has no line.
+            "where": {"asset_class": {"ne": "FUTURE"}, "settled_quantity": {"ne": 0}},
+        },
+        "right": {
+            "source": "statement_lines:HOLDINGS",
+            "label": "Custodian holdings",
+            "identity": ["account", "isin"],
+        },
         "fields": {
             "account": {"category": "ACCOUNT"},
             "isin": {"code": "DSEC", "category": "SECURITY"},
-            "quantity": {"left": "settled_quantity", "right": "quantity", "type": "quantity", "code": "DQUA",
-                         "category": "QUANTITY"},
+            "quantity": {
+                "left": "settled_quantity",
+                "right": "quantity",
+                "type": "quantity",
+                "code": "DQUA",
+                "category": "QUANTITY",
+            },
             # Value of one unit (bonds: price / 100), for the amount at stake; not compared.
             "price": {"left": "unit_price", "right": "price", "type": "price", "category": "PRICE"},
             "currency": {"category": "CURRENCY"},
         },
         "key": ["account", "isin"],
         "compare": ["quantity"],
-        "passes": [{"name": "account_isin", "kind": "pair", "keys": ["account", "isin"], "duplicates": "report"}],
+        "passes": [
+            {"name": "account_isin", "kind": "pair", "keys": ["account", "isin"], "duplicates": "report"}
+        ],
         "stake": {"quantity": "quantity", "price": "price"},
         "currency": "currency",
     },
     CASH: {
         "description": "Our settled cash movements against the banks' cash statements: the reference the bank "
         "quotes, then account, currency, value date and amount; several bank lines against one settlement.",
-        "left": {"source": "cash_movements", "label": "Our settled cash", "where": {"kind": {"eq": "SETTLED"}}},
+        "left": {
+            "source": "cash_movements",
+            "label": "Our settled cash",
+            "where": {"kind": {"eq": "SETTLED"}},
+        },
         "right": {"source": "statement_lines:CASH", "label": "Bank statements"},
         "fields": {
             "ref": {"left": "ref", "right": "related_reference", "category": "REFERENCE"},
@@ -114,8 +169,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "passes": [
             {"name": "exact_ref", "kind": "pair", "keys": ["ref"], "duplicates": "report"},
             {"name": "composite", "kind": "pair", "keys": ["account", "currency", "value_date", "amount"]},
-            {"name": "split_lines", "kind": "aggregate", "many": "right", "keys": ["ref", "account", "currency"],
-             "sum": ["amount"]},
+            {
+                "name": "split_lines",
+                "kind": "aggregate",
+                "many": "right",
+                "keys": ["ref", "account", "currency"],
+                "sum": ["amount"],
+            },
         ],
         "stake": {"amount": "amount"},
         "currency": "currency",
@@ -123,29 +183,57 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     SETTLEMENT: {
         "description": "Our settled instructions against the custodians' settlement confirmations (MT544-547, "
         "sese.025) for the accounts the custodian reports on; partial settlements add up to the instruction.",
-        "left": {"source": "settlement_instructions", "label": "Our settled instructions",
-                 "where": {"status": {"in": ["SETTLED", "PARTIALLY_SETTLED"]}}},
+        "left": {
+            "source": "settlement_instructions",
+            "label": "Our settled instructions",
+            "where": {"status": {"in": ["SETTLED", "PARTIALLY_SETTLED"]}},
+        },
         "right": {"source": "statement_lines:SETTLEMENT_CONFIRMATIONS", "label": "Settlement confirmations"},
         "fields": {
             "ref": {"left": "instruction_ref", "right": "related_reference", "category": "REFERENCE"},
             "isin": {"code": "DSEC", "category": "SECURITY"},
             "account": {"category": "ACCOUNT"},
-            "quantity": {"left": "settled_quantity", "right": "quantity", "type": "quantity", "code": "DQUA",
-                         "category": "QUANTITY"},
-            "amount": {"left": "settled_amount", "right": "amount", "type": "money", "tolerance": "abs=0.01",
-                       "code": "DMON", "category": "AMOUNT"},
-            "settlement_date": {"left": "actual_settlement_date", "right": "value_date", "type": "date",
-                                "code": "DDAT", "category": "SETTLEMENT_DATE"},
+            "quantity": {
+                "left": "settled_quantity",
+                "right": "quantity",
+                "type": "quantity",
+                "code": "DQUA",
+                "category": "QUANTITY",
+            },
+            "amount": {
+                "left": "settled_amount",
+                "right": "amount",
+                "type": "money",
+                "tolerance": "abs=0.01",
+                "code": "DMON",
+                "category": "AMOUNT",
+            },
+            "settlement_date": {
+                "left": "actual_settlement_date",
+                "right": "value_date",
+                "type": "date",
+                "code": "DDAT",
+                "category": "SETTLEMENT_DATE",
+            },
             "currency": {"category": "CURRENCY"},
         },
         "key": ["ref"],
         "compare": ["isin", "quantity", "amount", "settlement_date", "currency", "account"],
         "passes": [
             {"name": "exact_ref", "kind": "pair", "keys": ["ref"], "duplicates": "report"},
-            {"name": "partial_settlements", "kind": "aggregate", "many": "right", "keys": ["ref", "isin"],
-             "sum": ["quantity", "amount"]},
-            {"name": "composite", "kind": "pair", "keys": ["account", "isin", "settlement_date", "quantity"],
-             "require": ["amount"]},
+            {
+                "name": "partial_settlements",
+                "kind": "aggregate",
+                "many": "right",
+                "keys": ["ref", "isin"],
+                "sum": ["quantity", "amount"],
+            },
+            {
+                "name": "composite",
+                "kind": "pair",
+                "keys": ["account", "isin", "settlement_date", "quantity"],
+                "require": ["amount"],
+            },
         ],
         "stake": {"amount": "amount", "quantity": "quantity"},
         "currency": "currency",
@@ -179,7 +267,14 @@ def validate(raw: Any) -> ReconConfig:
 
 def _view(d: ReconDefinition) -> DefinitionView:
     return DefinitionView(
-        d.id, d.name, d.description, d.left_source, d.right_source, copy.deepcopy(d.config), d.is_active, d.version
+        d.id,
+        d.name,
+        d.description,
+        d.left_source,
+        d.right_source,
+        copy.deepcopy(d.config),
+        d.is_active,
+        d.version,
     )
 
 
@@ -202,8 +297,13 @@ def _ensure(s: Session, actor: Actor) -> list[str]:
         s.add(d)
         s.flush()
         audit.record(
-            s, actor, "recon_definitions.create", "recon_definitions", d.id,
-            after={"name": name, "config": raw}, change=ChangeAction.INSERT,
+            s,
+            actor,
+            "recon_definitions.create",
+            "recon_definitions",
+            d.id,
+            after={"name": name, "config": raw},
+            change=ChangeAction.INSERT,
         )
         created.append(name)
     return created
@@ -232,7 +332,9 @@ def find(s: Session, name_or_id: str | int) -> ReconDefinition:
     else:
         d = s.scalar(select(ReconDefinition).where(ReconDefinition.name == name_or_id))
     if d is None:
-        names = ", ".join(s.scalars(select(ReconDefinition.name).order_by(ReconDefinition.name))) or "none yet"
+        names = (
+            ", ".join(s.scalars(select(ReconDefinition.name).order_by(ReconDefinition.name))) or "none yet"
+        )
         raise NotFound(f"There is no recon definition {name_or_id!r} (definitions: {names}).")
     return d
 
@@ -272,7 +374,12 @@ def set_active(db: Database, actor: Actor, definition_id: int, active: bool, *, 
     require(actor, Permission.EDIT_RULES)
     with db.write() as s:
         concurrency.versioned_update(
-            s, actor, ReconDefinition, definition_id, seen_version, {"is_active": active},
+            s,
+            actor,
+            ReconDefinition,
+            definition_id,
+            seen_version,
+            {"is_active": active},
             action="recon_definitions.activate" if active else "recon_definitions.deactivate",
         )
 

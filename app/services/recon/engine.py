@@ -64,7 +64,9 @@ def _column(frame: pd.DataFrame, spec: FieldSpec) -> _Col:
         vals = s.to_numpy(dtype=np.int64, na_value=0)
     else:
         if s.dtype.kind == "f":
-            raise TypeError(f"field {spec.name!r} holds floats; numbers must be exact integers of their scale")
+            raise TypeError(
+                f"field {spec.name!r} holds floats; numbers must be exact integers of their scale"
+            )
         vals = np.where(null, 0, s.to_numpy()).astype(np.int64)
     return _Col(vals, null)
 
@@ -93,7 +95,9 @@ class _Side:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _factorize_pair(lc: _Col, rc: _Col, lpos: np.ndarray, rpos: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def _factorize_pair(
+    lc: _Col, rc: _Col, lpos: np.ndarray, rpos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
     both = np.concatenate([lc.values[lpos], rc.values[rpos]])
     null = np.concatenate([lc.null[lpos], rc.null[rpos]])
     codes, uniques = pd.factorize(both)
@@ -244,9 +248,8 @@ def _pair_pass(
 ) -> tuple[np.ndarray, np.ndarray, list[DuplicateGroup]]:
     lpos = np.flatnonzero(state_l == FREE)
     rpos = np.flatnonzero(state_r == FREE)
-    if not len(lpos) or not len(rpos):
-        if p.duplicates != "report":
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+    if (not len(lpos) or not len(rpos)) and p.duplicates != "report":
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), []
     cl, cr, n = key_codes(left, right, p.keys, lpos, rpos)
     cnt_l = np.bincount(cl[cl >= 0], minlength=n)
     cnt_r = np.bincount(cr[cr >= 0], minlength=n)
@@ -410,7 +413,9 @@ def _display(spec: FieldSpec, col: _Col, pos: np.ndarray) -> list[Any]:
         days = (_EPOCH + vals.astype("timedelta64[D]")).astype(str)
         return [None if n else d for d, n in zip(days.tolist(), null.tolist(), strict=True)]
     scale = spec.scale or 0
-    return [None if n else _dec_text(int(v), scale) for v, n in zip(vals.tolist(), null.tolist(), strict=True)]
+    return [
+        None if n else _dec_text(int(v), scale) for v, n in zip(vals.tolist(), null.tolist(), strict=True)
+    ]
 
 
 def _dec_text(units: int, scale: int) -> str:
@@ -547,7 +552,10 @@ def describe(result: EngineResult) -> list[dict[str, Any]]:
     for g in result.duplicates:
         lrecs, rrecs = _records(L, g.left), _records(R, g.right)
         key_text = "|".join("" if v is None else str(v) for v in g.key.values())
-        amount = max([_value(L, int(p)) or Decimal(0) for p in g.left] + [_value(R, int(p)) or Decimal(0) for p in g.right])
+        amount = max(
+            [_value(L, int(p)) or Decimal(0) for p in g.left]
+            + [_value(R, int(p)) or Decimal(0) for p in g.right]
+        )
         out.append(
             {
                 "break_type": "DUPLICATE_KEY",

@@ -54,17 +54,27 @@ def read_table(path: str | Path, which: str = "LEFT") -> pd.DataFrame:
     if not p.exists():
         raise ValidationFailed(f"{_label(which, p)}: no such file ({p}).")
     if p.suffix.lower() not in READABLE:
-        raise ValidationFailed(f"{_label(which, p)}: cannot read {p.suffix or 'files without a suffix'}; give CSV or XLSX.")
+        raise ValidationFailed(
+            f"{_label(which, p)}: cannot read {p.suffix or 'files without a suffix'}; give CSV or XLSX."
+        )
     try:
         if p.suffix.lower() in (".xlsx", ".xlsm"):
             frame = pd.read_excel(p, dtype=str, keep_default_na=False, na_filter=False)
         else:
-            frame = pd.read_csv(p, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
-                                skipinitialspace=False)
+            frame = pd.read_csv(
+                p,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                encoding="utf-8-sig",
+                skipinitialspace=False,
+            )
     except pd.errors.EmptyDataError:
         raise ValidationFailed(f"{_label(which, p)}: the file is empty (no header line).") from None
     except UnicodeDecodeError as err:
-        raise ValidationFailed(f"{_label(which, p)}: not UTF-8 text ({err.reason} at byte {err.start}).") from None
+        raise ValidationFailed(
+            f"{_label(which, p)}: not UTF-8 text ({err.reason} at byte {err.start})."
+        ) from None
     except Exception as err:  # openpyxl/zip/csv parser errors: the user needs the file name and the reason
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValidationFailed(f"{_label(which, p)}: unreadable ({first}).") from None
@@ -77,7 +87,9 @@ def parse_compare(spec: str) -> tuple[str, Tolerance]:
     col, sep, tol = spec.rpartition(":") if re.search(r":(abs|rel|days)\s*=", spec, re.I) else (spec, "", "")
     col = col.strip()
     if not col:
-        raise ValidationFailed(f"--compare {spec!r}: name the column (COL or COL:abs=X, COL:rel=X, COL:days=N).")
+        raise ValidationFailed(
+            f"--compare {spec!r}: name the column (COL or COL:abs=X, COL:rel=X, COL:days=N)."
+        )
     if not sep and ":" in spec:
         raise ValidationFailed(
             f"--compare {spec!r}: bad tolerance {spec.partition(':')[2]!r}; write abs=X, rel=X or days=N "
@@ -191,7 +203,9 @@ def reconcile_files(
                 scale = max(scale, -tol.value.normalize().as_tuple().exponent)
             if scale > _MAX_SCALE:
                 if tol.kind != "exact":
-                    raise ValidationFailed(f"column {col!r}: more than {_MAX_SCALE} decimals; compare it exactly.")
+                    raise ValidationFailed(
+                        f"column {col!r}: more than {_MAX_SCALE} decimals; compare it exactly."
+                    )
                 numeric = False  # compared as written
         if tol.kind == "days":
             typed = _as_date(col, values)
@@ -213,8 +227,12 @@ def reconcile_files(
         compare=compare_names,
         passes=(PassSpec("key", "pair", key_names, (), "report"),),
     )
-    lframe = pd.DataFrame({"_id": (np.arange(len(lf)) + 2).astype(str), **{k: v.to_numpy() for k, v in lcols.items()}})
-    rframe = pd.DataFrame({"_id": (np.arange(len(rf)) + 2).astype(str), **{k: v.to_numpy() for k, v in rcols.items()}})
+    lframe = pd.DataFrame(
+        {"_id": (np.arange(len(lf)) + 2).astype(str), **{k: v.to_numpy() for k, v in lcols.items()}}
+    )
+    rframe = pd.DataFrame(
+        {"_id": (np.arange(len(rf)) + 2).astype(str), **{k: v.to_numpy() for k, v in rcols.items()}}
+    )
     for name, f in fields.items():
         if f.type != "text":
             lframe[name] = pd.array(lcols[name].to_numpy(), dtype="Int64")
@@ -265,25 +283,61 @@ def _report(
     for k in range(len(result.mismatch_left)):
         lp, rp = int(result.mismatch_left[k]), int(result.mismatch_right[k])
         diff = [names[compare[j]] for j in np.flatnonzero(result.mismatch_fields[k]).tolist()]
-        rows.append({"status": "MISMATCH", **key_of(lf, lp), "fields": ", ".join(diff), "left_line": lp + 2,
-                     "right_line": rp + 2, **values("left", lf, lp), **values("right", rf, rp)})
+        rows.append(
+            {
+                "status": "MISMATCH",
+                **key_of(lf, lp),
+                "fields": ", ".join(diff),
+                "left_line": lp + 2,
+                "right_line": rp + 2,
+                **values("left", lf, lp),
+                **values("right", rf, rp),
+            }
+        )
     for lp in result.missing_left.tolist():
-        rows.append({"status": "MISSING_RIGHT", **key_of(lf, lp), "fields": "", "left_line": lp + 2,
-                     "right_line": "", **values("left", lf, lp), **values("right", rf, None)})
+        rows.append(
+            {
+                "status": "MISSING_RIGHT",
+                **key_of(lf, lp),
+                "fields": "",
+                "left_line": lp + 2,
+                "right_line": "",
+                **values("left", lf, lp),
+                **values("right", rf, None),
+            }
+        )
     for rp in result.missing_right.tolist():
-        rows.append({"status": "MISSING_LEFT", **key_of(rf, rp), "fields": "", "left_line": "",
-                     "right_line": rp + 2, **values("left", lf, None), **values("right", rf, rp)})
+        rows.append(
+            {
+                "status": "MISSING_LEFT",
+                **key_of(rf, rp),
+                "fields": "",
+                "left_line": "",
+                "right_line": rp + 2,
+                **values("left", lf, None),
+                **values("right", rf, rp),
+            }
+        )
     for g in result.duplicates:
         first = (lf, int(g.left[0])) if len(g.left) else (rf, int(g.right[0]))
-        rows.append({
-            "status": "DUPLICATE_KEY", **key_of(*first),
-            "fields": f"{len(g.left)} on the left, {len(g.right)} on the right",
-            "left_line": " ".join(str(int(p) + 2) for p in g.left),
-            "right_line": " ".join(str(int(p) + 2) for p in g.right),
-            **values("left", lf, int(g.left[0]) if len(g.left) else None),
-            **values("right", rf, int(g.right[0]) if len(g.right) else None),
-        })
-    columns = ["status", *keys, "fields", "left_line", "right_line",
-               *[f"{p}_{c}" for c in cols for p in ("left", "right")]]
+        rows.append(
+            {
+                "status": "DUPLICATE_KEY",
+                **key_of(*first),
+                "fields": f"{len(g.left)} on the left, {len(g.right)} on the right",
+                "left_line": " ".join(str(int(p) + 2) for p in g.left),
+                "right_line": " ".join(str(int(p) + 2) for p in g.right),
+                **values("left", lf, int(g.left[0]) if len(g.left) else None),
+                **values("right", rf, int(g.right[0]) if len(g.right) else None),
+            }
+        )
+    columns = [
+        "status",
+        *keys,
+        "fields",
+        "left_line",
+        "right_line",
+        *[f"{p}_{c}" for c in cols for p in ("left", "right")],
+    ]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(["status", *keys], kind="stable").reset_index(drop=True)

@@ -46,7 +46,7 @@ from ..permissions import Actor, Permission, require
 from . import definitions as defs
 from .config import ReconConfig
 from .engine import describe, reconcile
-from .sources import prepare, read_source
+from .sources import needed_columns, prepare, read_source
 
 ACTIVE = (BreakStatus.OPEN, BreakStatus.ASSIGNED, BreakStatus.PROPOSED)
 MANUAL = "manual"
@@ -125,11 +125,13 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
         d = defs.find(s, name)
         def_id, def_name, raw = d.id, d.name, d.config
         if not d.is_active:
-            raise OpsDeskError(f"The recon definition {def_name!r} is switched off; a supervisor can switch it on.")
+            raise OpsDeskError(
+                f"The recon definition {def_name!r} is switched off; a supervisor can switch it on."
+            )
         cfg = defs.validate(raw)
         t = time.perf_counter()
-        left_raw = read_source(s, cfg.left.source, as_of)
-        right_raw = read_source(s, cfg.right.source, as_of)
+        left_raw = read_source(s, cfg.left.source, as_of, needed_columns(cfg, "left"))
+        right_raw = read_source(s, cfg.right.source, as_of, needed_columns(cfg, "right"))
         manual_l, manual_r = _manual_refs(s, def_id)
         timings["read"] = time.perf_counter() - t
     run_date = as_of or dt.datetime.now(dt.UTC).date()
@@ -157,7 +159,16 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
         timings["match"] = time.perf_counter() - t
         t = time.perf_counter()
         counts = _write(
-            db, actor, def_id, def_name, cfg, run_date, result, found, (scope_l, scope_r), (matched_l, matched_r),
+            db,
+            actor,
+            def_id,
+            def_name,
+            cfg,
+            run_date,
+            result,
+            found,
+            (scope_l, scope_r),
+            (matched_l, matched_r),
             {"manual": manual, "out_of_coverage": out_of_coverage, "as_of": as_of},
         )
         timings["write"] = time.perf_counter() - t
@@ -206,14 +217,22 @@ def _record_failure(db: Database, actor: Actor, def_id: int, run_date: dt.date, 
             )
             s.add(run)
             s.flush()
-            audit.record(s, actor, "recon.run_failed", "recon_runs", run.id, after={"error": str(err)[:1000]},
-                         change=ChangeAction.INSERT)
+            audit.record(
+                s,
+                actor,
+                "recon.run_failed",
+                "recon_runs",
+                run.id,
+                after={"error": str(err)[:1000]},
+                change=ChangeAction.INSERT,
+            )
     except Exception:  # the original error is what the user needs to see
         pass
 
 
-def _break_row(b: dict[str, Any], def_id: int, fp: str, run_id: int, run_date: dt.date, now: dt.datetime,
-               actor: Actor) -> dict[str, Any]:
+def _break_row(
+    b: dict[str, Any], def_id: int, fp: str, run_id: int, run_date: dt.date, now: dt.datetime, actor: Actor
+) -> dict[str, Any]:
     return {
         "definition_id": def_id,
         "fingerprint": fp,
@@ -266,8 +285,12 @@ def _write(
         if db.is_postgres:
             s.execute(text("SELECT id FROM recon_definitions WHERE id = :i FOR UPDATE"), {"i": def_id})
         run = ReconRun(
-            definition_id=def_id, as_of_date=run_date, status=RunStatus.RUNNING, started_at=now,
-            run_by_id=actor.user_id, stats={},
+            definition_id=def_id,
+            as_of_date=run_date,
+            status=RunStatus.RUNNING,
+            started_at=now,
+            run_by_id=actor.user_id,
+            stats={},
         )
         s.add(run)
         s.flush()
@@ -276,7 +299,11 @@ def _write(
             r.fingerprint: r
             for r in s.execute(
                 select(
-                    Break.id, Break.fingerprint, Break.status, Break.break_type, Break.internal_ref,
+                    Break.id,
+                    Break.fingerprint,
+                    Break.status,
+                    Break.break_type,
+                    Break.internal_ref,
                     Break.external_ref,
                 ).where(Break.definition_id == def_id)
             )
@@ -320,7 +347,9 @@ def _write(
                 dup_ids[bid] = (_record_ids(irec), _record_ids(erec))
         resolve: list[tuple[int, str]] = []
         for r in gone:
-            lids, rids = dup_ids.get(r.id, ([r.internal_ref] if r.internal_ref else [], [r.external_ref] if r.external_ref else []))
+            lids, rids = dup_ids.get(
+                r.id, ([r.internal_ref] if r.internal_ref else [], [r.external_ref] if r.external_ref else [])
+            )
             if not (any(i in scope_l for i in lids) or any(i in scope_r for i in rids)):
                 continue  # its records were not part of this run (another date, filtered out): leave it alone
             is_matched = (not lids or all(i in matched_l for i in lids)) and (
@@ -337,9 +366,12 @@ def _write(
                 update(table)
                 .where(table.c.id == bindparam("b_id"))
                 .values(
-                    last_run_id=bindparam("last_run_id"), differences=bindparam("differences"),
-                    amount=bindparam("amount"), internal_record=bindparam("internal_record"),
-                    external_record=bindparam("external_record"), as_of_date=bindparam("as_of_date"),
+                    last_run_id=bindparam("last_run_id"),
+                    differences=bindparam("differences"),
+                    amount=bindparam("amount"),
+                    internal_record=bindparam("internal_record"),
+                    external_record=bindparam("external_record"),
+                    as_of_date=bindparam("as_of_date"),
                 )
                 .execution_options(synchronize_session=False),
                 refresh,
@@ -349,28 +381,50 @@ def _write(
                 update(table)
                 .where(table.c.id == bid)
                 .values(
-                    status=BreakStatus.OPEN, resolved_at=None, last_run_id=run_id,
-                    differences=values["differences"], amount=values["amount"],
-                    internal_record=values["internal_record"], external_record=values["external_record"],
-                    as_of_date=run_date, version=table.c.version + 1, updated_at=now, updated_by_id=actor.user_id,
+                    status=BreakStatus.OPEN,
+                    resolved_at=None,
+                    last_run_id=run_id,
+                    differences=values["differences"],
+                    amount=values["amount"],
+                    internal_record=values["internal_record"],
+                    external_record=values["external_record"],
+                    as_of_date=run_date,
+                    version=table.c.version + 1,
+                    updated_at=now,
+                    updated_by_id=actor.user_id,
                 )
             )
             audit.record(
-                s, actor, "breaks.reopen", "breaks", bid,
+                s,
+                actor,
+                "breaks.reopen",
+                "breaks",
+                bid,
                 before={"status": BreakStatus.RESOLVED.value},
-                after={"status": BreakStatus.OPEN.value, "note": f"reopened by run {run_id}: the difference is back"},
+                after={
+                    "status": BreakStatus.OPEN.value,
+                    "note": f"reopened by run {run_id}: the difference is back",
+                },
             )
         for bid, note in resolve:
             s.execute(
                 update(table)
                 .where(table.c.id == bid)
                 .values(
-                    status=BreakStatus.RESOLVED, resolved_at=now, last_run_id=run_id,
-                    version=table.c.version + 1, updated_at=now, updated_by_id=actor.user_id,
+                    status=BreakStatus.RESOLVED,
+                    resolved_at=now,
+                    last_run_id=run_id,
+                    version=table.c.version + 1,
+                    updated_at=now,
+                    updated_by_id=actor.user_id,
                 )
             )
             audit.record(
-                s, actor, "breaks.auto_resolve", "breaks", bid,
+                s,
+                actor,
+                "breaks.auto_resolve",
+                "breaks",
+                bid,
                 after={"status": BreakStatus.RESOLVED.value, "note": note},
             )
         n_matches = _write_matches(s, run_id, def_id, result, now)
@@ -399,7 +453,9 @@ def _write(
         if new_rows or refresh or reopen or resolve:
             audit.publish(s, actor, "breaks", None, ChangeAction.BULK, {"action": "recon.run", "run": run_id})
         if n_matches:
-            audit.publish(s, actor, "recon_matches", None, ChangeAction.BULK, {"action": "recon.run", "run": run_id})
+            audit.publish(
+                s, actor, "recon_matches", None, ChangeAction.BULK, {"action": "recon.run", "run": run_id}
+            )
     return {
         "run_id": run_id,
         "new": len(new_rows),
@@ -449,4 +505,3 @@ def seed_demo(db: Database, actor: Actor, *, as_of: dt.date | None = None) -> di
 
 
 __all__ = ["RunResult", "age_business_days", "fingerprint", "run_recon", "seed_demo"]
-

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.models.enums import StatementKind
@@ -36,8 +35,14 @@ from .config import SCALES, ConfigError, FieldSpec, ReconConfig, SideSpec
 
 # Column kinds: t text, d date, i integer, q quantity (1e-6), p price (1e-8), m money (1e-4).
 KIND_SCALE = {"q": SCALES["quantity"], "p": SCALES["price"], "m": SCALES["money"], "i": 0}
-KIND_TYPES = {"t": ("text",), "d": ("date",), "q": ("quantity", "number"), "p": ("price", "number"),
-              "m": ("money", "number"), "i": ("number", "text")}
+KIND_TYPES = {
+    "t": ("text",),
+    "d": ("date",),
+    "q": ("quantity", "number"),
+    "p": ("price", "number"),
+    "m": ("money", "number"),
+    "i": ("number", "text"),
+}
 _EPOCH = np.datetime64("1970-01-01", "D")
 
 
@@ -146,44 +151,112 @@ def _lines_sql(kind: StatementKind) -> Callable[[dt.date | None], tuple[str, dic
 
 
 _LINE_COLUMNS = {
-    "line_id": "i", "reference": "t", "related_reference": "t", "value_date": "d", "entry_date": "d",
-    "trade_date": "d", "amount": "m", "currency": "t", "isin": "t", "quantity": "q", "price": "p", "side": "t",
-    "counterparty": "t", "account_identifier": "t", "account": "t", "account_id": "i", "statement_ref": "t",
-    "statement_date": "d", "line_no": "i", "statement_account": "t", "sender": "t",
+    "line_id": "i",
+    "reference": "t",
+    "related_reference": "t",
+    "value_date": "d",
+    "entry_date": "d",
+    "trade_date": "d",
+    "amount": "m",
+    "currency": "t",
+    "isin": "t",
+    "quantity": "q",
+    "price": "p",
+    "side": "t",
+    "counterparty": "t",
+    "account_identifier": "t",
+    "account": "t",
+    "account_id": "i",
+    "statement_ref": "t",
+    "statement_date": "d",
+    "line_no": "i",
+    "statement_account": "t",
+    "sender": "t",
 }
 
 SOURCES: dict[str, Source] = {
     "trades": Source(
         "trades",
-        {"trade_ref": "t", "order_ref": "t", "isin": "t", "account": "t", "counterparty": "t",
-         "counterparty_id": "i", "side": "t", "quantity": "q", "price": "p", "currency": "t", "gross_amount": "m",
-         "net_amount": "m", "trade_date": "d", "settlement_date": "d", "status": "t", "source": "t"},
+        {
+            "trade_ref": "t",
+            "order_ref": "t",
+            "isin": "t",
+            "account": "t",
+            "counterparty": "t",
+            "counterparty_id": "i",
+            "side": "t",
+            "quantity": "q",
+            "price": "p",
+            "currency": "t",
+            "gross_amount": "m",
+            "net_amount": "m",
+            "trade_date": "d",
+            "settlement_date": "d",
+            "status": "t",
+            "source": "t",
+        },
         ("trade_ref",),
         _trades_sql,
         "our trades",
     ),
     "positions": Source(
         "positions",
-        {"account": "t", "account_id": "i", "isin": "t", "asset_class": "t", "currency": "t",
-         "settled_quantity": "q", "traded_quantity": "q", "price": "p", "unit_price": "p"},
+        {
+            "account": "t",
+            "account_id": "i",
+            "isin": "t",
+            "asset_class": "t",
+            "currency": "t",
+            "settled_quantity": "q",
+            "traded_quantity": "q",
+            "price": "p",
+            "unit_price": "p",
+        },
         ("account", "isin"),
         _positions_sql,
         "our positions",
     ),
     "cash_movements": Source(
         "cash_movements",
-        {"movement_ref": "t", "movement_id": "i", "account": "t", "account_id": "i", "currency": "t", "kind": "t", "amount": "m",
-         "value_date": "d", "ref": "t", "instruction_ref": "t", "trade_ref": "t", "isin": "t"},
+        {
+            "movement_ref": "t",
+            "movement_id": "i",
+            "account": "t",
+            "account_id": "i",
+            "currency": "t",
+            "kind": "t",
+            "amount": "m",
+            "value_date": "d",
+            "ref": "t",
+            "instruction_ref": "t",
+            "trade_ref": "t",
+            "isin": "t",
+        },
         ("movement_ref",),
         _cash_sql,
         "our cash movements",
     ),
     "settlement_instructions": Source(
         "settlement_instructions",
-        {"instruction_ref": "t", "instruction_type": "t", "counterparty_ref": "t", "account": "t",
-         "account_id": "i", "counterparty": "t", "isin": "t", "quantity": "q", "settled_quantity": "q",
-         "settlement_amount": "m", "settled_amount": "m", "currency": "t", "trade_date": "d",
-         "intended_settlement_date": "d", "actual_settlement_date": "d", "status": "t", "reason_code": "t"},
+        {
+            "instruction_ref": "t",
+            "instruction_type": "t",
+            "counterparty_ref": "t",
+            "account": "t",
+            "account_id": "i",
+            "counterparty": "t",
+            "isin": "t",
+            "quantity": "q",
+            "settled_quantity": "q",
+            "settlement_amount": "m",
+            "settled_amount": "m",
+            "currency": "t",
+            "trade_date": "d",
+            "intended_settlement_date": "d",
+            "actual_settlement_date": "d",
+            "status": "t",
+            "reason_code": "t",
+        },
         ("instruction_ref",),
         _instructions_sql,
         "our settlement instructions",
@@ -228,28 +301,69 @@ def check_types(config: ReconConfig) -> None:
 
 def _days(values: pd.Series) -> pd.Series:
     """Dates (ISO text from SQLite, date objects from PostgreSQL) as nullable Int64 day numbers."""
-    days = pd.to_datetime(values, errors="coerce", format="ISO8601").to_numpy().astype("datetime64[D]")
+    # Few distinct dates in millions of rows: parse each once (factorize hashes; no sort of strings).
+    codes, uniq = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    parsed = pd.to_datetime(
+        pd.Series([str(u) for u in uniq], dtype=object), errors="coerce", format="ISO8601"
+    )
+    table = np.append(parsed.to_numpy().astype("datetime64[D]"), np.datetime64("NaT", "D"))
+    days = table[codes]  # the sentinel -1 picks the NaT at the end
     null = np.isnat(days)
     out = pd.array(np.where(null, 0, (days - _EPOCH).astype(np.int64)), dtype="Int64")
     out[null] = pd.NA
     return pd.Series(out, index=values.index)
 
 
-def read_source(session: Session, name: str, as_of: dt.date | None = None) -> pd.DataFrame:
-    """Every row of a source as a typed frame (numbers Int64 of the column's scale, dates Int64 day numbers)."""
+def needed_columns(config: ReconConfig, which: str) -> list[str]:
+    """The source columns a definition reads on one side (fields, filters, identity): nothing else is fetched."""
+    side = config.left if which == "left" else config.right
+    src = SOURCES[side.source]
+    cols = [f.left if which == "left" else f.right for f in config.fields.values()]
+    cols += list(side.where) + list(side.identity or src.identity)
+    if side.source.startswith("statement_lines:"):
+        cols += ["reference", "statement_ref", "line_no"]
+    return [c for c in src.columns if c in set(cols)]
+
+
+def read_source(
+    session: Session, name: str, as_of: dt.date | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Rows of a source as a typed frame (numbers Int64 of the column's scale, dates Int64 day numbers).
+
+    Only ``columns`` are fetched (default: all). Rows come through the driver's own cursor and are turned into
+    columns directly: no ORM, no SQLAlchemy row objects, no per-row Python beyond the driver's.
+    """
     src = SOURCES[name]
     sql, params = src.sql(as_of)
-    result = session.execute(text(sql), params)
-    cols = list(result.keys())
-    rows = result.fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=cols, coerce_float=False)
-    for col, kind in src.columns.items():
+    cols = columns or list(src.columns)
+    outer = f"SELECT {', '.join('q.' + c for c in cols)} FROM ({sql}) q"
+    conn = session.connection()
+    raw = conn.connection.driver_connection
+    if session.get_bind().dialect.name == "postgresql":
+        outer = outer.replace(":as_of", "%(as_of)s").replace(":kind", "%(kind)s")
+    cur = raw.cursor()
+    try:
+        cur.execute(outer, params)
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    data = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
+    frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+    for col, values in zip(cols, data, strict=True):
+        kind = src.columns[col]
+        arr = np.array(values, dtype=object)
         if kind == "d":
-            frame[col] = _days(frame[col])
+            frame[col] = _days(pd.Series(arr))
         elif kind in KIND_SCALE:
-            frame[col] = pd.array(frame[col].to_numpy(dtype=object), dtype="Int64")
+            null = pd.isna(arr)
+            ints = np.where(null, 0, arr).astype(np.int64) if len(arr) else np.zeros(0, np.int64)
+            out = pd.array(ints, dtype="Int64")
+            out[null] = pd.NA
+            frame[col] = out
         else:
-            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+            if len(arr) and not isinstance(arr[0], str | type(None)):
+                arr = np.array([None if v is None else str(v) for v in arr], dtype=object)
+            frame[col] = pd.Series(arr, dtype=object)
     return frame
 
 
@@ -293,7 +407,9 @@ def prepare(frame: pd.DataFrame, side: SideSpec, config: ReconConfig, which: str
         # A line without a reference is known by its statement and line number.
         missing = frame["reference"].isna().to_numpy()
         if missing.any():
-            alt = (frame["statement_ref"].astype(str) + "#" + frame["line_no"].astype(str)).to_numpy(dtype=object)
+            alt = (frame["statement_ref"].astype(str) + "#" + frame["line_no"].astype(str)).to_numpy(
+                dtype=object
+            )
             ids = np.where(missing, alt, ids)
     out["_id"] = ids
     for f in config.fields.values():
@@ -314,5 +430,5 @@ def read_side(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(raw source frame, engine frame) for one side of a definition."""
     side = config.left if which == "left" else config.right
-    raw = read_source(session, side.source, as_of)
+    raw = read_source(session, side.source, as_of, needed_columns(config, which))
     return raw, prepare(raw, side, config, which)

@@ -48,8 +48,8 @@ from sqlalchemy.orm import Session
 from app.models import (
     Counterparty,
     FailPenalty,
-    Instrument,
     InstructionTrade,
+    Instrument,
     SettlementInstruction,
     Trade,
     utcnow,
@@ -251,10 +251,12 @@ def accrue_in_session(session: Session, actor: Actor, as_of: dt.date) -> AccrueR
     existing = pd.DataFrame(
         session.execute(
             select(FailPenalty.instruction_id, FailPenalty.penalty_date).where(
-                FailPenalty.instruction_id.in_(select(SettlementInstruction.id).where(
-                    SettlementInstruction.intended_settlement_date < as_of,
-                    SettlementInstruction.exception_kind.is_(None),
-                ))
+                FailPenalty.instruction_id.in_(
+                    select(SettlementInstruction.id).where(
+                        SettlementInstruction.intended_settlement_date < as_of,
+                        SettlementInstruction.exception_kind.is_(None),
+                    )
+                )
             )
         ).all(),
         columns=["id", "penalty_date"],
@@ -372,7 +374,9 @@ class FailItem:
         return dict(self.__dict__)
 
 
-def list_fails(db: Database, actor: Actor, *, as_of: dt.date | None = None, limit: int | None = None) -> list[FailItem]:
+def list_fails(
+    db: Database, actor: Actor, *, as_of: dt.date | None = None, limit: int | None = None
+) -> list[FailItem]:
     """The failing items as of ``as_of`` (default today), most urgent first."""
     require(actor, Permission.VIEW)
     with db.read() as s:
@@ -454,7 +458,14 @@ def fails_in_session(session: Session, as_of: dt.date, *, limit: int | None = No
                 owner_id=owner,
             )
         )
-    items.sort(key=lambda x: (x.priority, x.days_to_deadline, -float(x.value_at_stake) * APPROX_USD.get(x.currency, 1.0), x.id))
+    items.sort(
+        key=lambda x: (
+            x.priority,
+            x.days_to_deadline,
+            -float(x.value_at_stake) * APPROX_USD.get(x.currency, 1.0),
+            x.id,
+        )
+    )
     return items[:limit] if limit is not None else items
 
 
@@ -538,28 +549,44 @@ def _futures_trade(session: Session, trade_id: int, doing: str) -> Trade:
     return trade
 
 
-def _open_exception(session: Session, trade_id: int, kind: SettlementExceptionKind) -> ClearingException | None:
+def _open_exception(
+    session: Session, trade_id: int, kind: SettlementExceptionKind
+) -> ClearingException | None:
     return session.scalar(
         select(ClearingException).where(
             ClearingException.trade_id == trade_id,
             ClearingException.kind == kind,
             ClearingException.state.in_(
-                [ClearingExceptionState.RAISED, ClearingExceptionState.ACKNOWLEDGED, ClearingExceptionState.REJECTED]
+                [
+                    ClearingExceptionState.RAISED,
+                    ClearingExceptionState.ACKNOWLEDGED,
+                    ClearingExceptionState.REJECTED,
+                ]
             )
             if kind is SettlementExceptionKind.OUT_TRADE
-            else ClearingException.state.in_([ClearingExceptionState.RAISED, ClearingExceptionState.REJECTED]),
+            else ClearingException.state.in_(
+                [ClearingExceptionState.RAISED, ClearingExceptionState.REJECTED]
+            ),
         )
     )
 
 
-def _audit_exception(session: Session, actor: Actor, action: str, exc: ClearingException, **after: Any) -> None:
+def _audit_exception(
+    session: Session, actor: Actor, action: str, exc: ClearingException, **after: Any
+) -> None:
     audit.record(
         session,
         actor,
         f"clearing_exceptions.{action}",
         "settlement_instructions",
         exc.instruction_id,
-        after={"exception_id": exc.id, "kind": exc.kind, "state": exc.state, "trade_id": exc.trade_id, **after},
+        after={
+            "exception_id": exc.id,
+            "kind": exc.kind,
+            "state": exc.state,
+            "trade_id": exc.trade_id,
+            **after,
+        },
         change=ChangeAction.UPDATE,
     )
 
@@ -568,7 +595,7 @@ def raise_give_up(
     session: Session, actor: Actor, trade_id: int, to_counterparty_id: int, reason: str = ""
 ) -> ClearingException:
     """Give a futures trade up to another clearing broker: a GIVE_UP row (INSTRUCTED) awaiting the take-up."""
-    require(actor, Permission.WORK_ITEMS)
+    lifecycle.require_lifecycle_actor(actor)
     trade = _futures_trade(session, trade_id, "given up")
     asset = session.scalar(select(Instrument.asset_class).where(Instrument.id == trade.instrument_id))
     if AssetClass(asset) is not AssetClass.FUTURE:
@@ -714,7 +741,7 @@ def cancel_exception(session: Session, actor: Actor, exception_id: int, reason: 
 
 def raise_out_trade(session: Session, actor: Actor, trade_id: int, reason: str = "") -> ClearingException:
     """The counterparty does not recognise the trade: an OUT_TRADE row, FAILED with reason OUTT."""
-    require(actor, Permission.WORK_ITEMS)
+    lifecycle.require_lifecycle_actor(actor)
     trade = _futures_trade(session, trade_id, "raised as an out-trade")
     if _open_exception(session, trade_id, SettlementExceptionKind.OUT_TRADE) is not None:
         raise ValidationFailed(f"Trade {trade.trade_ref} is already an open out-trade.")
@@ -759,7 +786,9 @@ def raise_out_trade(session: Session, actor: Actor, trade_id: int, reason: str =
     return exc
 
 
-def acknowledge_out_trade(session: Session, actor: Actor, exception_id: int, counterparty_ref: str = "") -> None:
+def acknowledge_out_trade(
+    session: Session, actor: Actor, exception_id: int, counterparty_ref: str = ""
+) -> None:
     """The counterparty acknowledged our query and is investigating; the item stays failed."""
     lifecycle.require_lifecycle_actor(actor)
     exc = _exception_for(session, exception_id, SettlementExceptionKind.OUT_TRADE)
@@ -788,14 +817,22 @@ OUT_TRADE_OUTCOMES = ("RECOGNISED", "NOT_OURS")
 
 
 def resolve_out_trade(
-    session: Session, actor: Actor, exception_id: int, outcome: str, note: str = "", *, on: dt.date | None = None
+    session: Session,
+    actor: Actor,
+    exception_id: int,
+    outcome: str,
+    note: str = "",
+    *,
+    on: dt.date | None = None,
 ) -> None:
     """Close an out-trade: RECOGNISED (the counterparty agreed; the trade stands) or NOT_OURS (the trade is
     cancelled from our book and its movements reversed on ``on``, default today)."""
     lifecycle.require_lifecycle_actor(actor)
     outcome = (outcome or "").strip().upper()
     if outcome not in OUT_TRADE_OUTCOMES:
-        raise ValidationFailed(f"An out-trade is resolved as {' or '.join(OUT_TRADE_OUTCOMES)} (got '{outcome}').")
+        raise ValidationFailed(
+            f"An out-trade is resolved as {' or '.join(OUT_TRADE_OUTCOMES)} (got '{outcome}')."
+        )
     exc = _exception_for(session, exception_id, SettlementExceptionKind.OUT_TRADE)
     _check_state(exc, (ClearingExceptionState.RAISED, ClearingExceptionState.ACKNOWLEDGED), "resolved")
     inst = session.get(SettlementInstruction, exc.instruction_id)
@@ -807,9 +844,13 @@ def resolve_out_trade(
     exc.resolved_at = now
     exc.resolved_by_id = actor.user_id
     if outcome == "RECOGNISED":
-        lifecycle.transition(session, actor, inst, S.SETTLED, note=f"out-trade recognised by the counterparty {note}")
+        lifecycle.transition(
+            session, actor, inst, S.SETTLED, note=f"out-trade recognised by the counterparty {note}"
+        )
     else:
-        lifecycle.transition(session, actor, inst, S.CANCELLED, note=f"out-trade not ours: trade cancelled {note}")
+        lifecycle.transition(
+            session, actor, inst, S.CANCELLED, note=f"out-trade not ours: trade cancelled {note}"
+        )
         before = {"status": trade.status}
         reversed_ = movements.reverse_trade_movements(session, trade.id, on or dt.date.today())
         trade.status = TradeStatus.CANCELLED
@@ -823,10 +864,64 @@ def resolve_out_trade(
             "trades",
             trade.id,
             before=before,
-            after={"status": TradeStatus.CANCELLED, "why": "out-trade not ours", "movements_reversed": reversed_},
+            after={
+                "status": TradeStatus.CANCELLED,
+                "why": "out-trade not ours",
+                "movements_reversed": reversed_,
+            },
         )
     _audit_exception(session, actor, "resolve", exc, outcome=outcome, note=note)
 
 
 def exceptions_of(session: Session, instruction_id: int) -> ClearingException | None:
     return session.scalar(select(ClearingException).where(ClearingException.instruction_id == instruction_id))
+
+
+# =====================================================================================================================
+# Demo content
+# =====================================================================================================================
+
+
+def seed_demo(
+    db: Database, actor: Actor, *, today: dt.date | None = None, give_ups: int = 4, out_trades: int = 3
+) -> dict[str, Any]:
+    """Make the demo book's fails worth looking at: accrue the penalties up to ``today`` and raise a few futures
+    give-ups and out-trades (one of each already acknowledged, so their history shows). Idempotent: a second call
+    adds no exceptions and no penalty twice. Returns counts."""
+    require(actor, Permission.RUN_PROCESSES)
+    today = today or dt.date.today()
+    with db.write() as s:
+        penalties = accrue_in_session(s, actor, today)
+        raised = {"give_ups": 0, "out_trades": 0}
+        if s.scalar(select(ClearingException.id).limit(1)) is None:
+            futures = list(
+                s.scalars(
+                    select(Trade)
+                    .join(Instrument, Instrument.id == Trade.instrument_id)
+                    .where(
+                        Instrument.asset_class == AssetClass.FUTURE,
+                        Trade.status.in_([TradeStatus.SETTLED, TradeStatus.CONFIRMED, TradeStatus.VALIDATED]),
+                        Trade.account_id.is_not(None),
+                        Trade.counterparty_id.is_not(None),
+                    )
+                    .order_by(Trade.trade_date.desc(), Trade.id)
+                    .limit(give_ups + out_trades)
+                )
+            )
+            brokers = list(
+                s.scalars(select(Counterparty.id).where(Counterparty.is_active).order_by(Counterparty.id))
+            )
+            for n, trade in enumerate(futures[:give_ups]):
+                others = [b for b in brokers if b != trade.counterparty_id]
+                if not others:
+                    break
+                exc = raise_give_up(s, actor, trade.id, others[n % len(others)], "client clears elsewhere")
+                raised["give_ups"] += 1
+                if n == 0:
+                    acknowledge_give_up(s, actor, exc.id, f"TU{trade.id:08d}")
+            for n, trade in enumerate(futures[give_ups:]):
+                exc = raise_out_trade(s, actor, trade.id, "Counterparty has no record of the trade")
+                raised["out_trades"] += 1
+                if n == 0:
+                    acknowledge_out_trade(s, actor, exc.id, f"Q{trade.id:08d}")
+    return {"penalties_added": penalties.added, **raised}

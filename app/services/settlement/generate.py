@@ -43,8 +43,8 @@ from sqlalchemy.orm import Session
 
 from app.models import (
     Counterparty,
-    Instrument,
     InstructionTrade,
+    Instrument,
     SettlementInstruction,
     Trade,
     utcnow,
@@ -214,7 +214,9 @@ def generate_in_session(
     key = ", ".join(_KEY)
     base = 0
     if not pg:
-        base = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM settlement_instructions").scalar() or 0)
+        base = int(
+            conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM settlement_instructions").scalar() or 0
+        )
     seq = "nextval(pg_get_serial_sequence('settlement_instructions', 'id'))"
 
     def new_id(order: str, offset: str = "0") -> str:
@@ -268,9 +270,11 @@ def generate_in_session(
     stamp = {"now": utcnow(), "uid": actor.user_id}
     types = [bindparam("now", type_=UTCDateTime()), bindparam("netted", type_=Boolean())]
     pending = InstructionStatus.PENDING.value
-    with bulk.bulk_write(session), bulk.deferred_indexes(
-        session, "settlement_instructions", n_groups + n_gross
-    ), bulk.deferred_indexes(session, "instruction_trades", n_trades):
+    with (
+        bulk.bulk_write(session),
+        bulk.deferred_indexes(session, "settlement_instructions", n_groups + n_gross),
+        bulk.deferred_indexes(session, "instruction_trades", n_trades),
+    ):
         session.execute(
             text(
                 f"""
@@ -347,7 +351,9 @@ def _drop_temp(session: Session) -> None:
 class UnnetResult:
     cancelled: list[str] = field(default_factory=list)  # instruction refs cancelled
     created: list[str] = field(default_factory=list)  # replacement refs
-    untouched: list[str] = field(default_factory=list)  # refs that could not be cancelled (partly settled ...)
+    untouched: list[str] = field(
+        default_factory=list
+    )  # refs that could not be cancelled (partly settled ...)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -421,7 +427,9 @@ def instruct_trades(
         keys = {(t.account_id, t.counterparty_id, t.instrument_id, t.settlement_date, t.currency,
                  t.our_ssi_id, t.their_ssi_id) for t in trades}  # fmt: skip
         if len(keys) != 1:
-            raise ValidationFailed("Only trades of one counterparty, ISIN, settlement date and account net together.")
+            raise ValidationFailed(
+                "Only trades of one counterparty, ISIN, settlement date and account net together."
+            )
         q = sum((Decimal(t.quantity) if t.side == Side.BUY else -Decimal(t.quantity)) for t in trades)
         c = sum((-Decimal(t.net_amount) if t.side == Side.BUY else Decimal(t.net_amount)) for t in trades)
         if q != 0 and all(Decimal(t.net_amount) != 0 for t in trades):
@@ -530,9 +538,15 @@ def unnet(
     if inst is None:
         raise NotFound(f"Settlement instruction #{instruction_id} does not exist.")
     if not inst.is_netted:
-        raise ValidationFailed(f"Instruction {inst.instruction_ref} is not a netted obligation; nothing to un-net.")
+        raise ValidationFailed(
+            f"Instruction {inst.instruction_ref} is not a netted obligation; nothing to un-net."
+        )
     status = InstructionStatus(inst.status)
-    if status in (InstructionStatus.SETTLED, InstructionStatus.PARTIALLY_SETTLED, InstructionStatus.CANCELLED):
+    if status in (
+        InstructionStatus.SETTLED,
+        InstructionStatus.PARTIALLY_SETTLED,
+        InstructionStatus.CANCELLED,
+    ):
         raise lifecycle.InvalidTransition(
             inst.instruction_ref,
             status,
@@ -634,9 +648,9 @@ def netting_configured(session: Session, counterparty_id: int) -> bool:
 def live_instruction_count(session: Session) -> int:
     return int(
         session.scalar(
-            select(func.count()).select_from(SettlementInstruction).where(
-                SettlementInstruction.status != InstructionStatus.CANCELLED
-            )
+            select(func.count())
+            .select_from(SettlementInstruction)
+            .where(SettlementInstruction.status != InstructionStatus.CANCELLED)
         )
         or 0
     )

@@ -45,14 +45,10 @@ S = InstructionStatus
 
 ALLOWED: dict[InstructionStatus, frozenset[InstructionStatus]] = {
     S.PENDING: frozenset({S.INSTRUCTED, S.CANCELLED}),
-    S.INSTRUCTED: frozenset(
-        {S.INSTRUCTED, S.MATCHED, S.SETTLED, S.PARTIALLY_SETTLED, S.FAILED, S.CANCELLED}
-    ),
+    S.INSTRUCTED: frozenset({S.INSTRUCTED, S.MATCHED, S.SETTLED, S.PARTIALLY_SETTLED, S.FAILED, S.CANCELLED}),
     S.MATCHED: frozenset({S.INSTRUCTED, S.SETTLED, S.PARTIALLY_SETTLED, S.FAILED, S.CANCELLED}),
     S.PARTIALLY_SETTLED: frozenset({S.PARTIALLY_SETTLED, S.SETTLED, S.FAILED}),
-    S.FAILED: frozenset(
-        {S.FAILED, S.MATCHED, S.SETTLED, S.PARTIALLY_SETTLED, S.INSTRUCTED, S.CANCELLED}
-    ),
+    S.FAILED: frozenset({S.FAILED, S.MATCHED, S.SETTLED, S.PARTIALLY_SETTLED, S.INSTRUCTED, S.CANCELLED}),
     S.SETTLED: frozenset(),
     S.CANCELLED: frozenset(),
 }
@@ -100,9 +96,7 @@ class InvalidTransition(errors.InvalidTransition):
         self.old = old
         self.new = new
         self.why = why
-        super().__init__(
-            f"Instruction {instruction_ref} cannot go from {old.value} to {new.value}: {why}."
-        )
+        super().__init__(f"Instruction {instruction_ref} cannot go from {old.value} to {new.value}: {why}.")
 
 
 def allowed(old: InstructionStatus, new: InstructionStatus) -> bool:
@@ -161,9 +155,7 @@ def transition(
     instruction, keeps the linked trades' status in step, and writes the audit entry
     (``settlement_instructions.transition``) with before/after and the note.
     """
-    _transition(
-        session, actor, instruction, new, reason_code=reason_code, reason_text=reason_text, note=note
-    )
+    _transition(session, actor, instruction, new, reason_code=reason_code, reason_text=reason_text, note=note)
 
 
 def check_allowed(instruction: SettlementInstruction, new: InstructionStatus) -> None:

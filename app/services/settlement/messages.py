@@ -669,6 +669,8 @@ def _import_units(
                 u.status, u.outcome = MessageStatus.QUARANTINED, "unmatched"
                 u.reason = f"{inc.source}: unmatched — {why}"
             else:
+                if instr not in s:
+                    s.add(instr)  # detached by the expunge below after an earlier message about it
                 try:
                     if inc.kind == "confirmation":
                         note = _apply_confirmation(s, actor, instr, inc)
@@ -679,6 +681,11 @@ def _import_units(
                 except OpsDeskError as err:
                     u.status, u.outcome = MessageStatus.QUARANTINED, "quarantined"
                     u.reason = f"{inc.source}: refused for instruction {instr.instruction_ref} — {err}"
+        if u.instruction is not None:
+            # The lifecycle and movement helpers scan the session's identity map; keeping it small keeps a file
+            # of many messages linear (everything is flushed, the transaction stays open).
+            s.flush()
+            s.expunge_all()
         result.count(u.message_type, u.outcome)
         if u.outcome != "applied":
             result.issues.append(

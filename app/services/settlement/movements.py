@@ -115,7 +115,9 @@ def apply_settlement(
 
     trade_ids = list(
         session.scalars(
-            select(InstructionTrade.trade_id).where(InstructionTrade.instruction_id == instruction.id).limit(2)
+            select(InstructionTrade.trade_id)
+            .where(InstructionTrade.instruction_id == instruction.id)
+            .limit(2)
         )
     )
     # A gross instruction's movements name its trade; a netted obligation's name only the instruction.
@@ -344,7 +346,10 @@ def reverse_trade_movements(session: Session, trade_id: int, value_date: dt.date
         column = Position.settled_quantity if kind is MovementKind.SETTLED else Position.traded_quantity
         values = {column.key: column - qty}
         if kind not in (MovementKind.SETTLED, MovementKind.TRADED):
-            values = {"traded_quantity": Position.traded_quantity - qty, "settled_quantity": Position.settled_quantity - qty}
+            values = {
+                "traded_quantity": Position.traded_quantity - qty,
+                "settled_quantity": Position.settled_quantity - qty,
+            }
         session.execute(
             update(Position)
             .where(Position.account_id == acct, Position.instrument_id == inst)
@@ -353,7 +358,9 @@ def reverse_trade_movements(session: Session, trade_id: int, value_date: dt.date
         )
         posted += 1
     cash = session.execute(
-        select(CashMovement.account_id, CashMovement.currency, CashMovement.kind, func.sum(CashMovement.amount))
+        select(
+            CashMovement.account_id, CashMovement.currency, CashMovement.kind, func.sum(CashMovement.amount)
+        )
         .where(CashMovement.trade_id == trade_id)
         .group_by(CashMovement.account_id, CashMovement.currency, CashMovement.kind)
     ).all()
@@ -375,7 +382,10 @@ def reverse_trade_movements(session: Session, trade_id: int, value_date: dt.date
         column = CashBalance.settled_amount if kind is MovementKind.SETTLED else CashBalance.traded_amount
         values = {column.key: column - amt}
         if kind not in (MovementKind.SETTLED, MovementKind.TRADED):
-            values = {"traded_amount": CashBalance.traded_amount - amt, "settled_amount": CashBalance.settled_amount - amt}
+            values = {
+                "traded_amount": CashBalance.traded_amount - amt,
+                "settled_amount": CashBalance.settled_amount - amt,
+            }
         session.execute(
             update(CashBalance)
             .where(CashBalance.account_id == acct, CashBalance.currency == ccy)

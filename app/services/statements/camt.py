@@ -139,9 +139,15 @@ def read_camt(data: bytes, file_name: str) -> list[ParsedStatement]:
     containers = [c for name in _CONTAINERS[kind] for c in _kids(body, name)]
     if not containers:
         what = {"053": "statement (<Stmt>)", "052": "report (<Rpt>)", "054": "notification (<Ntfctn>)"}[kind]
-        raise refuse(file_name, f"the {version} message holds no {what}", body.sourceline if body is not None else None)
+        raise refuse(
+            file_name, f"the {version} message holds no {what}", body.sourceline if body is not None else None
+        )
     header = _find(body, "GrpHdr")
-    app_sender = _text(_descendant(_descendant(root, "AppHdr"), "Fr"), "FIId", "FinInstnId", "BICFI") if root is not document else None
+    app_sender = (
+        _text(_descendant(_descendant(root, "AppHdr"), "Fr"), "FIId", "FinInstnId", "BICFI")
+        if root is not document
+        else None
+    )
     problems: list[Problem] = []
     statements: list[ParsedStatement] = []
     for n, el in enumerate(containers, start=1):
@@ -190,7 +196,9 @@ def _money(amt: etree._Element | None, what: str) -> tuple[Decimal, str | None]:
     except InvalidOperation:
         raise _Bad(amt.sourceline, what, f"amount '{text}' is not a number") from None
     if not value.is_finite() or value < 0:
-        raise _Bad(amt.sourceline, what, f"amount '{text}' must be a non-negative number (the sign is CdtDbtInd)")
+        raise _Bad(
+            amt.sourceline, what, f"amount '{text}' must be a non-negative number (the sign is CdtDbtInd)"
+        )
     if too_precise(value):
         raise _Bad(amt.sourceline, what, f"amount '{text}' has more decimals than can be stored exactly (4)")
     ccy = amt.get("Ccy")
@@ -204,8 +212,11 @@ def _signed(el: etree._Element, what: str) -> tuple[Decimal, str | None]:
     ind = _text(el, "CdtDbtInd")
     if ind not in ("CRDT", "DBIT"):
         node = _find(el, "CdtDbtInd")
-        raise _Bad(node.sourceline if node is not None else el.sourceline, f"{what}/CdtDbtInd",
-                   f"credit/debit indicator '{ind}' is not CRDT or DBIT")
+        raise _Bad(
+            node.sourceline if node is not None else el.sourceline,
+            f"{what}/CdtDbtInd",
+            f"credit/debit indicator '{ind}' is not CRDT or DBIT",
+        )
     return (value if ind == "CRDT" else -value), ccy
 
 
@@ -214,7 +225,12 @@ def _account(acct: etree._Element | None) -> str | None:
     if ident is None:
         return None
     for node in ident.iter():
-        if isinstance(node.tag, str) and _local(node) in ("IBAN", "BBAN", "UPIC", "Id") and _text(node) and node is not ident:
+        if (
+            isinstance(node.tag, str)
+            and _local(node) in ("IBAN", "BBAN", "UPIC", "Id")
+            and _text(node)
+            and node is not ident
+        ):
             return _text(node)
     return None
 
@@ -233,7 +249,12 @@ def _party(tx: etree._Element | None, role: str) -> tuple[str | None, str | None
 
 
 def _statement(
-    el: etree._Element, version: str, kind: str, header: etree._Element | None, app_sender: str | None, index: int
+    el: etree._Element,
+    version: str,
+    kind: str,
+    header: etree._Element | None,
+    app_sender: str | None,
+    index: int,
 ) -> ParsedStatement:
     where = f"{_local(el)}[{index}]"
     acct = _find(el, "Acct")
@@ -282,8 +303,11 @@ def _statement(
         cp_name, cp_account = _party(tx, "Dbtr" if credit else "Cdtr")
         if cp_name is None and cp_account is None:
             cp_name, cp_account = _party(tx, "UltmtDbtr" if credit else "UltmtCdtr")
-        remittance = [t.text.strip() for t in (tx.iter() if tx is not None else []) if isinstance(t.tag, str)
-                      and _local(t) == "Ustrd" and t.text and t.text.strip()]
+        remittance = [
+            t.text.strip()
+            for t in (tx.iter() if tx is not None else [])
+            if isinstance(t.tag, str) and _local(t) == "Ustrd" and t.text and t.text.strip()
+        ]
         domain = _find(ntry, "BkTxCd", "Domn")
         extra: dict[str, Any] = {
             k: v
@@ -292,8 +316,15 @@ def _statement(
                 "reversal": _text(ntry, "RvslInd") == "true" or None,
                 "entry_ref": _text(ntry, "NtryRef"),
                 "bank_tx_code": "/".join(
-                    x for x in (_text(domain, "Cd"), _text(domain, "Fmly", "Cd"), _text(domain, "Fmly", "SubFmlyCd")) if x
-                ) or _text(ntry, "BkTxCd", "Prtry", "Cd"),
+                    x
+                    for x in (
+                        _text(domain, "Cd"),
+                        _text(domain, "Fmly", "Cd"),
+                        _text(domain, "Fmly", "SubFmlyCd"),
+                    )
+                    if x
+                )
+                or _text(ntry, "BkTxCd", "Prtry", "Cd"),
                 "end_to_end_id": e2e,
                 "instruction_id": _text(refs, "InstrId"),
                 "message_id": _text(refs, "MsgId"),
@@ -310,7 +341,8 @@ def _statement(
                 value_date=_date(_find(ntry, "ValDt"), f"{where}/Ntry/ValDt"),
                 entry_date=_date(_find(ntry, "BookgDt"), f"{where}/Ntry/BookgDt"),
                 reference=(e2e or _text(ntry, "NtryRef") or _text(ntry, "AcctSvcrRef") or "")[:64] or None,
-                related_reference=(_text(ntry, "AcctSvcrRef") or _text(refs, "AcctSvcrRef") or "")[:64] or None,
+                related_reference=(_text(ntry, "AcctSvcrRef") or _text(refs, "AcctSvcrRef") or "")[:64]
+                or None,
                 counterparty=(cp_name or "")[:200] or None,
                 account_identifier=(cp_account or "")[:64] or None,
                 description=" ".join(remittance) or _text(ntry, "AddtlNtryInf"),
@@ -322,13 +354,21 @@ def _statement(
 
     currency = currency or next((ln.currency for ln in lines if ln.currency), None)
     period = _find(el, "FrToDt")
-    start = _date(_find(period, "FrDtTm"), f"{where}/FrToDt") or _date(_find(period, "FrDt"), f"{where}/FrToDt")
+    start = _date(_find(period, "FrDtTm"), f"{where}/FrToDt") or _date(
+        _find(period, "FrDt"), f"{where}/FrToDt"
+    )
     end = _date(_find(period, "ToDtTm"), f"{where}/FrToDt") or _date(_find(period, "ToDt"), f"{where}/FrToDt")
-    created = _date(_find(el, "CreDtTm"), f"{where}/CreDtTm") or _date(_find(header, "CreDtTm"), "GrpHdr/CreDtTm")
+    created = _date(_find(el, "CreDtTm"), f"{where}/CreDtTm") or _date(
+        _find(header, "CreDtTm"), "GrpHdr/CreDtTm"
+    )
     booking_days = [ln.entry_date for ln in lines if ln.entry_date]
-    statement_date = end or (closing[1] if closing else None) or created or (max(booking_days) if booking_days else None)
+    statement_date = (
+        end or (closing[1] if closing else None) or created or (max(booking_days) if booking_days else None)
+    )
     if statement_date is None:
-        raise _Bad(el.sourceline, where, "the statement has no date (no period, balance, creation time or booking)")
+        raise _Bad(
+            el.sourceline, where, "the statement has no date (no period, balance, creation time or booking)"
+        )
     seq = _text(el, "ElctrncSeqNb") or _text(el, "LglSeqNb")
     number = int(seq) if seq and seq.isdigit() and int(seq) > 0 else None
     page = _text(header, "MsgPgntn", "PgNb")
@@ -346,7 +386,9 @@ def _statement(
             "last_page": _text(header, "MsgPgntn", "LastPgInd"),
             "closing_type": closing_type if closing_type != "CLBD" else None,
             "intraday": True if kind == "052" else None,
-            "information": _text(el, "AddtlStmtInf") or _text(el, "AddtlRptInf") or _text(el, "AddtlNtfctnInf"),
+            "information": _text(el, "AddtlStmtInf")
+            or _text(el, "AddtlRptInf")
+            or _text(el, "AddtlNtfctnInf"),
         }.items()
         if v
     }

@@ -42,8 +42,18 @@ from app.services.errors import ValidationFailed
 from .parsed import ParsedLine, ParsedStatement, Problem, StatementFileRefused, refuse, too_precise
 
 CONFIRMATION_FIELDS = (
-    "reference", "our_reference", "trade_date", "settlement_date", "isin", "side", "quantity", "price", "amount",
-    "currency", "counterparty", "account",
+    "reference",
+    "our_reference",
+    "trade_date",
+    "settlement_date",
+    "isin",
+    "side",
+    "quantity",
+    "price",
+    "amount",
+    "currency",
+    "counterparty",
+    "account",
 )
 CONFIRMATION_REQUIRED = ("reference", "trade_date", "isin", "side", "quantity", "price")
 HOLDING_FIELDS = ("account", "isin", "quantity", "price", "value", "currency", "as_of", "description")
@@ -70,7 +80,9 @@ class StatementProfile:
     sender: str | None = None  # default counterparty / custodian when the file has no such column
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v) for f in fields(self)}
+        return {
+            f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v) for f in fields(self)
+        }
 
 
 BUILTIN: dict[str, StatementProfile] = {
@@ -140,9 +152,13 @@ def known_profiles() -> list[str]:
 
 def _check(p: StatementProfile, origin: str) -> StatementProfile:
     if p.kind not in ("TRADE_CONFIRMATIONS", "HOLDINGS"):
-        raise ValidationFailed(f"Profile {origin}: kind must be TRADE_CONFIRMATIONS or HOLDINGS, not '{p.kind}'.")
+        raise ValidationFailed(
+            f"Profile {origin}: kind must be TRADE_CONFIRMATIONS or HOLDINGS, not '{p.kind}'."
+        )
     allowed, required = (
-        (CONFIRMATION_FIELDS, CONFIRMATION_REQUIRED) if p.kind == "TRADE_CONFIRMATIONS" else (HOLDING_FIELDS, HOLDING_REQUIRED)
+        (CONFIRMATION_FIELDS, CONFIRMATION_REQUIRED)
+        if p.kind == "TRADE_CONFIRMATIONS"
+        else (HOLDING_FIELDS, HOLDING_REQUIRED)
     )
     unknown = sorted(set(p.columns) - set(allowed))
     missing = [f for f in required if f not in p.columns]
@@ -167,7 +183,9 @@ def load_profile(name_or_path: str | None, kind: str | None = None) -> Statement
             data = json.loads(path.read_text(encoding="utf-8"))
             extra = set(data) - {f.name for f in fields(StatementProfile)}
             if extra:
-                raise ValidationFailed(f"Profile file {path.name} has unknown keys {', '.join(sorted(extra))}.")
+                raise ValidationFailed(
+                    f"Profile file {path.name} has unknown keys {', '.join(sorted(extra))}."
+                )
             data.setdefault("name", path.stem)
             data.setdefault("description", f"profile file {path.name}")
             return _check(StatementProfile(**data), f"file {path.name}")
@@ -195,7 +213,9 @@ def _rows_csv(data: bytes, name: str, p: StatementProfile) -> tuple[list[str], l
         text = data.decode(p.encoding)
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise refuse(name, f"it is not valid {p.encoding} text (byte 0x{data[err.start]:02x})", line) from None
+        raise refuse(
+            name, f"it is not valid {p.encoding} text (byte 0x{data[err.start]:02x})", line
+        ) from None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=p.delimiter)
     rows: list[tuple[int, list[str]]] = []
     header: list[str] | None = None
@@ -225,7 +245,10 @@ def _rows_xlsx(data: bytes, name: str, p: StatementProfile) -> tuple[list[str], 
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
     for n, values in enumerate(ws.iter_rows(values_only=True), start=1):
-        cells = ["" if v is None else (v.date().isoformat() if isinstance(v, dt.datetime) else str(v)) for v in values]
+        cells = [
+            "" if v is None else (v.date().isoformat() if isinstance(v, dt.datetime) else str(v))
+            for v in values
+        ]
         if header is None:
             if any(c.strip() for c in cells):
                 header = [c.strip() for c in cells]
@@ -257,6 +280,50 @@ def _date(text: str, p: StatementProfile) -> dt.date:
         return dt.date.fromisoformat(t[:10])  # XLSX date cells arrive as ISO text
 
 
+class _Cells:
+    """One data line's values, read field by field; every problem is collected with its line and column."""
+
+    def __init__(self, p: StatementProfile, pos: dict[str, int], line: int, values: list[str]) -> None:
+        self.p, self.pos, self.line, self.values = p, pos, line, values
+        self.bad: list[Problem] = []
+
+    def get(self, key: str) -> str:
+        i = self.pos.get(key)
+        return self.values[i].strip() if i is not None and i < len(self.values) else ""
+
+    def _col(self, key: str) -> str:
+        return self.p.columns.get(key, key)
+
+    def num(self, key: str, decimals: int, required: bool = False) -> Decimal | None:
+        raw = self.get(key)
+        if not raw:
+            if required:
+                self.bad.append(Problem(self.line, self._col(key), f"{key} is empty"))
+            return None
+        try:
+            v = _number(raw, self.p)
+        except (InvalidOperation, ValueError):
+            self.bad.append(Problem(self.line, self._col(key), f"'{raw}' is not a number"))
+            return None
+        if too_precise(v, decimals):
+            self.bad.append(Problem(self.line, self._col(key), f"'{raw}' has more than {decimals} decimals"))
+        return v
+
+    def day(self, key: str, required: bool = False) -> dt.date | None:
+        raw = self.get(key)
+        if not raw:
+            if required:
+                self.bad.append(Problem(self.line, self._col(key), f"{key} is empty"))
+            return None
+        try:
+            return _date(raw, self.p)
+        except ValueError:
+            self.bad.append(
+                Problem(self.line, self._col(key), f"'{raw}' is not a date ({self.p.date_format})")
+            )
+            return None
+
+
 def read_table(data: bytes, file_name: str, fmt: str, profile_name: str | None) -> list[ParsedStatement]:
     """Statements from a CSV/XLSX confirmation or position file, or :class:`StatementFileRefused`."""
     p = load_profile(profile_name)
@@ -283,7 +350,9 @@ def read_table(data: bytes, file_name: str, fmt: str, profile_name: str | None) 
     required = CONFIRMATION_REQUIRED if p.kind == "TRADE_CONFIRMATIONS" else HOLDING_REQUIRED
     missing = [f"{p.columns[f]} ({f})" for f in required if f not in pos]
     if missing:
-        raise refuse(file_name, f"the header lacks the columns {', '.join(missing)} that profile '{p.name}' needs", 1)
+        raise refuse(
+            file_name, f"the header lacks the columns {', '.join(missing)} that profile '{p.name}' needs", 1
+        )
     problems: list[Problem] = []
     groups: dict[tuple[str, dt.date], list[ParsedLine]] = {}
 
@@ -294,41 +363,17 @@ def read_table(data: bytes, file_name: str, fmt: str, profile_name: str | None) 
     for line, values in rows:
         if not any(v.strip() for v in values):
             continue
-        bad: list[Problem] = []
+        cells = _Cells(p, pos, line, values)
+        bad, num, day = cells.bad, cells.num, cells.day
 
         def col(key: str) -> str:
             return p.columns.get(key, key)
 
-        def num(key: str, decimals: int, required: bool = False) -> Decimal | None:
-            raw = get(values, key)
-            if not raw:
-                if required:
-                    bad.append(Problem(line, col(key), f"{key} is empty"))
-                return None
-            try:
-                v = _number(raw, p)
-            except (InvalidOperation, ValueError):
-                bad.append(Problem(line, col(key), f"'{raw}' is not a number"))
-                return None
-            if too_precise(v, decimals):
-                bad.append(Problem(line, col(key), f"'{raw}' has more than {decimals} decimals"))
-            return v
-
-        def day(key: str, required: bool = False) -> dt.date | None:
-            raw = get(values, key)
-            if not raw:
-                if required:
-                    bad.append(Problem(line, col(key), f"{key} is empty"))
-                return None
-            try:
-                return _date(raw, p)
-            except ValueError:
-                bad.append(Problem(line, col(key), f"'{raw}' is not a date ({p.date_format})"))
-                return None
-
         code = get(values, "isin").upper()
         if not stdnum_isin.is_valid(code):
-            bad.append(Problem(line, col("isin"), f"'{code}' is not a valid ISIN" if code else "isin is empty"))
+            bad.append(
+                Problem(line, col("isin"), f"'{code}' is not a valid ISIN" if code else "isin is empty")
+            )
         currency = get(values, "currency").upper() or None
         if currency and not (len(currency) == 3 and currency.isalpha()):
             bad.append(Problem(line, col("currency"), f"'{currency}' is not a currency code"))
@@ -339,8 +384,13 @@ def read_table(data: bytes, file_name: str, fmt: str, profile_name: str | None) 
             side_raw = get(values, "side")
             side = {k.upper(): v for k, v in p.side_codes.items()}.get(side_raw.upper())
             if side is None:
-                bad.append(Problem(line, col("side"), f"'{side_raw}' is not a side this profile knows "
-                                   f"({', '.join(sorted(p.side_codes))})"))
+                bad.append(
+                    Problem(
+                        line,
+                        col("side"),
+                        f"'{side_raw}' is not a side this profile knows ({', '.join(sorted(p.side_codes))})",
+                    )
+                )
             trade_date = day("trade_date", True)
             qty = num("quantity", 6, True)
             price = num("price", 8, True)
@@ -348,7 +398,11 @@ def read_table(data: bytes, file_name: str, fmt: str, profile_name: str | None) 
             settle = day("settlement_date")
             party = get(values, "counterparty") or p.sender or ""
             if not party:
-                bad.append(Problem(line, col("counterparty"), "no counterparty (no column, and the profile names none)"))
+                bad.append(
+                    Problem(
+                        line, col("counterparty"), "no counterparty (no column, and the profile names none)"
+                    )
+                )
             if bad:
                 problems += bad
                 continue

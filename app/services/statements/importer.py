@@ -139,7 +139,11 @@ class StatementImportResult:
         return [f for f in self.files if f.status == "refused"]
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.counts(), "milliseconds": int(self.seconds * 1000), "results": [f.as_dict() for f in self.files]}
+        return {
+            **self.counts(),
+            "milliseconds": int(self.seconds * 1000),
+            "results": [f.as_dict() for f in self.files],
+        }
 
 
 # --- reading and detecting ------------------------------------------------------------------------------------------
@@ -183,7 +187,9 @@ def detect_format(data: bytes, file_name: str) -> str:
             return "mt940"
         if kind == "535":
             return "mt535"
-        raise refuse(file_name, f"it holds an MT{kind}, {_MT_NAMES.get(kind, 'not a statement OpsDesk imports here')}")
+        raise refuse(
+            file_name, f"it holds an MT{kind}, {_MT_NAMES.get(kind, 'not a statement OpsDesk imports here')}"
+        )
     if re.search(r"(?m)^:16R:GENL", text) and re.search(r"(?m)^:(93B|97A|35B):", text):
         return "mt535"
     if re.search(r"(?m)^:(20|25|28C?|60[FM]|61|62[FM]|86|NS):", text):
@@ -212,7 +218,9 @@ _MT_NAMES = {
 }
 
 
-def read_statements(data: bytes, file_name: str, fmt: str, profile: str | None = None) -> list[ParsedStatement]:
+def read_statements(
+    data: bytes, file_name: str, fmt: str, profile: str | None = None
+) -> list[ParsedStatement]:
     """Parse one file into statements (no database). Raises :class:`StatementFileRefused`."""
     if fmt == "camt":
         from .camt import read_camt
@@ -273,13 +281,15 @@ def import_one(
     try:
         name, data = _load(source)
         digest = hashlib.sha256(data).hexdigest()
-        chosen = (fmt or ("csv" if profile and not data.startswith(ZIP_MAGIC) else None) or detect_format(data, name))
+        chosen = (
+            fmt
+            or ("csv" if profile and not data.startswith(ZIP_MAGIC) else None)
+            or detect_format(data, name)
+        )
         chosen = chosen.lower()
         parsed = read_statements(data, name, chosen, profile)
     except StatementFileRefused as err:
-        return FileOutcome(
-            name, digest, chosen, "refused", err.reason, [p.as_dict() for p in err.items]
-        )
+        return FileOutcome(name, digest, chosen, "refused", err.reason, [p.as_dict() for p in err.items])
     for attempt in (1, 2):
         try:
             with db.write() as s:
@@ -346,13 +356,18 @@ def _write_file(
                 Statement.extra,
             ).where(Statement.account_identifier.in_(accounts[chunk : chunk + 500]))
         ).all()
-        known += [_Known(r[0], str(r[1].value if hasattr(r[1], "value") else r[1]), *r[2:10], r[10] or {}) for r in rows]
+        known += [
+            _Known(r[0], str(r[1].value if hasattr(r[1], "value") else r[1]), *r[2:10], r[10] or {})
+            for r in rows
+        ]
     hashes = [p.content_hash() for p in parsed]
     by_hash = {k.content_hash: k for k in known}
     missing = [h for h in hashes if h not in by_hash]
     for chunk in range(0, len(missing), 500):  # the same statement filed under another account spelling
         for sid, h in s.execute(
-            select(Statement.id, Statement.content_hash).where(Statement.content_hash.in_(missing[chunk : chunk + 500]))
+            select(Statement.id, Statement.content_hash).where(
+                Statement.content_hash.in_(missing[chunk : chunk + 500])
+            )
         ):
             by_hash.setdefault(h, _Known(sid, "", "", None, None, None, dt.date.min, None, None, h, {}))
     resolver = _AccountResolver(s)
@@ -423,11 +438,25 @@ def _write_file(
         s.add(row)
         s.flush()
         _insert_lines(s, row.id, st)
-        so.status, so.statement_id, so.account_id, so.warnings = "imported", row.id, account_id, to_jsonable(warnings)
+        so.status, so.statement_id, so.account_id, so.warnings = (
+            "imported",
+            row.id,
+            account_id,
+            to_jsonable(warnings),
+        )
         written.append(row.id)
         k = _Known(
-            row.id, st.kind.value, row.account_identifier, st.currency, st.statement_ref, row.sequence_number,
-            st.statement_date, st.opening_balance, st.closing_balance, h, row.extra,
+            row.id,
+            st.kind.value,
+            row.account_identifier,
+            st.currency,
+            st.statement_ref,
+            row.sequence_number,
+            st.statement_date,
+            st.opening_balance,
+            st.closing_balance,
+            h,
+            row.extra,
         )
         known.append(k)
         by_hash[h] = k
@@ -493,7 +522,13 @@ def _insert_lines(s: Session, statement_id: int, st: ParsedStatement) -> None:
 
 
 def _fmt(value: Decimal | None) -> str:
-    return "none" if value is None else f"{value:,.2f}" if value == value.quantize(Decimal("0.01")) else f"{value:,}"
+    return (
+        "none"
+        if value is None
+        else f"{value:,.2f}"
+        if value == value.quantize(Decimal("0.01"))
+        else f"{value:,}"
+    )
 
 
 def _balance_findings(st: ParsedStatement) -> list[dict[str, Any]]:
@@ -601,8 +636,15 @@ def _sequence_findings(st: ParsedStatement, known: Sequence[_Known]) -> list[dic
             prev = None  # the bank restarted its numbering (a new year): nothing is missing
     if prev is None and (key is None or not numbered):
         start = st.period_start
-        earlier = [k for k in family if k.statement_date < st.statement_date or (
-            k.statement_date == st.statement_date and (k.period()[0] or k.statement_date) < (start or st.statement_date))]
+        earlier = [
+            k
+            for k in family
+            if k.statement_date < st.statement_date
+            or (
+                k.statement_date == st.statement_date
+                and (k.period()[0] or k.statement_date) < (start or st.statement_date)
+            )
+        ]
         if earlier:
             prev = max(earlier, key=lambda k: (k.statement_date, k.id))
             prev_start, prev_end = prev.period()
@@ -614,17 +656,21 @@ def _sequence_findings(st: ParsedStatement, known: Sequence[_Known]) -> list[dic
                         "other_statement_id": prev.id,
                     }
                 )
-    if prev is not None and prev.closing is not None and st.opening_balance is not None:
-        if prev.closing != st.opening_balance:
-            out.append(
-                {
-                    "code": "BALANCE_CHAIN",
-                    "message": f"opening balance {_fmt(st.opening_balance)} does not continue the closing balance "
-                    f"{_fmt(prev.closing)} of {prev.label()}: a statement or a booking is missing in between",
-                    "previous_statement_id": prev.id,
-                    "difference": st.opening_balance - prev.closing,
-                }
-            )
+    if (
+        prev is not None
+        and prev.closing is not None
+        and st.opening_balance is not None
+        and prev.closing != st.opening_balance
+    ):
+        out.append(
+            {
+                "code": "BALANCE_CHAIN",
+                "message": f"opening balance {_fmt(st.opening_balance)} does not continue the closing balance "
+                f"{_fmt(prev.closing)} of {prev.label()}: a statement or a booking is missing in between",
+                "previous_statement_id": prev.id,
+                "difference": st.opening_balance - prev.closing,
+            }
+        )
     return out
 
 

@@ -52,13 +52,23 @@ def read_mt535(text: str, file_name: str) -> list[ParsedStatement]:
         if rejected_next:
             code = next((f.value for f in nak.fields if f.tag == "405"), "")
             problems.append(
-                Problem(msg.start_line, "", f"message {msg.index} was rejected by the network (NAK{' ' + code if code else ''}): "
-                        "it was never delivered, so it is not a statement")
+                Problem(
+                    msg.start_line,
+                    "",
+                    f"message {msg.index} was rejected by the network (NAK{' ' + code if code else ''}): "
+                    "it was never delivered, so it is not a statement",
+                )
             )
             rejected_next = False
             continue
         if msg.message_type not in HOLDINGS_TYPES:
-            problems.append(Problem(msg.start_line, "", f"message {msg.index} is an MT{msg.message_type}, not an MT535 statement of holdings"))
+            problems.append(
+                Problem(
+                    msg.start_line,
+                    "",
+                    f"message {msg.index} is an MT{msg.message_type}, not an MT535 statement of holdings",
+                )
+            )
             continue
         fatal = [p for p in msg.problems if any(w in p for w in _FATAL)]
         if fatal:
@@ -141,7 +151,13 @@ def _statement(msg: FinMessage) -> ParsedStatement:
         st.note("ACTIVITY_FLAG", "the statement says it has no holdings (:17B::ACTI//N) but lists some")
     value_sum = sum((ln.amount for ln in lines if ln.amount is not None), Decimal(0))
     hols = totals.get("HOLS") or totals.get("HOLP")
-    if hols and lines and all(ln.amount is not None for ln in lines) and len(currencies) == 1 and value_sum != hols["amount"]:
+    if (
+        hols
+        and lines
+        and all(ln.amount is not None for ln in lines)
+        and len(currencies) == 1
+        and value_sum != hols["amount"]
+    ):
         st.note(
             "VALUE_TOTAL_MISMATCH",
             f"the holdings are worth {value_sum} together but the statement's total (:19A::HOLS/HOLP) says "
@@ -180,7 +196,9 @@ def _holding(fin: Sequence, account: str) -> ParsedLine:
     isin, description, extra = _isin(fin)
     aggr = fin.find("93B", "AGGR") or fin.find("93C", "AGGR")
     if aggr is None:
-        raise FinParseError("a holding without its aggregate balance (:93B::AGGR)", line=fin.line, field=":93B::AGGR")
+        raise FinParseError(
+            "a holding without its aggregate balance (:93B::AGGR)", line=fin.line, field=":93B::AGGR"
+        )
     qty_type, quantity = aggr.quantity()
     extra["quantity_type"] = qty_type
     for qual in ("AVAI", "NAVL"):
@@ -188,7 +206,13 @@ def _holding(fin: Sequence, account: str) -> ParsedLine:
         if f is not None:
             extra[qual.lower()] = str(f.quantity()[1])
     price_field = next(
-        (p for q in ("MRKT", "INDC", None) for p in (fin.find("90A", q), fin.find("90B", q)) if p is not None), None
+        (
+            p
+            for q in ("MRKT", "INDC", None)
+            for p in (fin.find("90A", q), fin.find("90B", q))
+            if p is not None
+        ),
+        None,
     )
     price = price_ccy = None
     if price_field is not None:
@@ -202,7 +226,9 @@ def _holding(fin: Sequence, account: str) -> ParsedLine:
     if hold is not None:
         value_ccy, value = hold.amount()
         if too_precise(value):
-            raise FinParseError("the holding value has more decimals than can be stored", line=hold.line, field=hold.label)
+            raise FinParseError(
+                "the holding value has more decimals than can be stored", line=hold.line, field=hold.label
+            )
     subs = []
     for sub in [c for c in fin.children if c.name == "SUBBAL"]:
         q = sub.find("93B") or sub.find("93C")

@@ -46,7 +46,25 @@ from .parsed import ParsedLine, ParsedStatement, Problem, StatementFileRefused, 
 # The mt940 package's own tag pattern (start of a line, two digits and an optional letter, or NS).
 _TAG_LINE = re.compile(r"^:(\d{2}[A-Z]?|NS):")
 # A line that looks like a known tag whose closing colon is missing (":62FC221018EUR1,00").
-_KNOWN = ("20", "21", "25", "28", "28C", "60F", "60M", "61", "62F", "62M", "64", "65", "86", "13D", "34F", "90D", "90C")
+_KNOWN = (
+    "20",
+    "21",
+    "25",
+    "28",
+    "28C",
+    "60F",
+    "60M",
+    "61",
+    "62F",
+    "62M",
+    "64",
+    "65",
+    "86",
+    "13D",
+    "34F",
+    "90D",
+    "90C",
+)
 _BROKEN_TAG = re.compile(r"^:(" + "|".join(sorted(_KNOWN, key=len, reverse=True)) + r")(?=[^:\s])")
 _BALANCE = re.compile(r"^(?P<mark>[CD])(?P<date>\d{6})(?P<ccy>[A-Z]{3})(?P<amount>\d+,\d*)$")
 _TOTALS = re.compile(r"^(?P<count>\d{1,5})(?P<ccy>[A-Z]{3})(?P<amount>\d+,\d*)$")
@@ -60,7 +78,9 @@ SINGLE = ("20", "21", "25", "28", "28C", "13D", "64", "90D", "90C")
 SINGLE_LINE = SINGLE + OPENING + CLOSING + ("34F",)
 STATEMENT_TYPES = ("940", "942", "950")
 _OPTIONS = mt940pkg.Options.all()
-_PROCESSORS: dict[str, list[Any]] = {"pre_statement": []}  # no silent February "fix-up": bad dates are refused
+_PROCESSORS: dict[str, list[Any]] = {
+    "pre_statement": []
+}  # no silent February "fix-up": bad dates are refused
 _STANDARD_61 = mt940pkg.tags.Statement()
 _ASNB_61 = mt940pkg.tags.StatementASNB()
 
@@ -120,7 +140,9 @@ def read_mt940(text: str, file_name: str) -> list[ParsedStatement]:
         except FinParseError as err:
             # E-banking downloads (ING, SNS, ASN Bank) wrap MT940 in headers that are not valid FIN; the statement
             # text inside is still MT940, so it is read as such, with the envelope lines set aside.
-            envelope_note = f"the FIN envelope is not standard ({err.reason}); the statement text was read as MT940"
+            envelope_note = (
+                f"the FIN envelope is not standard ({err.reason}); the statement text was read as MT940"
+            )
     if blocks is None:
         blocks = _bare_blocks(text, file_name)
     problems: list[Problem] = []
@@ -137,8 +159,10 @@ def read_mt940(text: str, file_name: str) -> list[ParsedStatement]:
 
 def looks_like_mt940(text: str) -> bool:
     head = text[:4000]
-    return bool(re.search(r"(?m)^:20:", head)) and bool(re.search(r"(?m)^:(25|28C?|60[FM]|61|62[FM]):", head)) or (
-        bool(re.search(r"\{2:[IO]9(40|42|50)", head))
+    return (
+        bool(re.search(r"(?m)^:20:", head))
+        and bool(re.search(r"(?m)^:(25|28C?|60[FM]|61|62[FM]):", head))
+        or (bool(re.search(r"\{2:[IO]9(40|42|50)", head)))
     )
 
 
@@ -262,27 +286,44 @@ def _check_block(block: _Block) -> list[Problem]:
     is942 = _is_942(block)
     required = ("20", "25", "28C") if is942 else ("20", "25", "28C", "60")
     for name in required:
-        present = block.all(name, "28") if name == "28C" else block.all(*OPENING) if name == "60" else block.all(name)
+        present = (
+            block.all(name, "28")
+            if name == "28C"
+            else block.all(*OPENING)
+            if name == "60"
+            else block.all(name)
+        )
         if not present:
-            what = {"28C": ":28C: statement number", "60": "an opening balance :60F:/:60M:"}.get(name, f":{name}:")
+            what = {"28C": ":28C: statement number", "60": "an opening balance :60F:/:60M:"}.get(
+                name, f":{name}:"
+            )
             bad(None, f"the statement starting here has no {what}, which every statement must have")
     for name in SINGLE:
         seen = block.all(name)
         if len(seen) > 1:
-            bad(seen[1], f"field :{name}: appears twice in one statement (first on line {seen[0].line}); "
-                "the file is damaged or a field is mislabelled")
+            bad(
+                seen[1],
+                f"field :{name}: appears twice in one statement (first on line {seen[0].line}); "
+                "the file is damaged or a field is mislabelled",
+            )
     for group in (OPENING, CLOSING):
         seen = block.all(*group)
         if len(seen) > 1:
-            bad(seen[1], f"a second {'opening' if group is OPENING else 'closing'} balance in one statement "
-                f"(first on line {seen[0].line})")
+            bad(
+                seen[1],
+                f"a second {'opening' if group is OPENING else 'closing'} balance in one statement "
+                f"(first on line {seen[0].line})",
+            )
     for t in block.tags:
         v = t.head
         if t.tag in ("20", "21", "25", "28", "28C", "13D", "90D", "90C", "61") + OPENING + CLOSING:
             subject = t.value.split("\n")[0]
             if not _PRINTABLE.match(subject):
                 ch = next(c for c in subject if not _PRINTABLE.match(c))
-                bad(t, f"contains {ch!r}, a character outside the SWIFT character set (binary or damaged content)")
+                bad(
+                    t,
+                    f"contains {ch!r}, a character outside the SWIFT character set (binary or damaged content)",
+                )
                 continue
         if t.tag in ("20", "25") and not v:
             bad(t, "is empty")
@@ -376,7 +417,9 @@ def _line_problem(value: str, block: _Block) -> str | None:
     em, ed = (g.get("entry_month") or "").strip(), (g.get("entry_day") or "").strip()
     if em and ed:
         month, day = int(em), int(ed)
-        if not 1 <= month <= 12 or not 1 <= day <= max(calendar.monthrange(vdate.year, month)[1], 29 if month == 2 else 0):
+        if not 1 <= month <= 12 or not 1 <= day <= max(
+            calendar.monthrange(vdate.year, month)[1], 29 if month == 2 else 0
+        ):
             return f"entry date {em}{ed} (MMDD) is not a calendar date"
     amount = _amount(g["amount"] or "")
     if amount is None:
@@ -478,9 +521,20 @@ def _build(block: _Block, file_name: str) -> ParsedStatement:
             k: (v if isinstance(v, str) else str(v))
             for k, v in d.items()
             if v not in (None, "")
-            and k not in ("amount", "date", "entry_date", "guessed_entry_date", "currency", "transaction_details",
-                          "customer_reference", "bank_reference", "transaction_reference", "applicant_name",
-                          "applicant_iban")
+            and k
+            not in (
+                "amount",
+                "date",
+                "entry_date",
+                "guessed_entry_date",
+                "currency",
+                "transaction_details",
+                "customer_reference",
+                "bank_reference",
+                "transaction_reference",
+                "applicant_name",
+                "applicant_iban",
+            )
             and isinstance(v, str | int | Decimal)
         }
         ref = _text(d.get("customer_reference"))
@@ -510,10 +564,12 @@ def _build(block: _Block, file_name: str) -> ParsedStatement:
             )
         )
     if use_asnb:
-        notes.append({
-            "code": "BANK_LAYOUT",
-            "message": "statement lines read with ASN Bank's :61: layout (counterparty IBAN as customer reference)",
-        })
+        notes.append(
+            {
+                "code": "BANK_LAYOUT",
+                "message": "statement lines read with ASN Bank's :61: layout (counterparty IBAN as customer reference)",
+            }
+        )
     ref_tag = block.first("20")
     num_tag = block.first("28C", "28")
     assert ref_tag is not None and num_tag is not None or is942
@@ -524,9 +580,14 @@ def _build(block: _Block, file_name: str) -> ParsedStatement:
         assert m is not None
         number = int(m.group("number")) or None  # 0 / 00000: the bank does not number its statements
         page = int(m.group("page")) if m.group("page") else None
-    dates = [ln.value_date for ln in lines if ln.value_date] + [ln.entry_date for ln in lines if ln.entry_date]
+    dates = [ln.value_date for ln in lines if ln.value_date] + [
+        ln.entry_date for ln in lines if ln.entry_date
+    ]
     statement_date = (
-        (closing[1] if closing else None) or stamp_date or (max(dates) if dates else None) or (opening[1] if opening else None)
+        (closing[1] if closing else None)
+        or stamp_date
+        or (max(dates) if dates else None)
+        or (opening[1] if opening else None)
     )
     if statement_date is None:
         raise refuse(file_name, "the statement has no date (no balance, no :13D:, no line)", block.line)
@@ -553,7 +614,8 @@ def _build(block: _Block, file_name: str) -> ParsedStatement:
         opening_balance=opening[0] if opening else None,
         closing_balance=closing[0] if closing else None,
         lines=lines,
-        extra={"balances": balances} | ({"related_reference": block.first("21").head} if block.first("21") else {}),
+        extra={"balances": balances}
+        | ({"related_reference": block.first("21").head} if block.first("21") else {}),
         notes=notes,
         source_line=block.line,
         number=number,

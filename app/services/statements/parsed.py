@@ -47,7 +47,11 @@ class StatementFileRefused(ValidationFailed):
         self.file_name = file_name
         self.items = problems
         first = problems[0] if problems else Problem(None, "", summary or "it cannot be read")
-        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        more = (
+            f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+            if len(problems) > 1
+            else ""
+        )
         text = summary or f"{first.where(file_name)}: {first.reason}{more}"
         super().__init__(
             f"{file_name} was not imported: {text}. Nothing was changed.",
@@ -190,7 +194,11 @@ def decode_text(data: bytes, file_name: str) -> str:
     bad = next((i for i, b in enumerate(data[:1_000_000]) if b < 32 and b not in (9, 10, 13, 26)), None)
     if bad is not None:
         line = data.count(b"\n", 0, bad) + 1
-        raise refuse(file_name, f"it is binary, not a text statement (control byte 0x{data[bad]:02x} at offset {bad})", line)
+        raise refuse(
+            file_name,
+            f"it is binary, not a text statement (control byte 0x{data[bad]:02x} at offset {bad})",
+            line,
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -35,7 +35,9 @@ def read_semt002(data: bytes, file_name: str) -> list[ParsedStatement]:
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as err:
-        raise refuse(file_name, f"it is not well-formed XML ({err.msg})", getattr(err, "lineno", None)) from None
+        raise refuse(
+            file_name, f"it is not well-formed XML ({err.msg})", getattr(err, "lineno", None)
+        ) from None
     document = root if _local(root) == "Document" else _descendant(root, "Document")
     ns = etree.QName(document).namespace if document is not None else None
     m = _NS_RE.match(ns or "")
@@ -45,7 +47,11 @@ def read_semt002(data: bytes, file_name: str) -> list[ParsedStatement]:
     report = next((c for c in document if isinstance(c.tag, str)), None)
     if report is None:
         raise refuse(file_name, "the document is empty", document.sourceline)
-    sender = _text(_descendant(_descendant(root, "AppHdr"), "Fr"), "FIId", "FinInstnId", "BICFI") if root is not document else None
+    sender = (
+        _text(_descendant(_descendant(root, "AppHdr"), "Fr"), "FIId", "FinInstnId", "BICFI")
+        if root is not document
+        else None
+    )
     try:
         return [_statement(report, version, sender)]
     except _Bad as bad:
@@ -83,7 +89,10 @@ def _holding(bal: etree._Element, account: str) -> ParsedLine:
     if quantity is None:
         raise _Bad(bal.sourceline, "BalForAcct/AggtBal", "the holding has no aggregate quantity")
     prices = _kids(bal, "PricDtls")
-    price_el = next((p for p in prices if _text(_descendant(_find(p, "Tp"), "Cd")) == "MRKT"), prices[0] if prices else None)
+    price_el = next(
+        (p for p in prices if _text(_descendant(_find(p, "Tp"), "Cd")) == "MRKT"),
+        prices[0] if prices else None,
+    )
     price = currency = None
     extra: dict[str, str] = {}
     if price_el is not None:
@@ -166,5 +175,8 @@ def _statement(report: etree._Element, version: str, sender: str | None) -> Pars
         stated = _decimal(_find(total, "Amt"), "TtlHldgsValOfStmt", 4)
         summed = sum((ln.amount for ln in lines if ln.amount is not None), Decimal(0))
         if stated is not None and stated != summed:
-            st.note("VALUE_TOTAL_MISMATCH", f"the holdings are worth {summed} together but the statement's total says {stated}")
+            st.note(
+                "VALUE_TOTAL_MISMATCH",
+                f"the holdings are worth {summed} together but the statement's total says {stated}",
+            )
     return st

@@ -290,6 +290,20 @@ class FinMessage:
     start_line: int = 1
     problems: list[str] = field(default_factory=list)  # structural faults tolerated with strict=False
     trailers: dict[str, str] = field(default_factory=dict)  # {S:...} user trailer block
+    _index: dict[tuple[str, str | None], list[Field]] | None = field(default=None, repr=False, compare=False)
+
+    def _lookup(self, tag: str, qualifier: str | None) -> list[Field]:
+        # Readers ask a message for a dozen fields: one pass builds an index by (tag, qualifier) and by the
+        # two-digit tag (any letter option), with None standing for "any qualifier".
+        if self._index is None:
+            idx: dict[tuple[str, str | None], list[Field]] = {}
+            for f in self.root.walk_fields():
+                for t in {f.tag, f.tag[:2]}:
+                    idx.setdefault((t, f.qualifier), []).append(f)
+                    if f.qualifier is not None:
+                        idx.setdefault((t, None), []).append(f)
+            self._index = idx
+        return self._index.get((tag, qualifier), [])
 
     @property
     def is_service(self) -> bool:
@@ -297,11 +311,12 @@ class FinMessage:
         return self.block1.get("service_id", "01") != "01"
 
     def find(self, tag: str, qualifier: str | None = None) -> Field | None:
-        """The first field anywhere in block 4."""
-        return self.root.find_deep(tag, qualifier)
+        """The first field anywhere in block 4 (``tag`` "98" matches 98A/98C/98E; no qualifier: any)."""
+        found = self._lookup(tag, qualifier)
+        return found[0] if found else None
 
     def find_all(self, tag: str, qualifier: str | None = None) -> list[Field]:
-        return self.root.find_all(tag, qualifier, deep=True)
+        return list(self._lookup(tag, qualifier))
 
     def sequences(self, name: str) -> list[Sequence]:
         return self.root.sequences(name)

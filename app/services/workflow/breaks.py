@@ -486,6 +486,15 @@ def _fmt(value: Any) -> str:
     return "—" if value is None or value == "" else str(value)
 
 
+_VERBS = {
+    "propose": "proposed",
+    "approve": "approved",
+    "reject": "rejected",
+    "withdraw": "withdrawn",
+    "first_approval": "approved once, waiting for a second approver",
+}
+
+
 def _describe_entry(action: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
     b, a = before or {}, after or {}
     status = (
@@ -509,7 +518,10 @@ def _describe_entry(action: str, before: dict[str, Any] | None, after: dict[str,
     if action.startswith("corrections."):
         verb = action.split(".", 1)[1]
         kind = a.get("kind") or b.get("kind") or "correction"
-        text = f"{kind} correction #{a.get('correction_id', '')} {verb.replace('_', ' ')}"
+        said = _VERBS.get(verb, verb.replace("_", " "))
+        if verb == "first_approval":
+            said += f" ({a.get('approvals', 1)} of {a.get('required', 2)})"
+        text = f"{kind} correction #{a.get('correction_id', '')} {said}"
         if a.get("reason"):
             text += f": {a['reason']}"
         if a.get("comment"):

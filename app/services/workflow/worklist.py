@@ -840,7 +840,9 @@ def trade_id_for_ref(db: Database, actor: Actor, trade_ref: str) -> int:
     with db.read() as s:
         found = s.scalar(select(Trade.id).where(Trade.trade_ref == trade_ref))
     if found is None:
-        raise NotFound(f"There is no trade {trade_ref} to amend; the internal record is not a trade of the blotter.")
+        raise NotFound(
+            f"There is no trade {trade_ref} to amend; the internal record is not a trade of the blotter."
+        )
     return int(found)
 
 

@@ -433,8 +433,11 @@ class BreakInvestigationPane(Pane):
         break_id = self.current_break_id()
         if break_id is None:
             self.detail.show_nothing()
-        else:
+            return
+        try:
             self.detail.load(break_id)
+        except RuntimeError:  # a timer fired while the window closes: the task runner is gone
+            pass
 
     # --- actions --------------------------------------------------------------------------------------------------
 

@@ -16,7 +16,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont
 
 from app.services.workflow.worklist import BreakFilter, BreakPage, BreakRow, BreakSort
@@ -132,6 +140,7 @@ class BreaksModel(QAbstractTableModel):
         self._last_key: tuple[Any, int] | None = None
         self._gen = 0
         self._fetching: TaskHandle | None = None
+        self._fetch_queued = False
         try:
             self.zone = ZoneInfo(actor.timezone)
         except Exception:
@@ -185,22 +194,33 @@ class BreaksModel(QAbstractTableModel):
     # --- Qt's incremental fetching --------------------------------------------------------------------------------
 
     def canFetchMore(self, parent: _Index = QModelIndex()) -> bool:  # noqa: B008 - Qt's signature
-        return not parent.isValid() and self._more and self._fetching is None
+        return not parent.isValid() and self._more and self._fetching is None and not self._fetch_queued
 
     def fetchMore(self, parent: _Index = QModelIndex()) -> None:  # noqa: B008
-        if not self.canFetchMore(parent):
+        if not self.canFetchMore(parent) or self._fetch_queued:
+            return
+        # The view calls this from inside C++ (a scroll, the model tester): starting a worker thread there crashes
+        # PySide, so the request starts on the next turn of the event loop.
+        self._fetch_queued = True
+        QTimer.singleShot(0, self, self._start_fetch)
+
+    def _start_fetch(self) -> None:
+        self._fetch_queued = False
+        if not self._more or self._fetching is not None:
             return
         from app.services.workflow import worklist
 
         gen = self._gen
-        self._fetching = self._tasks.call(
-            worklist.work_list,
+        db, actor, flt, sort, limit, after = (
             self._db,
             self._actor,
             self.filter,
             self.sort,
-            limit=self.page_size,
-            after=self._last_key,
+            self.page_size,
+            self._last_key,
+        )
+        self._fetching = self._tasks.call(
+            lambda: worklist.work_list(db, actor, flt, sort, limit=limit, after=after),
             on_done=lambda page: self._append(gen, page),
             on_error=lambda f: self._fetch_failed(gen, f),
             on_cancelled=lambda: None,

@@ -6,6 +6,7 @@ Read in one background task (:func:`app.services.settlement.queue.detail`); a ne
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 from typing import Any
 
@@ -146,10 +147,8 @@ class InstructionDetailPanel(QWidget):
         )
 
     def _call(self, *args: object, **options: object) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the task runner has shut down: the window is closing
             self.ws.tasks.call(*args, **options)  # type: ignore[arg-type]
-        except RuntimeError:
-            pass  # the task runner has shut down: the window is closing
 
     def reload(self) -> None:
         if self._wanted is not None:

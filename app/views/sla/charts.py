@@ -20,14 +20,14 @@ from app.services.sla.kpis import Dashboard
 from .dates import day_seconds, seconds_day
 
 RED, GREEN, AMBER, BLUE, GREY = "#c62828", "#2e7d32", "#b26a00", "#1f5fbf", "#9aa5b1"
-CHART_HEIGHT = 210
+CHART_HEIGHT = 230
 DAY_S = 86_400
 
 
 def _plot(title: str, *, dates: bool, percent: bool) -> pg.PlotWidget:
     axes = {"bottom": pg.DateAxisItem(orientation="bottom", utcOffset=0)} if dates else {}
     w = pg.PlotWidget(background="w", axisItems=axes, enableMenu=False)
-    w.setMinimumHeight(CHART_HEIGHT)
+    w.setFixedHeight(CHART_HEIGHT)
     w.setMouseEnabled(False, False)
     w.hideButtons()
     item = w.getPlotItem()
@@ -104,20 +104,13 @@ class DashboardCharts(QWidget):
             bars = pg.BarGraphItem(x=[], height=[], width=1000, brush=colour, pen=None, name=name)
             bars.setProperty("offset", (i - 1) * 1100)  # three bars side by side within the hour
             self.throughput.addItem(bars)
-            self.tp_bars[key] = bars
-            legend = self.throughput.getPlotItem().legend
-            if legend is not None:
-                legend.addItem(bars, name)
+            self.tp_bars[key] = bars  # named items join the legend by themselves
 
         self.workload = _plot("Open SLA items per owner", dates=False, percent=False)
         self.work_risk = pg.BarGraphItem(x=[], height=[], width=0.6, brush=AMBER, pen=None, name="At risk")
         self.work_breached = pg.BarGraphItem(x=[], height=[], width=0.6, brush=RED, pen=None, name="Breached")
         self.workload.addItem(self.work_breached)
         self.workload.addItem(self.work_risk)
-        legend = self.workload.getPlotItem().legend
-        if legend is not None:
-            legend.addItem(self.work_breached, "Breached")
-            legend.addItem(self.work_risk, "At risk")
         self.workload_owners: list[int] = []
         self.workload_box = QWidget()
         wl = QVBoxLayout(self.workload_box)

@@ -1,0 +1,407 @@
+"""Benchmark of the settlement queue pane over a million instructions, on SQLite and PostgreSQL (+50 ms link).
+
+Measured the way ``bench_blotter.py`` measures the blotter (offscreen, the real pane, model, table and TaskRunner):
+first page on screen, sort change, filter changes, jump to the last row, resident memory, and the longest GUI-thread
+stall (a 5 ms timer's longest gap). Beside each backend: the reference measured in the same run on the same
+database, the raw SQL of an indexed 200-row page and a bare ``count(*)`` of the instructions.
+
+The book: the demo book (``app.services.demo.build_demo``, ``--trades``, default 20,000) gives realistic reference
+data and ~16,000 instructions; they are then copied with ``INSERT … SELECT`` (new references, settlement dates shifted
+by a few weeks each copy) until the table holds ``--instructions`` rows (default 1,000,000), and the queue's wanted
+indexes (``queue.INDEXES_WANTED``) are created unless ``--no-indexes`` (they belong to migration 0004, which its
+owner adds; the bench shows the figures the pane will have with them).
+
+Run:  .venv/bin/python bench/bench_settlement_queue.py [--instructions 200000] [--backends sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_blotter import PASSWORD, SEED, Result, _schedstat, rss_mb  # noqa: E402
+
+TARGET_MS = 300.0
+TARGET_STALL_MS = 50.0
+
+
+# --- building the book (child process) ----------------------------------------------------------------------------
+
+
+def build(url: str, trades: int, instructions: int, indexes: bool, base_book: str | None = None) -> None:
+    from sqlalchemy import func, select, text
+
+    from app.models import SettlementInstruction
+    from app.services import demo, schema
+    from app.services.db import Database
+    from app.services.permissions import SYSTEM
+    from app.services.settlement.queue import INDEXES_WANTED
+
+    if base_book:
+        # An existing SQLite demo book copied as the base (when the demo build cannot run): grown here.
+        import shutil
+
+        shutil.copy(base_book, url.removeprefix("sqlite:///"))
+        db = Database(url)
+    else:
+        db = Database(url)
+        schema.upgrade(db)
+        started = time.perf_counter()
+        demo.build_demo(db, SYSTEM, trades=trades, seed=SEED, password=PASSWORD)
+        print(f"    demo book of {trades:,} trades in {time.perf_counter() - started:.0f} s", flush=True)
+    with db.read() as s:
+        base = int(s.scalar(select(func.count()).select_from(SettlementInstruction)) or 0)
+    cols = [
+        c.name
+        for c in SettlementInstruction.__table__.columns
+        if c.name not in ("id", "instruction_ref", "intended_settlement_date", "trade_date")
+    ]
+    copies = max(0, -(-instructions // max(base, 1)) - 1)
+    started = time.perf_counter()
+    with db.write() as s:
+        for k in range(1, copies + 1):
+            remaining = instructions - base * k
+            if remaining <= 0:
+                break
+            shift = (k % 40) * 7  # spread the copies over the settlement dates of the last months
+            if db.is_postgres:
+                isd = f"intended_settlement_date - {shift}"
+                td = f"trade_date - {shift}"
+            else:
+                isd = f"date(intended_settlement_date, '-{shift} days')"
+                td = f"date(trade_date, '-{shift} days')"
+            s.execute(
+                text(
+                    f"INSERT INTO settlement_instructions (instruction_ref, intended_settlement_date, trade_date, "
+                    f"{', '.join(cols)}) SELECT 'C{k:03d}' || substr(instruction_ref, 5), {isd}, {td}, "
+                    f"{', '.join(cols)} FROM settlement_instructions WHERE id <= {base} ORDER BY id "
+                    f"LIMIT {min(base, remaining)}"
+                )
+            )
+        if indexes:
+            for name, columns in INDEXES_WANTED:
+                s.execute(
+                    text(
+                        f"CREATE INDEX IF NOT EXISTS {name} ON settlement_instructions ({', '.join(columns)})"
+                    )
+                )
+        s.execute(text("ANALYZE"))
+    with db.read() as s:
+        n = int(s.scalar(select(func.count()).select_from(SettlementInstruction)) or 0)
+    print(f"    {n:,} instructions in {time.perf_counter() - started:.0f} s", flush=True)
+    db.dispose()
+
+
+def build_in_child(
+    url: str, trades: int, instructions: int, indexes: bool, base_book: str | None = None
+) -> None:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--build",
+        url,
+        "--trades",
+        str(trades),
+        "--instructions",
+        str(instructions),
+    ]
+    if not indexes:
+        cmd.append("--no-indexes")
+    if base_book:
+        cmd += ["--base-book", base_book]
+    subprocess.run(cmd, check=True)
+
+
+# --- measuring ----------------------------------------------------------------------------------------------------
+
+
+def reference_sql(url: str) -> dict[str, float]:
+    """Raw SQL on one connection, median of 5: an indexed 200-row page, and a bare count(*)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    out: dict[str, float] = {}
+    queries = {
+        "raw SQL: 200 rows ORDER BY intended_settlement_date, id": (
+            "SELECT * FROM settlement_instructions ORDER BY intended_settlement_date, id LIMIT 200"
+        ),
+        "raw SQL: SELECT count(*) FROM settlement_instructions": "SELECT count(*) FROM settlement_instructions",
+    }
+    with engine.connect() as conn:
+        for label, sql in queries.items():
+            times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                conn.execute(text(sql)).all()
+                times.append((time.perf_counter() - t) * 1000)
+            out[label] = statistics.median(times)
+    engine.dispose()
+    return out
+
+
+def measure(name: str, url: str, password: str = PASSWORD) -> Result:
+    from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.services import auth
+    from app.services.db import Database
+    from app.services.settlement.queue import COLUMN_KEYS, QueueFilter
+    from app.views import resources
+    from app.views.panes.base import Workspace
+    from app.views.panes.settlement_queue import SettlementQueuePane
+    from app.views.tasks import TaskRunner
+
+    app = QApplication.instance() or QApplication([])
+    app.setStyleSheet(resources.stylesheet())
+    result = Result(name)
+    result.reference = reference_sql(url)
+    db = Database(url)
+    actor = auth.login(db, "clerk1", password)
+    tasks = TaskRunner()
+    pings: list[bool] = []
+    for _ in range(4):
+        tasks.call(db.ping, on_done=pings.append, quiet=True)
+
+    def spin(cond: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+        end = time.perf_counter() + timeout_s
+        while not cond():
+            if time.perf_counter() > end:
+                return False
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+            time.sleep(0.0005)
+        return True
+
+    spin(lambda: len(pings) == 4)
+    stall: dict[str, Any] = {
+        "last": time.perf_counter(),
+        "sched": _schedstat(),
+        "max": 0.0,
+        "phase": "opening",
+    }
+
+    def tick() -> None:
+        now, sched = time.perf_counter(), _schedstat()
+        gap = now - stall["last"]
+        stall["max"] = max(stall["max"], gap)
+        if gap * 1000 > TARGET_STALL_MS:
+            result.stalls.append(
+                (
+                    stall["phase"],
+                    gap * 1000,
+                    (sched[0] - stall["sched"][0]) / 1e6,
+                    (sched[1] - stall["sched"][1]) / 1e6,
+                )
+            )
+        stall["last"], stall["sched"] = now, sched
+
+    ticker = QTimer()
+    ticker.setInterval(5)
+    ticker.timeout.connect(tick)
+    pane = SettlementQueuePane(Workspace(db=db, actor=actor, tasks=tasks))
+    pane.filter_bar.set_view("Everything")
+    pane.resize(1400, 900)
+    table, model = pane.table, pane.model
+
+    class PaintWatch(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.armed = 0.0
+            self.painted: float | None = None
+
+        def arm(self) -> None:
+            self.armed = time.perf_counter()
+            self.painted = None
+
+        def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Type.Paint and self.painted is None and self.armed:
+                first, last = table.visible_rows()
+                if last >= first and all(model.is_row_loaded(r) for r in range(first, last + 1)):
+                    self.painted = time.perf_counter()
+            return False
+
+    watch = PaintWatch()
+    table.viewport().installEventFilter(watch)
+
+    def timed(label: str, action: Callable[[], Any], ready: Callable[[], bool] = lambda: True) -> None:
+        stall["phase"] = f"waiting before {label}"
+        spin(lambda: not model.loading and model.count_exact)
+        app.processEvents()
+        stall["phase"] = label
+        watch.arm()
+        started = watch.armed
+        action()
+        ok = spin(lambda: watch.painted is not None and ready())
+        result.figures[label] = (
+            ((watch.painted or time.perf_counter()) - started) * 1000 if ok else float("inf")
+        )
+
+    ticker.start()
+    watch.arm()
+    started = watch.armed
+    pane.show()
+    spin(lambda: watch.painted is not None)
+    result.figures["first page on screen"] = ((watch.painted or time.perf_counter()) - started) * 1000
+    spin(lambda: model.count_exact)
+    result.rows = model.rowCount()
+    spin(lambda: bool(pane.cutoff_strip.cutoffs), 30)  # the calendars are built and the rows re-read once
+    header = table.horizontalHeader()
+    timed("sort change (Amount)", lambda: header.sectionClicked.emit(COLUMN_KEYS.index("settlement_amount")))
+    timed(
+        "sort change (Settle date)",
+        lambda: header.sectionClicked.emit(COLUMN_KEYS.index("intended_settlement_date")),
+    )
+    timed("filter change (status Failed)", lambda: pane.set_filter(QueueFilter(statuses=("FAILED",))))
+    timed(
+        "filter change (all open)",
+        lambda: pane.set_filter(
+            QueueFilter(statuses=("PENDING", "INSTRUCTED", "MATCHED", "PARTIALLY_SETTLED", "FAILED"))
+        ),
+    )
+    timed("filter change (My queue)", lambda: pane.filter_bar.set_view("My queue"))
+    timed("filter change (failing only)", lambda: pane.set_filter(QueueFilter(failing_only=True)))
+    timed("filter change (counterparty)", lambda: pane.set_filter(QueueFilter(counterparty=_common(url))))
+    timed("filter cleared", lambda: pane.set_filter(QueueFilter()))
+    bar_v = table.verticalScrollBar()
+    timed("jump to last row", table.scrollToBottom, lambda: bar_v.value() == bar_v.maximum())
+    timed(
+        "jump to the middle",
+        lambda: table.scrollTo(model.index(model.rowCount() // 2, 0), table.ScrollHint.PositionAtTop),
+    )
+    timed("back to the top", table.scrollToTop)
+    stall["phase"] = "scrolling"
+    t_end = time.perf_counter() + 3
+    step, row = max(1, model.rowCount() // 400), 0
+    while time.perf_counter() < t_end:
+        row = (row + step * 7) % max(model.rowCount(), 1)
+        table.scrollTo(model.index(row, 0), table.ScrollHint.PositionAtTop)
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+    ticker.stop()
+    result.stall_ms = stall["max"] * 1000
+    result.rss = rss_mb()
+    pane.close()
+    tasks.shutdown(10_000)
+    db.dispose()
+    return result
+
+
+def _common(url: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        code = conn.execute(
+            text(
+                "SELECT c.code FROM counterparties c JOIN settlement_instructions s ON s.counterparty_id = c.id "
+                "WHERE s.id < 5000 GROUP BY c.code ORDER BY count(*) DESC LIMIT 1"
+            )
+        ).scalar()
+    engine.dispose()
+    return str(code)
+
+
+def report(results: list[Result]) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"\n{r.name}: {r.rows:,} instructions")
+        for label, ms in r.figures.items():
+            ok = "ok" if ms < TARGET_MS else "MISS"
+            lines.append(f"  {label:42s} {ms:8.1f} ms  {'< 300 ms':>8s}  {ok}")
+        lines.append(f"  {'longest GUI-thread stall':42s} {r.stall_ms:8.1f} ms  {'< 50 ms':>8s}")
+        lines.append(f"  {'memory (RSS / peak)':42s} {r.rss[0]:8.0f} MB / {r.rss[1]:.0f} MB")
+        for label, ms in r.reference.items():
+            lines.append(f"  reference: {label:55s} {ms:8.1f} ms")
+        for phase, ms, cpu, queued in sorted(r.stalls, key=lambda x: -x[1])[:3]:
+            lines.append(
+                f"    stall of {ms:.0f} ms in {phase}: {cpu:.0f} ms on a core, {queued:.0f} ms queued"
+            )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trades", type=int, default=20_000)
+    parser.add_argument("--instructions", type=int, default=1_000_000)
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "opsdesk-bench"
+    )
+    parser.add_argument("--backends", default="sqlite,postgresql,postgresql+50ms")
+    parser.add_argument("--no-indexes", action="store_true")
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--build", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--base-book", help="an existing SQLite demo book to grow (SQLite only; skips the demo build)"
+    )
+    parser.add_argument("--password", default=PASSWORD, help="clerk1's password in the book")
+    args = parser.parse_args()
+    indexes = not args.no_indexes
+    if args.build:
+        build(args.build, args.trades, args.instructions, indexes, args.base_book)
+        return 0
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    print(
+        f"OpsDesk settlement queue bench: {args.instructions:,} instructions, {os.cpu_count()} CPUs, load average "
+        + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        + ("" if indexes else " (without the wanted indexes)")
+    )
+    results: list[Result] = []
+    if "sqlite" in backends:
+        path = args.workdir / f"queue-{args.instructions}{'' if indexes else '-noix'}.sqlite"
+        marker = path.with_suffix(".built")
+        if args.rebuild or not marker.exists():
+            for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), marker):
+                p.unlink(missing_ok=True)
+            print(f"  building the SQLite book in {path} …", flush=True)
+            build_in_child(f"sqlite:///{path}", args.trades, args.instructions, indexes, args.base_book)
+            marker.write_text("ok")
+        results.append(measure("SQLite", f"sqlite:///{path}", args.password))
+        print(report(results[-1:]), flush=True)
+    if any(b.startswith("postgresql") for b in backends):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        from bench.latency_proxy import LatencyProxy
+        from tests.pgserver import TempPostgres
+
+        server = TempPostgres()
+        admin_url = server.start()
+        try:
+            admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text("CREATE DATABASE queue_bench"))
+            admin.dispose()
+            pg_url = admin_url.rsplit("/", 1)[0] + "/queue_bench"
+            print("  building the PostgreSQL book …", flush=True)
+            build_in_child(pg_url, args.trades, args.instructions, indexes)
+            if "postgresql" in backends:
+                results.append(measure("PostgreSQL", pg_url))
+                print(report(results[-1:]), flush=True)
+            if "postgresql+50ms" in backends:
+                target = make_url(pg_url)
+                proxy = LatencyProxy(target.port or 5432, one_way_ms=25)
+                port = proxy.start()
+                try:
+                    slow = target.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+                    results.append(measure("PostgreSQL +50 ms round trip", slow))
+                finally:
+                    proxy.stop()
+                print(report(results[-1:]), flush=True)
+        finally:
+            server.stop()
+    print("\nSummary" + report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
