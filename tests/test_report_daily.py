@@ -3,8 +3,10 @@ PDF with the same KPI text; the CLI writes either by extension and refuses anyth
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
+import re
 import zlib
 from pathlib import Path
 
@@ -78,10 +80,11 @@ def test_xlsx_holds_kpis_health_breached_items_and_charts(report, tmp_path: Path
 
 
 def _pdf_text(data: bytes) -> str:
-    """The page content streams, inflated when compressed (reportlab writes plain text operators)."""
+    """The page content streams, decoded (ASCII85) and inflated when compressed."""
     out = []
-    for part in data.split(b"stream")[1:]:
-        body = part.split(b"endstream")[0].strip(b"\r\n")
+    for body in re.findall(rb"stream\r?\n(.*?)\s*endstream", data, re.S):
+        if body.rstrip().endswith(b"~>"):  # reportlab's ASCII85 layer over Flate
+            body = base64.a85decode(body.rstrip()[:-2])
         try:
             out.append(zlib.decompress(body).decode("latin-1"))
         except zlib.error:
@@ -122,9 +125,9 @@ def test_cli_writes_either_format_and_refuses_others(sqlite_db, tmp_path: Path, 
     summary = json.loads(capsys.readouterr().out)
     affirm = next(x for x in summary["slas"] if x["code"] == "AFFIRM_SAME_DAY")
     assert summary["recorded"] and affirm["counts"]["BREACHED"] == 1 and len(affirm["ids"]["BREACHED"]) == 1
-    assert (
-        cli_main(["--db", url, "sla", "evaluate", "--at", "2026-11-20T12:00"]) == 2
-    )  # no offset: usage error
+    with pytest.raises(SystemExit) as usage:  # a time without its offset is a usage error
+        cli_main(["--db", url, "sla", "evaluate", "--at", "2026-11-20T12:00"])
+    assert usage.value.code == 2
     for name in ("r.xlsx", "r.pdf"):
         assert (
             cli_main(["--db", url, "report", "daily", "--date", "2026-11-19", "--out", str(tmp_path / name)])

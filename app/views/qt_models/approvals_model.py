@@ -36,7 +36,7 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
 )
 COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
 WIDTHS = {
-    "id": 80,
+    "id": 96,
     "kind": 110,
     "item": 240,
     "change": 220,
@@ -44,7 +44,7 @@ WIDTHS = {
     "currency": 45,
     "maker": 80,
     "age": 70,
-    "approvals": 75,
+    "approvals": 90,
     "reason": 220,
     "yours": 150,
 }
