@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do nothing (exit 0) when the database already holds a book, instead of refusing",
     )
+    p.add_argument(
+        "--book-only",
+        action="store_true",
+        help="load the book only; skip the demo's day of work (fails and penalties, reconciliations, "
+        "corrections, SLA evaluation)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -58,12 +64,23 @@ def run(ctx: CliContext) -> int:
     summary = demo.build_demo(
         db, actor, trades=a.trades, seed=a.seed, password=a.password, today=a.today, progress=progress
     )
-    seconds = round(time.perf_counter() - started, 2)
     info = summary.as_dict()
+    if not a.book_only:
+        from app.services import demo_workflows
+
+        work = demo_workflows.seed_workflows(db, today=a.today, progress=progress)
+        info["workflows"] = work.as_dict()
+    seconds = round(time.perf_counter() - started, 2)
     info.update(ok=True, seconds=seconds, database=db.description)
     users = "\n".join(
         f"  {u['username']:<12} {u['role']:<11} password: {u['password']}" for u in info["users"]
     )
     counts = ", ".join(f"{k} {v:,}" for k, v in info["counts"].items())
-    ctx.emit(info, f"Demo book built in {seconds} s on {db.description}\n  {counts}\nLog-ins:\n{users}")
+    failed = "".join(
+        f"\n  demo work '{k}' did not run: {v}"
+        for k, v in info.get("workflows", {}).get("failed", {}).items()
+    )
+    ctx.emit(
+        info, f"Demo book built in {seconds} s on {db.description}\n  {counts}{failed}\nLog-ins:\n{users}"
+    )
     return 0

@@ -128,6 +128,13 @@ class MainWindow(QMainWindow):
             pane.open_items.connect(self.open_items)
         tasks.unhandled_error.connect(self._on_unhandled_error)
 
+        # --- SLA alerts (issue 6): polls the user's new AT_RISK/BREACHED items from the first show on ---------------
+        from app.views.sla.alerts import AlertWatcher
+
+        self.alert_watcher = AlertWatcher(db, actor, tasks, parent=self)
+        self.alert_watcher.message.connect(self.status.show_message)
+        # --- end SLA alerts --------------------------------------------------------------------------------------------
+
         self._build_menus()
 
     # --- layout -------------------------------------------------------------------------------------------------

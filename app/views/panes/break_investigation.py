@@ -18,6 +18,7 @@ gives the clerk their own filter back when removed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -434,10 +435,8 @@ class BreakInvestigationPane(Pane):
         if break_id is None:
             self.detail.show_nothing()
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # a timer fired while the window closes: no task runner left
             self.detail.load(break_id)
-        except RuntimeError:  # a timer fired while the window closes: the task runner is gone
-            pass
 
     # --- actions --------------------------------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtWidgets import QSystemTrayIcon
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
+from PySide6.QtWidgets import QSystemTrayIcon, QWidget
 
 from app.services.sla import alerts as alert_service
 from app.services.sla import evaluate
@@ -75,6 +75,14 @@ class AlertWatcher(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.poll)
+        # Owned by a window: start when it is first shown (a window built and never shown never polls).
+        if isinstance(parent, QWidget):
+            parent.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Show and watched is self.parent() and not self.timer.isActive():
+            self.start()
+        return False
 
     def start(self) -> None:
         """Start polling (the first poll only takes the newest event as the starting point)."""
