@@ -90,7 +90,7 @@ BOND_CLASSES = ("GOVT_BOND", "CORP_BOND")
 COLUMNS: tuple[Column, ...] = (
     Column("instruction_ref", "Instruction", "text", 150),
     Column("status", "Status", "status", 150),
-    Column("reason_code", "Reason", "text", 66),
+    Column("reason_code", "Reason", "text", 72),
     Column("intended_settlement_date", "Settle date", "date", 96),
     Column("age_days", "Age", "int", 48),
     Column("instruction_type", "Type", "text", 48),
