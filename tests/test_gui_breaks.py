@@ -88,6 +88,12 @@ def show_break(qtbot: QtBot, pane: BreakInvestigationPane, break_id: int) -> Non
     if pane.model.row_of(break_id) is None:
         with qtbot.waitSignal(pane.refreshed, timeout=10_000):
             pane.drill_down({"ids": [break_id], "title": f"break #{break_id}"})
+    if pane.current_break_id() == break_id:
+        # Already the current row (the pane selects the first one): wait for its detail, reading it again.
+        qtbot.waitUntil(
+            lambda: pane.detail.detail is not None and pane.detail.detail.id == break_id, timeout=10_000
+        )
+        return
     with qtbot.waitSignal(pane.detail_shown, timeout=10_000):
         assert pane.select_break(break_id)
 

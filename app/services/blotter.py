@@ -7,53 +7,44 @@ each page is an index range scan. Totals for the filter (count, gross by currenc
 page never waits for them. :func:`window` reads, in one unit of work, what a live refresh needs to keep the user's
 place: the count, the pages around the trade at the top of the view (by keyset from it) and where the selected
 trades are now. A filtered page may be read through the filter's index instead of the sort's when few rows match
-(see "choosing the access path" below).
+(see "choosing the access path" below). The generic pieces (page and window shapes, keyset clauses, the read
+connection, the refresh window, the access-path estimates) are ``paging.py``'s, shared with the settlement queue;
+what is here is particular to the trades table.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    FunctionElement,
-    Select,
-    String,
-    and_,
-    func,
-    literal,
-    literal_column,
-    or_,
-    select,
-    text,
-    tuple_,
-)
+from sqlalchemy import ColumnElement, Select, and_, func, literal, literal_column, or_, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
 
 from app.models import Instrument, Trade, User
 from app.models.enums import Side, TradeStatus
 from app.models.trades import SETTLE_SORT_SQL
 
-from .db import Database, translate_errors
+from . import paging
+from .db import Database
+from .paging import (
+    FILTER_INDEX,
+    PLANNER,
+    SORT_INDEX,
+    Column,
+    Page,
+    Window,
+    beyond,
+    no_index,
+    order_by,
+    page_of,
+    page_shape,
+    reader,
+)
 from .permissions import Actor, Permission, require
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    kind: str  # text, date, datetime, decimal, int, status
-    width: int = 100
-    default_visible: bool = True
-
 
 # Display order of the blotter's columns; ``key`` is the Trade attribute.
 COLUMNS: tuple[Column, ...] = (
@@ -82,6 +73,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("id", "Id", "int", 70, False),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+COL = {k: i for i, k in enumerate(COLUMN_KEYS)}
 # Sortable columns: each has a (column, id) index, so sorting stays an index scan at a million rows.
 SORTABLE = frozenset(
     {
@@ -163,38 +155,9 @@ class Sort:
 
 
 @dataclass
-class Page:
-    rows: list[tuple[Any, ...]]  # values in COLUMN_KEYS order
-    first_key: tuple[Any, Any] | None = None
-    last_key: tuple[Any, Any] | None = None
-
-
-@dataclass
 class Totals:
     count: int = 0
     gross_by_currency: dict[str, Decimal] = field(default_factory=dict)
-
-
-class _no_index(FunctionElement[str]):
-    """A column the SQLite planner must not pick an index for (``+col``); plain ``col`` elsewhere.
-
-    SQLite has no statistics unless ANALYZE ran, and even with them it prefers an equality index plus a sort of
-    every matching row over walking the sort index: 700,000 SETTLED trades sorted to show 200. See _choose_plan.
-    """
-
-    type = String()
-    name = "no_index"
-    inherit_cache = True
-
-
-@compiles(_no_index)
-def _no_index_default(element: _no_index, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.clauses, **kw))
-
-
-@compiles(_no_index, "sqlite")
-def _no_index_sqlite(element: _no_index, compiler: Any, **kw: Any) -> str:
-    return "+" + str(compiler.process(element.clauses, **kw))
 
 
 def _exact_isin(term: str) -> bool:
@@ -205,7 +168,7 @@ def _conditions(flt: BlotterFilter, *, opaque: bool = False) -> list[ColumnEleme
     """The WHERE conditions of a filter; ``opaque`` hides the equality columns' indexes from SQLite's planner."""
 
     def col(column: Any) -> Any:
-        return _no_index(column) if opaque else column
+        return no_index(column) if opaque else column
 
     c: list[ColumnElement[bool]] = []
     if flt.statuses:
@@ -285,32 +248,18 @@ UNIQUE_SORT = frozenset({"trade_ref", "id"})
 
 
 def _order(sort: Sort, key: Any, desc: bool, id_col: Any = None) -> tuple[Any, ...]:
-    id_col = Trade.id if id_col is None else id_col
-    if sort.key in UNIQUE_SORT:
-        return (key.desc(),) if desc else (key.asc(),)
-    return (key.desc(), id_col.desc()) if desc else (key.asc(), id_col.asc())
+    return order_by(key, Trade.id if id_col is None else id_col, desc, unique=sort.key in UNIQUE_SORT)
 
 
 def _beyond(sort: Sort, key: Any, last: tuple[Any, Any], desc: bool) -> ColumnElement[bool]:
     """Rows after ``last`` in the display order: the keyset condition of the next page."""
-    if sort.key in UNIQUE_SORT:
-        return key < last[0] if desc else key > last[0]
-    return tuple_(key, Trade.id) < tuple_(*last) if desc else tuple_(key, Trade.id) > tuple_(*last)
+    return beyond(key, Trade.id, (_key_value(sort, last[0]), last[1]), desc, unique=sort.key in UNIQUE_SORT)
 
 
 def _key_value(sort: Sort, value: Any) -> Any:
     if sort.key == "settlement_date" and value is None:
         return NO_DATE
     return value
-
-
-def _keys(
-    rows: Sequence[tuple[Any, ...]], sort: Sort
-) -> tuple[tuple[Any, Any] | None, tuple[Any, Any] | None]:
-    if not rows:
-        return None, None
-    i, j = COLUMN_KEYS.index(sort.key), COLUMN_KEYS.index("id")
-    return (rows[0][i], rows[0][j]), (rows[-1][i], rows[-1][j])
 
 
 def fetch_page(
@@ -325,35 +274,12 @@ def fetch_page(
     from_end: bool = False,
     before: tuple[Any, Any] | None = None,
 ) -> Page:
-    """One page of the blotter in display order.
-
-    ``after``: keyset continuation from the last row of the previous page; ``before``: the ``limit`` rows just
-    above a row (keyset backwards, for scrolling up from a page reached by a jump); ``from_end``: the last
-    ``limit`` rows (with ``offset``: counted from the end); ``offset``: a jump into the middle. With none of them,
-    the first page.
-    """
+    """One page of the blotter in display order (``limit`` rows; the other arguments: :func:`paging.page_shape`)."""
     require(actor, Permission.VIEW)
-    with _reader(db) as conn:
+    with reader(db) as conn:
         return _fetch(
             conn, flt, sort, limit=limit, after=after, offset=offset, from_end=from_end, before=before
         )
-
-
-@contextlib.contextmanager
-def _reader(db: Database) -> Iterator[Connection]:
-    """A connection for reads that are one statement each (a page, a count).
-
-    On PostgreSQL in autocommit: no BEGIN before the query and no ROLLBACK after it, two of the four round trips a
-    page would otherwise cost (with the pool's liveness ping, four at 50 ms apart is 200 ms over a VPN before the
-    database has done anything). One SELECT is its own consistent snapshot, so nothing is lost. SQLite reads as
-    db.read() does: there a round trip costs nothing.
-    """
-    if not db.is_postgres:
-        with db.read() as s:
-            yield s.connection()
-        return
-    with translate_errors(), db.engine.connect() as conn:
-        yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _fetch(
@@ -370,15 +296,12 @@ def _fetch(
     if limit <= 0:
         return Page([])
     key = _sort_expr(sort)
-    # Backwards (from the end, or above a known row): read in reverse order, then turn the rows round.
-    backwards = from_end or before is not None
-    desc = sort.descending != backwards
+    shape = page_shape(sort.descending, after=after, offset=offset, from_end=from_end, before=before)
+    desc = shape.desc
     plan = _choose_plan(s, flt, sort)
     where = _conditions(flt, opaque=plan == SORT_INDEX)
-    if before is not None:
-        where.append(_beyond(sort, key, (_key_value(sort, before[0]), before[1]), desc))
-    elif after is not None and not from_end:
-        where.append(_beyond(sort, key, (_key_value(sort, after[0]), after[1]), desc))
+    if shape.bound is not None:
+        where.append(_beyond(sort, key, shape.bound, desc))
     cols = [getattr(Trade, k) for k in COLUMN_KEYS]
     if plan == FILTER_INDEX:
         # Few rows match: read them through the filter's index and sort them, rather than walk the sort index
@@ -388,22 +311,21 @@ def _fetch(
         q = select(*inner.c).order_by(*_order(sort, outer_key, desc, inner.c.id)).limit(limit)
     else:
         q = select(*cols).where(and_(True, *where)).order_by(*_order(sort, key, desc)).limit(limit)
-    if offset and (after is None or from_end) and before is None:
-        q = q.offset(offset)
+    if shape.offset:
+        q = q.offset(shape.offset)
     # Core execution on a Connection: plain tuples, no ORM loading (less Python per page on a worker thread).
-    rows = [tuple(r) for r in s.execute(q).all()]
-    if backwards:
-        rows.reverse()
-    first, last = _keys(rows, sort)
-    return Page(rows, first, last)
+    rows = shape.arrange([tuple(r) for r in s.execute(q).all()])
+    return page_of(rows, COL[sort.key], COL["id"])
 
 
 def count(db: Database, actor: Actor, flt: BlotterFilter) -> int:
     require(actor, Permission.VIEW)
-    with _reader(db) as conn:
-        return int(
-            conn.scalar(select(func.count()).select_from(Trade).where(and_(True, *_conditions(flt)))) or 0
-        )
+    with reader(db) as conn:
+        return _count(conn, flt)
+
+
+def _count(s: Connection, flt: BlotterFilter) -> int:
+    return int(s.scalar(select(func.count()).select_from(Trade).where(and_(True, *_conditions(flt)))) or 0)
 
 
 def totals(db: Database, actor: Actor, flt: BlotterFilter) -> Totals:
@@ -439,26 +361,9 @@ def _locate(
     row = s.execute(_base(flt).where(Trade.id == trade_id)).first()
     if row is None:
         return None
-    k = _key_value(sort, row[COLUMN_KEYS.index(sort.key)])
-    before = _beyond(sort, key, (k, trade_id), not sort.descending)
+    before = _beyond(sort, key, (row[COL[sort.key]], trade_id), not sort.descending)
     n = s.scalar(select(func.count()).select_from(Trade).where(before, *_conditions(flt)))
     return int(n or 0), tuple(row)
-
-
-@dataclass
-class Window:
-    """The blotter around the row a user is looking at, read in one unit of work (a refresh that keeps one's place).
-
-    ``rows`` are whole pages (``start`` is a multiple of the page size) covering the rows the view shows;
-    ``top`` is the row now at the top (where the top trade moved to); ``positions`` gives the new row number of
-    each tracked trade (None: the filter no longer selects it).
-    """
-
-    count: int
-    start: int
-    rows: list[tuple[Any, ...]]
-    top: int
-    positions: dict[int, int | None]
 
 
 def window(
@@ -476,90 +381,33 @@ def window(
     """Count, the pages covering ``visible`` rows from the top trade, and where the tracked trades now are.
 
     The top row is where ``top_id`` now is (the trade at the top of the view stays at the top), or ``top_row``
-    when that trade is unknown or no longer selected. The rows around the top trade are read by keyset from it,
-    never by OFFSET, so this costs the same at row 10 and at row 900,000 (counting the rows above it aside).
+    when that trade is unknown or no longer selected; see :func:`paging.read_window`.
     """
     require(actor, Permission.VIEW)
-    with db.read() as session:
-        # One snapshot for the count, the positions and the rows: they must agree with each other.
-        s = session.connection(
-            execution_options={"isolation_level": "REPEATABLE READ"} if db.is_postgres else None
-        )
-        total = int(
-            s.scalar(select(func.count()).select_from(Trade).where(and_(True, *_conditions(flt)))) or 0
-        )
-        anchor = _locate(s, flt, sort, top_id) if top_id is not None else None
-        top = anchor[0] if anchor is not None else top_row
-        top = max(0, min(top, total - 1)) if total else 0
-        start = (top // page_size) * page_size
-        end = min(total, ((top + max(visible, 1) - 1) // page_size + 1) * page_size)
-        if anchor is not None:
-            row = anchor[1]
-            k = (row[COLUMN_KEYS.index(sort.key)], row[COLUMN_KEYS.index("id")])
-            above = _fetch(s, flt, sort, limit=top - start, before=k).rows if top > start else []
-            below = _fetch(s, flt, sort, limit=end - top - 1, after=k).rows
-            rows = [*above, row, *below]
-        elif total:
-            rows = _fetch(s, flt, sort, limit=end - start, offset=start).rows
-        else:
-            rows = []
-        positions: dict[int, int | None] = {}
-        for trade_id in dict.fromkeys(track):
-            if trade_id == top_id and anchor is not None:
-                positions[trade_id] = anchor[0]
-            else:
-                found = _locate(s, flt, sort, trade_id)
-                positions[trade_id] = None if found is None else found[0]
-    return Window(count=total, start=start, rows=rows, top=top, positions=positions)
+    return paging.read_window(
+        db,
+        count=partial(_count, flt=flt),
+        locate=lambda s, trade_id: _locate(s, flt, sort, trade_id),
+        fetch=partial(_fetch, flt=flt, sort=sort),
+        key_of=lambda row: (row[COL[sort.key]], row[COL["id"]]),
+        top_row=top_row,
+        top_id=top_id,
+        visible=visible,
+        track=track,
+        page_size=page_size,
+    )
 
 
 # --- choosing the access path ---------------------------------------------------------------------------------------
 #
-# A filter on an indexed column (status, side, account, counterparty, ISIN) and a sort on another one give the
-# planner two paths: walk the sort index and skip rows until a page is full (cheap when many rows match), or read
-# the matching rows through the filter's index and sort them (cheap when few match). Both planners misjudge this at
-# a million rows: SQLite without statistics sorts 700,000 SETTLED trades to show 200 (470 ms); PostgreSQL, whose
-# estimate assumes matches are spread evenly along the sort order, walks 157,000 rows of the gross-amount index
-# before it meets Apple trades (350 ms). So the blotter estimates how many rows match and picks the path itself:
-# on PostgreSQL from the planner's own per-value statistics (pg_stats, no scan), on SQLite by counting the values
-# asked for through their index (index-only, a few ms, cached for a minute).
+# A filter on an indexed column (status, side, account, counterparty, ISIN) and a sort on another one: the blotter
+# estimates how many rows match and picks the path itself (see paging.choose_plan for why and how). FILTER_INDEX
+# reads the matches through the filter's index in a subquery and sorts them (see _fetch); SORT_INDEX hides the
+# filter's indexes from SQLite so that it walks the sort index.
 
-PLANNER, FILTER_INDEX, SORT_INDEX = "planner", "filter index", "sort index"
-#: Below this many matching rows, read them all through the filter's index and sort them. That path costs what
-#: the matches cost (one table lookup each: 50,000 cost 100-300 ms on SQLite, depending on how much of the file
-#: is cached); walking the sort index costs what lies between the matches, cheap when they are spread along it.
-#: Measured at a million trades on both backends, 20,000 is where the two meet.
-FEW_ROWS = 20_000
-#: Cached estimates are used this long (they only steer the plan, never the result).
-STATS_TTL_S = 240.0
-SQLITE_COUNT_TTL_S = 60.0
+#: Below this many matching rows, read them all through the filter's index and sort them (paging.FEW_ROWS).
+FEW_ROWS = paging.FEW_ROWS
 ESTIMABLE_COLUMNS = ("status", "side", "account_code", "counterparty_code", "isin")
-
-
-@dataclass
-class _ColumnStats:
-    total: float
-    counts: dict[str, float]
-    other: float  # rows per value not in ``counts`` (PostgreSQL keeps only the most common values)
-
-    def rows(self, values: Sequence[str]) -> float:
-        return sum(self.counts.get(v, self.other) for v in values)
-
-
-_cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
-_cache_lock = threading.Lock()
-
-
-def _cached(key: tuple[Any, ...], ttl: float, compute: Any) -> Any:
-    now = time.monotonic()
-    with _cache_lock:
-        hit = _cache.get(key)
-    if hit is not None and now - hit[0] < ttl:
-        return hit[1]
-    value = compute()
-    with _cache_lock:
-        _cache[key] = (now, value)
-    return value
 
 
 def _estimable(flt: BlotterFilter) -> list[tuple[str, list[str]]]:
@@ -580,54 +428,7 @@ def _estimable(flt: BlotterFilter) -> list[tuple[str, list[str]]]:
 
 def _choose_plan(s: Connection, flt: BlotterFilter, sort: Sort) -> str:
     conditions = [(c, v) for c, v in _estimable(flt) if c != sort.key]
-    if not conditions:
-        return PLANNER
-    sqlite = s.dialect.name == "sqlite"
-    try:
-        if sqlite:
-            total = float(_sqlite_total(s))
-            matches = [float(_sqlite_count(s, column, values)) for column, values in conditions]
-        else:
-            stats = _pg_column_stats(s)
-            if not stats or any(c not in stats for c, _ in conditions):
-                return PLANNER
-            total = max(st.total for st in stats.values())
-            matches = [stats[c].rows(values) for c, values in conditions]
-    except Exception:  # an estimate is an optimisation: without one the planner decides, as before
-        return PLANNER
-    if total <= 0:
-        return PLANNER
-    matching = total
-    for m in matches:
-        matching *= min(1.0, m / total)  # independent filters multiply
-    if matching < FEW_ROWS:
-        return FILTER_INDEX
-    return SORT_INDEX if sqlite else PLANNER
-
-
-def _sqlite_total(s: Connection) -> int:
-    key = ("total", str(s.engine.url))
-    return int(
-        _cached(key, SQLITE_COUNT_TTL_S, lambda: s.scalar(select(func.count()).select_from(Trade)) or 0)
-    )
-
-
-def _sqlite_count(s: Connection, column: str, values: list[str]) -> int:
-    """Rows with one of ``values`` in ``column``: an index-only count, 2-50 ms at a million rows."""
-    col = getattr(Trade, column)
-    key = ("count", str(s.engine.url), column, tuple(values))
-    return int(
-        _cached(
-            key,
-            SQLITE_COUNT_TTL_S,
-            lambda: s.scalar(select(func.count()).select_from(Trade).where(col.in_(values))) or 0,
-        )
-    )
-
-
-def _pg_column_stats(s: Connection) -> dict[str, _ColumnStats]:
-    key = ("pg_stats", str(s.engine.url))
-    return dict(_cached(key, STATS_TTL_S, lambda: _pg_stats(s)))
+    return paging.choose_plan(s, Trade.__table__, conditions, estimable=ESTIMABLE_COLUMNS, few_rows=FEW_ROWS)
 
 
 def refresh_statistics(db: Database, actor: Actor) -> None:
@@ -636,33 +437,8 @@ def refresh_statistics(db: Database, actor: Actor) -> None:
     require(actor, Permission.VIEW)
     if not db.is_postgres:
         return
-    with _reader(db) as conn:
-        _pg_column_stats(conn)
-
-
-def _pg_stats(s: Connection) -> dict[str, _ColumnStats]:
-    """The planner's own statistics (most common values, their frequencies, distinct values): no scan, one query."""
-    rows = s.execute(
-        text(
-            "SELECT st.attname, c.reltuples, st.null_frac, st.n_distinct, st.most_common_vals::text::text[], "
-            "st.most_common_freqs FROM pg_class c JOIN pg_stats st ON st.tablename = c.relname "
-            "WHERE c.relname = 'trades' AND c.relkind = 'r' AND st.schemaname = current_schema() "
-            "AND st.attname = ANY(:cols)"
-        ),
-        {"cols": list(ESTIMABLE_COLUMNS)},
-    ).all()
-    out: dict[str, _ColumnStats] = {}
-    for column, total, null_frac, n_distinct, values, freqs in rows:
-        if total is None or total <= 0:
-            continue  # never analysed: no estimate, the planner decides
-        values, freqs = list(values or []), list(freqs or [])
-        distinct = n_distinct if n_distinct > 0 else -n_distinct * total
-        rest = max(0.0, 1.0 - (null_frac or 0.0) - sum(freqs))
-        other = total * rest / max(1.0, distinct - len(values))
-        out[column] = _ColumnStats(
-            float(total), {v: total * f for v, f in zip(values, freqs, strict=False)}, other
-        )
-    return out
+    with reader(db) as conn:
+        paging.pg_column_stats(conn, Trade.__table__, ESTIMABLE_COLUMNS)
 
 
 def owner_names(db: Database, actor: Actor) -> dict[int, str]:

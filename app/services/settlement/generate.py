@@ -212,22 +212,16 @@ def generate_in_session(
         return result
 
     key = ", ".join(_KEY)
-    base = 0
-    if not pg:
-        base = int(
-            conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM settlement_instructions").scalar() or 0
-        )
-    seq = "nextval(pg_get_serial_sequence('settlement_instructions', 'id'))"
-
-    def new_id(order: str, offset: str = "0") -> str:
-        return seq if pg else f"{base} + {offset} + row_number() OVER (ORDER BY {order})"
+    def new_id(offset: int = 0) -> str:
+        # Ids relative to the range reserved below once the counts are known (no per-row nextval, no sort).
+        return f"{offset} + row_number() OVER ()"
 
     # Netted groups: one row per obligation, with its id.
     session.execute(
         text(
             temp.format(name="sg_g")
             + f"""
-            SELECT {new_id(key)} AS instr_id, g.* FROM (
+            SELECT {new_id()} AS instr_id, g.* FROM (
                 SELECT {key}, count(*) AS n, sum(sq) AS q, round(sum(sc), 4) AS c, max(trade_date) AS trade_date
                 FROM sg_t WHERE nettable
                 GROUP BY {key}
@@ -253,12 +247,13 @@ def generate_in_session(
         text(
             temp.format(name="sg_x")
             + f"""
-            SELECT {new_id("t.trade_id", str(n_groups))} AS instr_id, t.*
+            SELECT {new_id(n_groups)} AS instr_id, t.*
             FROM sg_t t WHERE NOT EXISTS (SELECT 1 FROM sg_l l WHERE l.trade_id = t.trade_id)
             """
         )
     )
     n_gross = int(conn.exec_driver_sql("SELECT count(*) FROM sg_x").scalar() or 0)
+    base = _reserve_ids(session, n_groups + n_gross)
     n_linked = int(conn.exec_driver_sql("SELECT count(*) FROM sg_l").scalar() or 0)
 
     ref = "'SEME' || lpad(CAST({c} AS text), 12, '0')" if pg else "printf('SEME%012d', {c})"
@@ -279,7 +274,7 @@ def generate_in_session(
             text(
                 f"""
                 INSERT INTO settlement_instructions ({cols})
-                SELECT instr_id, {ref.format(c="instr_id")},
+                SELECT {base} + instr_id, {ref.format(c=f"{base} + instr_id")},
                        CASE WHEN q > 0 THEN 'RVP' ELSE 'DVP' END, :netted,
                        account_id, counterparty_id, instrument_id, abs(q),
                        CASE WHEN q > 0 THEN -c ELSE c END, currency, trade_date, isd, 0, 0,
@@ -293,7 +288,7 @@ def generate_in_session(
             text(
                 f"""
                 INSERT INTO settlement_instructions ({cols})
-                SELECT instr_id, {ref.format(c="instr_id")},
+                SELECT {base} + instr_id, {ref.format(c=f"{base} + instr_id")},
                        CASE WHEN side = 'BUY' THEN (CASE WHEN net_amount = 0 THEN 'RFP' ELSE 'RVP' END)
                             ELSE (CASE WHEN net_amount = 0 THEN 'DFP' ELSE 'DVP' END) END,
                        :netted, account_id, counterparty_id, instrument_id, quantity, net_amount, currency,
@@ -305,7 +300,7 @@ def generate_in_session(
         )
         conn.exec_driver_sql(
             "INSERT INTO instruction_trades (instruction_id, trade_id) "
-            "SELECT instr_id, trade_id FROM sg_l UNION ALL SELECT instr_id, trade_id FROM sg_x"
+            f"SELECT {base} + instr_id, trade_id FROM sg_l UNION ALL SELECT {base} + instr_id, trade_id FROM sg_x"
         )
     by_type = session.execute(
         text(
@@ -334,6 +329,24 @@ def generate_in_session(
         summary={"action": "settlement.generate", "instructions": result.instructions},
     )
     return result
+
+
+def _reserve_ids(session: Session, n: int) -> int:
+    """Reserve n consecutive instruction ids; returns the id before the first.
+
+    SQLite: ``max(id)`` inside the BEGIN IMMEDIATE transaction no other writer can enter. PostgreSQL: the table is
+    locked against other writers (SHARE ROW EXCLUSIVE: readers go on; a clerk's status change waits the few seconds
+    of the run) and the sequence moved past the range in one step, instead of one ``nextval`` per row.
+    """
+    conn = session.connection()
+    if not bulk.is_postgres(session):
+        return int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM settlement_instructions").scalar() or 0)
+    conn.exec_driver_sql("LOCK TABLE settlement_instructions IN SHARE ROW EXCLUSIVE MODE")
+    seq = "pg_get_serial_sequence('settlement_instructions', 'id')"
+    start = int(conn.exec_driver_sql(f"SELECT nextval({seq})").scalar() or 1)
+    if n > 1:
+        conn.exec_driver_sql(f"SELECT setval({seq}, {start + n - 1})")
+    return start - 1
 
 
 def _drop_temp(session: Session) -> None:

@@ -95,6 +95,11 @@ class ApprovalsModel(QAbstractTableModel):
         self._items = list(items)
         self.endResetModel()
 
+    @property
+    def total(self) -> int:
+        """Corrections listed (what the summary model this replaced called its total)."""
+        return len(self._items)
+
     def items(self) -> list[InboxItem]:
         return list(self._items)
 
