@@ -280,7 +280,11 @@ def check(
         problems.append(
             f"missing internal differ: {sorted(map(str, got_mi ^ answer['MISSING_INTERNAL']))[:5]}"
         )
-    got_dk = {b["internal_record"]["key"]["ref"] for b in breaks if b["break_type"] == "DUPLICATE_KEY"}
+    got_dk = {
+        (b["internal_record"] or b["external_record"])["key"]["ref"]
+        for b in breaks
+        if b["break_type"] == "DUPLICATE_KEY"
+    }
     if got_dk != answer["DUPLICATE_KEY"]:
         problems.append(f"duplicate keys differ: {sorted(got_dk ^ answer['DUPLICATE_KEY'])[:5]}")
     got_split = {lids[0].rsplit("-F", 1)[0] for lids, _ in groups}
@@ -344,7 +348,7 @@ def load(db: Database, internal: pd.DataFrame, external: pd.DataFrame) -> None:
             names = (
                 conn.exec_driver_sql(
                     "SELECT indexname FROM pg_indexes WHERE tablename IN ('trades', 'statement_lines') "
-                    "AND indexname LIKE 'ix_%'"
+                    "AND indexname LIKE 'ix_%%'"
                 )
                 .scalars()
                 .all()
@@ -460,7 +464,7 @@ def load(db: Database, internal: pd.DataFrame, external: pd.DataFrame) -> None:
                 stmt.tolist(),
                 line_no.tolist(),
                 external["_id"].tolist(),
-                external["ref"].tolist(),
+                [None if pd.isna(x) else x for x in external["ref"]],
                 _days_text(external["settlement_date"]),
                 _days_text(external["trade_date"]),
                 _days_text(external["trade_date"]),
@@ -516,6 +520,7 @@ def db_round_trip(
                 if b.break_type.value == "FIELD_MISMATCH"
                 else [],
                 "internal_record": b.internal_record,
+                "external_record": b.external_record,
             }
             for b in s.scalars(select(Break))
         ]

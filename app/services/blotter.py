@@ -446,3 +446,31 @@ def owner_names(db: Database, actor: Actor) -> dict[int, str]:
     require(actor, Permission.VIEW)
     with db.read() as s:
         return {int(i): str(n) for i, n in s.execute(select(User.id, User.username))}
+
+
+__all__ = [
+    "COL",
+    "COLUMNS",
+    "COLUMN_KEYS",
+    "ESTIMABLE_COLUMNS",
+    "FEW_ROWS",
+    "FILTER_INDEX",
+    "NO_DATE",
+    "PLANNER",
+    "SORTABLE",
+    "SORT_INDEX",
+    "UNIQUE_SORT",
+    "BlotterFilter",
+    "Column",
+    "Page",
+    "Sort",
+    "Totals",
+    "Window",
+    "count",
+    "fetch_page",
+    "owner_names",
+    "position_of",
+    "refresh_statistics",
+    "totals",
+    "window",
+]

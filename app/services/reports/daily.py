@@ -537,7 +537,7 @@ def write_pdf(report: DailyReport, path: Path, *, compress: bool = True) -> None
         grid(
             [["Code", "SLA", "Open", "On track", "At risk", "Breached", "Today", "Window"]]
             + [[r[0], Paragraph(r[1], small), *r[3:]] for r in sla_rows(report)],
-            [32 * mm, 50 * mm, 14 * mm, 16 * mm, 14 * mm, 16 * mm, 16 * mm, 16 * mm],
+            [38 * mm, 44 * mm, 14 * mm, 16 * mm, 14 * mm, 16 * mm, 16 * mm, 16 * mm],
         )
     )
     story += [PageBreak(), Paragraph("Charts", styles["Heading2"])]

@@ -1,18 +1,27 @@
 """A table model over a million database rows: a row count and a small cache of pages, never the rows themselves.
 
-The machinery of the trade blotter's model (``blotter_model.py``, after Anki's browser table model), made generic
-so the settlement queue (and later lists) share it. A subclass names its service module (``fetch_page``, ``count``,
-``window`` with the blotter's signatures, see ``app/services/paging.py``), its columns, its sortable keys and how a
-loaded row looks (:meth:`look`). ``data()`` never blocks and never touches the database: a row that is not cached
-answers with a light placeholder and its page is requested through the TaskRunner:
+Follows Anki's browser table model (``qt/aqt/browser/table/model.py``): the database filters and sorts, the model
+knows how many rows there are and keeps the rows it has been shown in a lazy cache of pages of ``page_size`` rows
+keyed by page number. The trade blotter (``blotter_model.py``) and the settlement queue (``settlement_model.py``)
+are subclasses: each names its service module (``fetch_page``, ``count``, ``window`` with the signatures of
+``app/services/paging.py``), its columns, its sortable keys and how a loaded row looks (:meth:`build`).
 
-- by keyset from the previous cached page (``after``) or from the next one (``before``): an index range scan;
+``data()`` never blocks and never touches the database: a row that is not cached yet answers with a light
+"loading…" placeholder and its page is requested through the TaskRunner:
+
+- by keyset from the previous cached page when the user scrolls on (``after``), or from the next cached page when
+  they scroll up after a jump (``before``): an index range scan, as cheap at row 900,000 as at row 200;
 - from the end for the last page (``from_end``), so Ctrl+End is one short query;
 - by OFFSET (from whichever end is nearer) only for a jump into the middle.
 
-Every query (filter or sort change, refresh) gets a new *generation*; results of an older one are dropped and their
-tasks cancelled. The row count comes from a separate background ``count``. A live refresh reads a ``Window`` (count,
-the pages around the top visible row, where the selected rows are now) in one task and swaps it in at once.
+Every query (a filter or sort change, a refresh) gets a new *generation*; results of an older generation are
+dropped when they arrive, and their tasks are cancelled, so a slow page of the previous sort can never land in the
+new one. The row count comes from a separate background ``count`` (until it arrives a full first page counts as
+its own length and the rest is appended when the count lands: inserting rows at the end moves nothing on screen).
+
+A live refresh (another workstation changed rows) reads a :class:`~app.services.paging.Window` in one task (count,
+the pages around the top visible row, where the selected rows are now) and swaps it in at once, so the view never
+shows a half-refreshed state; the pane then puts the top row and the selection back where they were.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -35,7 +44,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon
 
-from app.services.paging import Column, Page
+from app.services.paging import Column, Page, page_of
 from app.views.tasks import TaskFailure, TaskHandle, TaskRunner
 
 if TYPE_CHECKING:
@@ -45,19 +54,23 @@ if TYPE_CHECKING:
 _Index = QModelIndex | QPersistentModelIndex
 
 PAGE_SIZE = 200
+#: Pages kept in memory (12,000 rows): enough to scroll back and forth without re-reading, small at any table size.
 MAX_CACHED_PAGES = 60
+#: Page queries running at once: the pool keeps threads free for the count, the totals and the connection ping.
 MAX_IN_FLIGHT = 2
+#: Pages requested by the view are gathered this long, so a fast scroll asks once for where it stopped.
 DISPATCH_DELAY_MS = 10
 LOADING_TEXT = "loading…"
 LOADING_FOREGROUND = QColor("#9aa5b1")
 
-#: Custom roles (the same numbers as the blotter's): the row's item id, a cell's raw value, the row's status code,
-#: whether the row is loaded.
+#: Custom roles: the row's item id (None while loading), a cell's raw value, the row's status code, whether the
+#: row is loaded.
 IdRole = Qt.ItemDataRole.UserRole + 10
 RawRole = Qt.ItemDataRole.UserRole + 11
 StatusRole = Qt.ItemDataRole.UserRole + 12
 LoadedRole = Qt.ItemDataRole.UserRole + 13
 
+# Roles as plain ints: data() is called thousands of times per paint, and comparing with Qt's enum members costs.
 DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
 DECORATION = int(Qt.ItemDataRole.DecorationRole.value)
 TOOLTIP = int(Qt.ItemDataRole.ToolTipRole.value)
@@ -81,6 +94,19 @@ def alignments(columns: tuple[Column, ...]) -> tuple[int, ...]:
     )
 
 
+class Look(Protocol):
+    """What the model and the row painters read of a loaded row's look (:class:`RowLook`, or a list's own)."""
+
+    @property
+    def texts(self) -> tuple[str, ...]: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def background(self) -> QColor | None: ...
+    def foreground(self, col: int) -> QColor | None: ...
+    def bold(self, col: int) -> bool: ...
+
+
 @dataclass(slots=True)
 class RowLook:
     """How a loaded row reads and looks, worked out once per row and kept while its page is cached."""
@@ -101,7 +127,11 @@ class RowLook:
 
 
 class PagedTableModel(QAbstractTableModel):
-    """Rows of one filter and sort, paged in the background. Subclasses set the class attributes and :meth:`build`."""
+    """Rows of one filter and sort, paged in the background. Subclasses set the class attributes and :meth:`build`.
+
+    All of ``columns`` are the model's columns: which show, in what order and how wide is the view's business (its
+    header), not the model's.
+    """
 
     #: The service module: ``fetch_page(db, actor, flt, sort, **page)``, ``count(db, actor, flt)``, ``window(...)``.
     service: ClassVar[ModuleType]
@@ -109,12 +139,19 @@ class PagedTableModel(QAbstractTableModel):
     sortable: ClassVar[frozenset[str]] = frozenset()
     id_key: ClassVar[str] = "id"
     placeholder_key: ClassVar[str] = ""
-    what: ClassVar[str] = "rows"  # task labels: "Loading rows"
+    #: The list in task labels ("Loading the trade blotter") and its rows ("Counting trades"; default: the list).
+    what: ClassVar[str] = "rows"
+    items: ClassVar[str | None] = None
 
+    #: A new query's first page is in and the rows were swapped (filter, sort or full reload).
     query_loaded = Signal()
+    #: The exact row count for the current query is known (the argument).
     count_known = Signal(int)
+    #: A page arrived (its number).
     page_loaded = Signal(int)
+    #: A live refresh's window was swapped in; the pane restores the scroll position and selection from it.
     window_applied = Signal(object)
+    #: Loading failed: the sentence to show.
     load_failed = Signal(str)
 
     def __init__(
@@ -147,12 +184,13 @@ class PagedTableModel(QAbstractTableModel):
         self._count_exact = False
         self._loaded_once = False
         self._pages: OrderedDict[int, Page] = OrderedDict()
-        self._looks: dict[int, RowLook] = {}
-        self._wanted: dict[int, None] = {}
+        # Row number -> its texts and looks, for the rows of the cached pages.
+        self._looks: dict[int, Look] = {}
+        self._wanted: dict[int, None] = {}  # pages the view asked for, oldest request first
         self._in_flight: dict[int, TaskHandle] = {}
         self._query_tasks: list[TaskHandle] = []
-        self._pending_count: int | None = None
-        self._busy_query = False
+        self._pending_count: int | None = None  # a count that arrived before its first page
+        self._busy_query = False  # a new query is on its way: keep showing the old rows, ask for no pages
         self._viewport = (0, -1)
         self._waiters: list[tuple[set[int], Callable[[], None]]] = []
         self._dispatch_timer = QTimer(self)
@@ -164,16 +202,21 @@ class PagedTableModel(QAbstractTableModel):
 
     # --- what subclasses provide ----------------------------------------------------------------------------------
 
-    def build(self, row: tuple[Any, ...]) -> RowLook:
+    def build(self, row: tuple[Any, ...]) -> Look:
+        """The texts and looks of a loaded row (values in ``columns`` order)."""
         raise NotImplementedError
 
-    def tooltip(self, row: tuple[Any, ...], key: str, look: RowLook) -> str | None:
+    def tooltip(self, row: tuple[Any, ...], key: str, look: Any) -> str | None:
         return None
+
+    def icon(self, look: Any, col: int) -> QIcon | None:
+        """The icon of a cell (the row painters ask for it too)."""
+        return look.icons.get(col)  # type: ignore[no-any-return]
 
     def make_sort(self, key: str, descending: bool) -> Any:
         return type(self.sort_order)(key, descending)
 
-    # --- state ----------------------------------------------------------------------------------------------------
+    # --- state seen by the pane and tests -------------------------------------------------------------------------
 
     @property
     def generation(self) -> int:
@@ -185,19 +228,25 @@ class PagedTableModel(QAbstractTableModel):
 
     @property
     def loaded(self) -> bool:
+        """The first query has been shown."""
         return self._loaded_once
 
     @property
     def loading(self) -> bool:
+        """A new query or a refresh is on its way."""
         return self._busy_query
 
     def cached_pages(self) -> list[int]:
         return sorted(self._pages)
 
+    def pending_pages(self) -> list[int]:
+        return sorted(self._in_flight)
+
     def is_row_loaded(self, row: int) -> bool:
         return self._row(row) is not None
 
     def row_values(self, row: int) -> tuple[Any, ...] | None:
+        """The raw values of a row (``columns`` order), or None while it is not loaded."""
         return self._row(row)
 
     def item_id(self, row: int) -> int | None:
@@ -205,24 +254,32 @@ class PagedTableModel(QAbstractTableModel):
         return None if r is None else int(r[self._id])
 
     def row_of_item(self, item_id: int) -> int | None:
+        """The row of an item among the cached pages (None when it is not cached)."""
         for number, page in self._pages.items():
             for i, r in enumerate(page.rows):
                 if r[self._id] == item_id:
                     return number * self.page_size + i
         return None
 
-    def forget_looks(self) -> None:
-        """Rebuild every row's look on next paint (after the names or words it uses changed)."""
+    def forget_looks(self, column: int | None = None) -> None:
+        """Rebuild every row's look on next paint (after the names or words it uses changed in ``column``, or
+        anywhere)."""
         self._looks.clear()
         if self._count:
-            self.dataChanged.emit(self.index(0, 0), self.index(self._count - 1, len(self.columns) - 1))
+            first, last = (0, len(self.columns) - 1) if column is None else (column, column)
+            self.dataChanged.emit(self.index(0, first), self.index(self._count - 1, last))
 
     def set_viewport(self, first: int, last: int) -> None:
+        """The rows on screen (the pane tells us on every scroll): pages far from them are not worth loading."""
         self._viewport = (first, last)
 
     # --- queries --------------------------------------------------------------------------------------------------
 
     def set_query(self, flt: Any = None, sort: Any = None) -> None:
+        """Show another filter and/or sort: the first page and the count are read in the background.
+
+        The rows on screen stay until the first page of the new query arrives, then everything is swapped at once.
+        """
         if flt is not None:
             self.filter = flt
         if sort is not None:
@@ -254,7 +311,7 @@ class PagedTableModel(QAbstractTableModel):
                 self.filter,
                 on_done=lambda n: self._count_done(gen, n),
                 on_error=lambda f: self._query_failed(gen, f),
-                label=f"Counting the {self.what}",
+                label=f"Counting {self.items or 'the ' + self.what}",
                 quiet=True,
                 priority=4,
                 owner=self,
@@ -262,9 +319,11 @@ class PagedTableModel(QAbstractTableModel):
         )
 
     def reload(self) -> None:
+        """Read the current query again from its first page (the rows stay until it arrives)."""
         self.set_query()
 
     def refresh_window(self, *, top_row: int, top_id: int | None, visible: int, track: Iterable[int]) -> None:
+        """Re-read the count and the rows around the top row in one task, then swap them in (live refresh)."""
         self._new_generation()
         gen = self._gen
         self._busy_query = True
@@ -285,7 +344,7 @@ class PagedTableModel(QAbstractTableModel):
                 on_done=lambda w: self._window_done(gen, w),
                 on_error=lambda f: self._query_failed(gen, f),
                 label=f"Refreshing the {self.what}",
-                quiet=True,
+                quiet=True,  # a background refresh must not blink the busy indicator every few seconds
                 priority=3,
                 owner=self,
             )
@@ -307,7 +366,7 @@ class PagedTableModel(QAbstractTableModel):
             return
         rows = len(page.rows)
         if rows < self.page_size:
-            count, exact = rows, True
+            count, exact = rows, True  # the whole result fits in one page: that is the count
         elif self._pending_count is not None:
             count, exact = self._pending_count, True
         else:
@@ -330,7 +389,7 @@ class PagedTableModel(QAbstractTableModel):
             return
         count = int(n)  # type: ignore[call-overload]
         if self._busy_query:
-            self._pending_count = count
+            self._pending_count = count  # the first page is not in yet; it will use this
             return
         if count > self._count:
             self.beginInsertRows(QModelIndex(), self._count, count - 1)
@@ -338,6 +397,7 @@ class PagedTableModel(QAbstractTableModel):
             self._count_exact = True
             self.endInsertRows()
         elif count < self._count:
+            # Rows went away between the first page and the count: drop the surplus at the end.
             self.beginRemoveRows(QModelIndex(), count, self._count - 1)
             self._count = count
             self._count_exact = True
@@ -374,10 +434,7 @@ class PagedTableModel(QAbstractTableModel):
         self.load_failed.emit(failure.message)
 
     def _page_of(self, rows: list[tuple[Any, ...]]) -> Page:
-        if not rows:
-            return Page([])
-        i = self.col[self.sort_order.key]
-        return Page(rows, (rows[0][i], rows[0][self._id]), (rows[-1][i], rows[-1][self._id]))
+        return page_of(rows, self.col[self.sort_order.key], self._id)
 
     # --- pages ----------------------------------------------------------------------------------------------------
 
@@ -396,11 +453,13 @@ class PagedTableModel(QAbstractTableModel):
             self._dispatch_timer.start()
 
     def request_rows(self, first: int, last: int) -> None:
+        """Ask for the pages covering rows first..last (a jump, a copy of a selection)."""
         last = min(last, self._count - 1)
         for number in range(max(first, 0) // self.page_size, last // self.page_size + 1):
             self._want(number)
 
     def when_loaded(self, rows: Iterable[int], callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every one of ``rows`` is cached (at once if they are), asking for their pages."""
         pages = {r // self.page_size for r in rows if 0 <= r < self._count}
         missing = {p for p in pages if p not in self._pages}
         if not missing:
@@ -432,9 +491,11 @@ class PagedTableModel(QAbstractTableModel):
         return first // self.page_size - 1 <= number <= last // self.page_size + 1
 
     def _dispatch(self) -> None:
+        """Start the wanted page queries, nearest the screen first, at most MAX_IN_FLIGHT at a time."""
         if self._busy_query:
             return
         waited = {p for missing, _ in self._waiters for p in missing}
+        # Pages the user has scrolled far away from are not worth a query any more (unless a copy waits on them).
         for number in [p for p in self._in_flight if not self._near_viewport(p) and p not in waited]:
             self._in_flight.pop(number).cancel()
         for number in [p for p in self._wanted if not self._near_viewport(p) and p not in waited]:
@@ -452,6 +513,7 @@ class PagedTableModel(QAbstractTableModel):
         return min(self._wanted, key=lambda p: abs(p - middle))
 
     def _page_request(self, number: int) -> dict[str, Any]:
+        """How to read page ``number``: keyset from a neighbour if one is cached, else from the nearer end."""
         size = self.page_size
         prev_page = self._pages.get(number - 1)
         if prev_page is not None and len(prev_page.rows) == size and prev_page.last_key is not None:
@@ -479,8 +541,8 @@ class PagedTableModel(QAbstractTableModel):
                 on_done=lambda page: self._page_done(gen, number, page),
                 on_error=lambda f: self._page_failed(gen, number, f),
                 on_cancelled=lambda: self._page_cancelled(gen, number),
-                label=f"Loading {self.what}",
-                quiet=True,
+                label=f"Loading {self.items or self.what}",
+                quiet=True,  # scrolling must not make the status bar blink
                 priority=6,
                 owner=self,
             )
@@ -492,6 +554,7 @@ class PagedTableModel(QAbstractTableModel):
         if gen != self._gen:
             return
         self._in_flight.pop(number, None)
+        # A page that came back short (rows deleted meanwhile) is still stored: asking again would loop.
         self._pages[number] = page
         self._pages.move_to_end(number)
         self._evict(keep=number)
@@ -515,6 +578,7 @@ class PagedTableModel(QAbstractTableModel):
             self._in_flight.pop(number, None)
 
     def _evict(self, keep: int) -> None:
+        """Drop the pages furthest from the screen once the cache is full (never the one just loaded)."""
         if len(self._pages) <= self.max_pages:
             return
         first, last = self._viewport
@@ -559,7 +623,7 @@ class PagedTableModel(QAbstractTableModel):
             return column.key
         return None
 
-    def look(self, row_no: int) -> RowLook | None:
+    def look(self, row_no: int) -> Look | None:
         """The row's texts and looks (cached with its page), or None while it is loading (its page is asked for)."""
         look = self._looks.get(row_no)
         if look is not None:
@@ -572,9 +636,6 @@ class PagedTableModel(QAbstractTableModel):
         look = self.build(row)
         self._looks[row_no] = look
         return look
-
-    def icon(self, look: RowLook, col: int) -> QIcon | None:
-        return look.icons.get(col)
 
     def data(self, index: _Index, role: int = DISPLAY) -> object:
         if not index.isValid():
@@ -619,6 +680,7 @@ class PagedTableModel(QAbstractTableModel):
         return None
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """QAbstractItemModel.sort: sorts in the database; columns without an index are refused (ignored)."""
         if not 0 <= column < len(self.columns) or self.columns[column].key not in self.sortable:
             return
         self.set_query(sort=self.make_sort(self.columns[column].key, order == Qt.SortOrder.DescendingOrder))

@@ -38,7 +38,8 @@ def _plot(title: str, *, dates: bool, percent: bool) -> pg.PlotWidget:
         axis.setPen(pg.mkPen("#c4cbd3"))
         axis.setTextPen(pg.mkPen("#616e7c"))
     if percent:
-        w.setYRange(0, 100, padding=0.04)
+        w.setYRange(0, 118, padding=0)  # headroom above 100% for the legend
+        item.getAxis("left").setTicks([[(v, str(v)) for v in range(0, 101, 20)]])
     w.addLegend(offset=(-8, 8), labelTextColor="#1f2933", labelTextSize="8pt")
     return w
 
@@ -200,7 +201,7 @@ class DashboardCharts(QWidget):
             self.work_breached.setOpts(x=x, height=breached, y0=np.zeros(len(w)))
             self.work_risk.setOpts(x=x, height=risk, y0=breached)
             self.workload.getPlotItem().getAxis("bottom").setTicks([list(enumerate(w["username"].tolist()))])
-            self.workload.setXRange(-0.6, max(len(w), 1) - 0.4, padding=0)
+            self.workload.setXRange(-0.6, max(len(w), 6) - 0.4, padding=0)  # bars keep a clerk's width
             self.workload.setYRange(
                 0, max(1.0, float((breached + risk).max()) if len(w) else 1.0) * 1.12, padding=0
             )

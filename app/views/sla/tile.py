@@ -79,7 +79,7 @@ class SlaTile(QFrame):
         self.attainment_label.setObjectName("slaTileAttainment")
         layout.addWidget(self.attainment_label)
 
-        self.trend = pg.PlotWidget(background=None, enableMenu=False)
+        self.trend = pg.PlotWidget(background="#ffffff", enableMenu=False)
         self.trend.setObjectName("slaTrend")
         self.trend.setFixedHeight(TREND_HEIGHT)
         self.trend.hideAxis("left")
