@@ -212,6 +212,7 @@ def generate_in_session(
         return result
 
     key = ", ".join(_KEY)
+
     def new_id(offset: int = 0) -> str:
         # Ids relative to the range reserved below once the counts are known (no per-row nextval, no sort).
         return f"{offset} + row_number() OVER ()"
@@ -340,7 +341,9 @@ def _reserve_ids(session: Session, n: int) -> int:
     """
     conn = session.connection()
     if not bulk.is_postgres(session):
-        return int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM settlement_instructions").scalar() or 0)
+        return int(
+            conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM settlement_instructions").scalar() or 0
+        )
     conn.exec_driver_sql("LOCK TABLE settlement_instructions IN SHARE ROW EXCLUSIVE MODE")
     seq = "pg_get_serial_sequence('settlement_instructions', 'id')"
     start = int(conn.exec_driver_sql(f"SELECT nextval({seq})").scalar() or 1)
