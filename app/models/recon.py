@@ -53,6 +53,25 @@ class ReconMatch(IdMixin, Base):
     unmatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class ReconRunPairs(IdMixin, Base):
+    """Every one-to-one match one pass of a run made, in one row: ``left_refs[i]`` matched ``right_refs[i]``.
+
+    A daily run re-matches the whole population, so a row per pair per run (a million rows a day) would record the
+    same routine agreements again and again. The run's full answer to "what matched what" is kept here compactly,
+    as two JSON arrays of record identities (``json.loads`` / ``::jsonb`` to read); ``recon_matches`` keeps the
+    matches people look at and act on: aggregations, pairs that closed a break, and people's manual matches.
+    """
+
+    __tablename__ = "recon_run_pairs"
+
+    run_id: Mapped[int] = mapped_column(BigId, ForeignKey("recon_runs.id"), index=True)
+    definition_id: Mapped[int] = mapped_column(BigId, ForeignKey("recon_definitions.id"), index=True)
+    pass_name: Mapped[str] = mapped_column(String(64))
+    pairs: Mapped[int] = mapped_column()
+    left_refs: Mapped[str] = mapped_column(Text())  # JSON array of internal record identities
+    right_refs: Mapped[str] = mapped_column(Text())  # JSON array of external identities, same order
+
+
 class Break(IdMixin, VersionedMixin, ClaimableMixin, Base):
     __tablename__ = "breaks"
     __table_args__ = (

@@ -288,6 +288,12 @@ class MainWindow(QMainWindow):
         reset.triggered.connect(self.reset_layout)
         view_menu.addAction(reset)
 
+        # --- Operations (settlement and reconciliation processes without a pane of their own) ------------------------
+        from app.views.operations.menu import build_operations_menu
+
+        self.operations_menu, self.operations_actions = build_operations_menu(self)
+        # --- end Operations ---------------------------------------------------------------------------------------------
+
         help_menu = bar.addMenu("&Help")
         about = QAction(resources.icon("about"), "&About OpsDesk", self)
         about.setMenuRole(QAction.MenuRole.AboutRole)

@@ -3,13 +3,15 @@
 Each side is a DataFrame with an ``_id`` column (the record's stable identity, used in matches, breaks and their
 fingerprints) and one column per config field, held exactly: numbers as nullable ``Int64`` integers of the field's
 scale (money in units of 1e-4 and so on, see :mod:`.config`), dates as nullable ``Int64`` day numbers (or
-``datetime64``, converted here), text as objects with ``None`` for missing. Nothing is ever a float.
+``datetime64``, converted here), text as strings with a missing value for missing. Nothing is ever a float.
 
-How a pass runs, vectorised: every key column of both sides is factorised together into integer codes, the codes of
-a multi-column key are combined into one integer, and ``np.bincount`` counts each key value per side. A key value
-with exactly one record on each side is a pair (found through an array indexed by code, no join); a key value with
-more than one record on a side is never paired by row order. Compared fields are checked column by column over all
-pairs at once. Aggregation sums the many side per code with exact int64 arithmetic.
+How a pass runs, vectorised: every field used as a key or compared as text is factorised **once**, both sides
+together, into integer codes shared by the two sides (equal codes, equal values), and every pass reuses them; the
+codes of a multi-column key are combined into one integer, and ``np.bincount`` counts each key value per side. A key
+value with exactly one record on each side is a pair (found through an array indexed by code, no join); a key value
+with more than one record on a side is never paired by row order. Compared fields are checked column by column over
+all pairs at once, integers against integers (text through its codes). Aggregation sums the many side per code with
+exact int64 arithmetic. Break records (what a person reads) are built only for the few records that break.
 
 Records whose key is duplicated in a ``duplicates: report`` pass are held aside; an aggregation later may still
 account for them (several bank lines quoting one settlement). What is still held at the end is one DUPLICATE_KEY
@@ -24,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .config import FieldSpec, PassSpec, ReconConfig
 
@@ -39,21 +43,18 @@ _COMBINE_LIMIT = 2**62
 
 @dataclass
 class _Col:
-    """A field's values on one side as numpy arrays: ``values`` (int64, or object for text) and ``null``."""
+    """A field's values on one side as numpy arrays: ``values`` (int64) and ``null``.
+
+    Text is held as int64 codes into ``labels`` (the distinct values of both sides together), so that equal codes
+    mean equal text on either side and comparing text is comparing integers."""
 
     values: np.ndarray
     null: np.ndarray
+    labels: Any = None
 
 
-def _column(frame: pd.DataFrame, spec: FieldSpec) -> _Col:
+def _numbers(frame: pd.DataFrame, spec: FieldSpec) -> _Col:
     s = frame[spec.name]
-    if spec.type == "text":
-        vals = s.to_numpy(dtype=object)
-        null = pd.isna(s).to_numpy()
-        if null.any():
-            vals = vals.copy()
-            vals[null] = None
-        return _Col(vals, null)
     if spec.type == "date" and (pd.api.types.is_datetime64_any_dtype(s) or s.dtype == object):
         days = pd.to_datetime(s, errors="raise").to_numpy().astype("datetime64[D]")
         null = np.isnat(days)
@@ -61,6 +62,10 @@ def _column(frame: pd.DataFrame, spec: FieldSpec) -> _Col:
         return _Col(vals.astype(np.int64), null)
     null = pd.isna(s).to_numpy()
     if isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
+        if s.dtype.kind == "f":
+            raise TypeError(
+                f"field {spec.name!r} holds floats; numbers must be exact integers of their scale"
+            )
         vals = s.to_numpy(dtype=np.int64, na_value=0)
     else:
         if s.dtype.kind == "f":
@@ -72,22 +77,131 @@ def _column(frame: pd.DataFrame, spec: FieldSpec) -> _Col:
 
 
 class _Side:
-    """One side's frame with lazily extracted columns."""
+    """One side's frame with lazily extracted columns (text columns are coded jointly with the other side)."""
 
     def __init__(self, frame: pd.DataFrame, config: ReconConfig, name: str) -> None:
         missing = [c for c in ["_id", *config.fields] if c not in frame.columns]
         if missing:
             raise KeyError(f"the {name} frame lacks the columns {missing}")
-        self.frame = frame.reset_index(drop=True)
+        self.frame = (
+            frame
+            if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0
+            else (frame.reset_index(drop=True))
+        )
         self.config = config
+        self.name = name
         self.n = len(frame)
-        self.ids = self.frame["_id"].to_numpy(dtype=object)
+        self.other: _Side | None = None
+        self._ids: np.ndarray | None = None
         self._cols: dict[str, _Col] = {}
+        self._joint: dict[str, tuple[np.ndarray, int]] = {}
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Every record's identity as an object array (built once, when first asked for)."""
+        if self._ids is None:
+            self._ids = np.asarray(self.frame["_id"].to_numpy(dtype=object, na_value=None), dtype=object)
+        return self._ids
+
+    def ids_at(self, pos: np.ndarray) -> np.ndarray:
+        """The identities of some records (without building every record's identity)."""
+        if self._ids is not None:
+            return self._ids[pos]
+        return np.asarray(
+            self.frame["_id"].array.take(pos).to_numpy(dtype=object, na_value=None), dtype=object
+        )
 
     def col(self, name: str) -> _Col:
         if name not in self._cols:
-            self._cols[name] = _column(self.frame, self.config.fields[name])
+            spec = self.config.fields[name]
+            if spec.type == "text":
+                _code_text(self, self.other, name)
+            else:
+                self._cols[name] = _numbers(self.frame, spec)
         return self._cols[name]
+
+    def joint(self, name: str) -> tuple[np.ndarray, int]:
+        """(codes, number of distinct values) of a field, shared with the other side; -1 where missing."""
+        if name not in self._joint:
+            spec = self.config.fields[name]
+            if spec.type == "text":
+                c = self.col(name)
+                self._joint[name] = (c.values, len(c.labels))
+            else:
+                _code_numbers(self, self.other, name)
+        return self._joint[name]
+
+
+def _sides(left: _Side, right: _Side, name: str) -> tuple[_Side, _Side]:
+    return (left, right) if left.name == "left" else (right, left)
+
+
+class _Labels:
+    """The distinct values of a text field (both sides), as a numpy object array or an Arrow array."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def take(self, idx: np.ndarray) -> list[Any]:
+        if not isinstance(self.values, np.ndarray):
+            if len(self.values) > 100_000:  # many distinct values (references): take only what is asked for
+                return self.values.take(pa.array(np.asarray(idx, dtype=np.int64))).to_pylist()
+            self.values = np.asarray(self.values.to_pylist(), dtype=object)
+        return self.values[idx].tolist()
+
+
+def _arrow_text(s: pd.Series) -> bool:
+    dt = s.dtype
+    if isinstance(dt, pd.StringDtype):
+        return dt.storage == "pyarrow"
+    return (
+        isinstance(dt, pd.ArrowDtype)
+        and pa.types.is_string(dt.pyarrow_dtype)
+        or (isinstance(dt, pd.ArrowDtype) and pa.types.is_large_string(dt.pyarrow_dtype))
+    )
+
+
+def _code_text(a: _Side, b: _Side | None, name: str) -> None:
+    """Factorise a text field over both sides at once: one hash pass, codes shared by the two sides."""
+    assert b is not None
+    left, right = _sides(a, b, name)
+    ls, rs = left.frame[name], right.frame[name]
+    if _arrow_text(ls) and _arrow_text(rs):
+        # Arrow strings: dictionary-encode in Arrow, no Python string objects at all.
+        chunks: list[Any] = []
+        for s in (ls, rs):
+            arr = pa.array(s.array).cast(pa.large_string())
+            chunks.extend(arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr])
+        encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.large_string()).combine_chunks())
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        labels = _Labels(encoded.dictionary)
+    else:
+        values = np.concatenate(
+            [ls.to_numpy(dtype=object, na_value=None), rs.to_numpy(dtype=object, na_value=None)]
+        )
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        codes = codes.astype(np.int64, copy=False)
+        labels = _Labels(np.asarray(uniques, dtype=object))
+    null = codes < 0
+    n = left.n
+    left._cols[name] = _Col(codes[:n], null[:n], labels)
+    right._cols[name] = _Col(codes[n:], null[n:], labels)
+
+
+def _code_numbers(a: _Side, b: _Side | None, name: str) -> None:
+    """Codes of a numeric field used as a key, shared by both sides (-1 where missing)."""
+    assert b is not None
+    left, right = _sides(a, b, name)
+    lc, rc = left.col(name), right.col(name)
+    codes, uniq = pd.factorize(np.concatenate([lc.values, rc.values]))
+    codes = codes.astype(np.int64, copy=False)
+    codes[np.concatenate([lc.null, rc.null])] = -1
+    n = left.n
+    left._joint[name] = (codes[:n], len(uniq))
+    right._joint[name] = (codes[n:], len(uniq))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -95,42 +209,38 @@ class _Side:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _factorize_pair(
-    lc: _Col, rc: _Col, lpos: np.ndarray, rpos: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, int]:
-    both = np.concatenate([lc.values[lpos], rc.values[rpos]])
-    null = np.concatenate([lc.null[lpos], rc.null[rpos]])
-    codes, uniques = pd.factorize(both)
-    codes = codes.astype(np.int64)
-    codes[null] = -1
-    n = len(lpos)
-    return codes[:n], codes[n:], len(uniques)
-
-
 def key_codes(
     left: _Side, right: _Side, keys: tuple[str, ...], lpos: np.ndarray, rpos: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """One int64 code per record for the key columns (-1 where any key is missing); codes shared by both sides."""
+    if len(keys) == 1:
+        jl, n = left.joint(keys[0])
+        jr, _ = right.joint(keys[0])
+        return jl[lpos], jr[rpos], n
     cl = np.zeros(len(lpos), dtype=np.int64)
     cr = np.zeros(len(rpos), dtype=np.int64)
+    bad_l = np.zeros(len(lpos), dtype=bool)
+    bad_r = np.zeros(len(rpos), dtype=bool)
     size = 1
     for k in keys:
-        kl, kr, n = _factorize_pair(left.col(k), right.col(k), lpos, rpos)
-        bad_l, bad_r = (cl < 0) | (kl < 0), (cr < 0) | (kr < 0)
-        if size * max(n, 1) >= _COMBINE_LIMIT:  # compact before the product could overflow
+        jl, n = left.joint(k)
+        jr, _ = right.joint(k)
+        kl, kr = jl[lpos], jr[rpos]
+        bad_l |= kl < 0
+        bad_r |= kr < 0
+        n = max(n, 1)
+        if size * n >= _COMBINE_LIMIT:  # compact before the product could overflow
             both, uniq = pd.factorize(np.concatenate([cl, cr]))
             cl, cr, size = both[: len(cl)].astype(np.int64), both[len(cl) :].astype(np.int64), len(uniq)
-        cl = cl * max(n, 1) + kl
-        cr = cr * max(n, 1) + kr
-        size *= max(n, 1)
-        cl[bad_l] = -1
-        cr[bad_r] = -1
-    both, uniq = pd.factorize(np.concatenate([cl, cr]))
-    both = both.astype(np.int64)
-    # factorize keeps -1 as its own value: put the sentinel back.
-    sentinel = np.concatenate([cl, cr]) < 0
-    both[sentinel] = -1
-    return both[: len(cl)], both[len(cl) :], len(uniq)
+        cl = cl * n + np.maximum(kl, 0)
+        cr = cr * n + np.maximum(kr, 0)
+        size *= n
+    good = np.concatenate([~bad_l, ~bad_r])
+    combined = np.concatenate([cl, cr])
+    codes = np.full(len(combined), -1, dtype=np.int64)
+    sub, uniq = pd.factorize(combined[good])
+    codes[good] = sub
+    return codes[: len(cl)], codes[len(cl) :], len(uniq)
 
 
 def _ratio(value: Decimal) -> tuple[int, int]:
@@ -163,12 +273,13 @@ def within(spec: FieldSpec, lv: np.ndarray, rv: np.ndarray) -> np.ndarray:
 
 def agree(spec: FieldSpec, lc: _Col, rc: _Col, lpos: np.ndarray, rpos: np.ndarray) -> np.ndarray:
     """True where the two records agree on the field (both missing agree; one missing differs)."""
-    ln, rn = lc.null[lpos], rc.null[rpos]
-    lv, rv = lc.values[lpos], rc.values[rpos]
-    ok = ln & rn
-    both = ~ln & ~rn
-    if both.any():
-        ok[both] = within(spec, lv[both], rv[both])
+    ok = within(spec, lc.values[lpos], rc.values[rpos])
+    # A missing value is held as 0 (or code -1): only where one is missing does the answer change.
+    if lc.null.any() or rc.null.any():
+        ln, rn = lc.null[lpos], rc.null[rpos]
+        either = ln | rn
+        if either.any():
+            ok = np.where(either, ln & rn, ok)
     return ok
 
 
@@ -206,6 +317,9 @@ class EngineResult:
     missing_right: np.ndarray  # right records with no counterpart: MISSING_INTERNAL
     pass_names: tuple[str, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    # Final state of every record: FREE (missing), MATCHED, PAIRED (mismatched) or HELD (duplicate key).
+    state_left: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    state_right: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
 
     @property
     def matched_groups(self) -> int:
@@ -230,11 +344,8 @@ class EngineResult:
 
     def matched_ids(self) -> tuple[set[str], set[str]]:
         """Identities of every record in a match (for closing breaks the run no longer finds)."""
-        lids = set(self.left.ids[self.pair_left].tolist())
-        rids = set(self.right.ids[self.pair_right].tolist())
-        for _, lp, rp in self.groups:
-            lids.update(self.left.ids[lp].tolist())
-            rids.update(self.right.ids[rp].tolist())
+        lids = set(self.left.ids_at(np.flatnonzero(self.state_left == MATCHED)).tolist())
+        rids = set(self.right.ids_at(np.flatnonzero(self.state_right == MATCHED)).tolist())
         return lids, rids
 
 
@@ -277,13 +388,30 @@ def _pair_pass(
             order_l, order_r = np.argsort(codes_l, kind="stable"), np.argsort(codes_r, kind="stable")
             codes_l, gl = codes_l[order_l], gl[order_l]
             codes_r, gr = codes_r[order_r], gr[order_r]
-            for code in np.flatnonzero(dup).tolist():
-                a, b = np.searchsorted(codes_l, [code, code + 1])
-                c, d = np.searchsorted(codes_r, [code, code + 1])
-                ls, rs = gl[a:b], gr[c:d]
-                side, pos = (left, ls[0]) if len(ls) else (right, rs[0])
-                key = {k: _display(config.fields[k], side.col(k), np.array([pos]))[0] for k in p.keys}
-                dups.append(DuplicateGroup(p.name, key, ls, rs))
+            dup_codes = np.flatnonzero(dup)
+            starts_l = np.searchsorted(codes_l, dup_codes)
+            ends_l = np.searchsorted(codes_l, dup_codes + 1)
+            starts_r = np.searchsorted(codes_r, dup_codes)
+            ends_r = np.searchsorted(codes_r, dup_codes + 1)
+            # The key values as people read them, taken from one record of each group (one call per key field).
+            from_left = ends_l > starts_l
+            first_l = gl[np.minimum(starts_l, max(len(gl) - 1, 0))] if len(gl) else np.zeros(0, np.int64)
+            first_r = gr[np.minimum(starts_r, max(len(gr) - 1, 0))] if len(gr) else np.zeros(0, np.int64)
+            shown: dict[str, list[Any]] = {}
+            for k in p.keys:
+                spec = config.fields[k]
+                vl = _display(spec, left.col(k), first_l[from_left]) if from_left.any() else []
+                vr = _display(spec, right.col(k), first_r[~from_left]) if (~from_left).any() else []
+                merged: list[Any] = [None] * len(dup_codes)
+                for i, v in zip(np.flatnonzero(from_left).tolist(), vl, strict=True):
+                    merged[i] = v
+                for i, v in zip(np.flatnonzero(~from_left).tolist(), vr, strict=True):
+                    merged[i] = v
+                shown[k] = merged
+            for i in range(len(dup_codes)):
+                ls = gl[starts_l[i] : ends_l[i]]
+                rs = gr[starts_r[i] : ends_r[i]]
+                dups.append(DuplicateGroup(p.name, {k: shown[k][i] for k in p.keys}, ls, rs))
     return pl, pr, dups
 
 
@@ -343,6 +471,7 @@ def _aggregate_pass(
 def reconcile(left: pd.DataFrame, right: pd.DataFrame, config: ReconConfig) -> EngineResult:
     """Run every pass of ``config`` over the two frames. Deterministic: same frames, same result."""
     L, R = _Side(left, config, "left"), _Side(right, config, "right")
+    L.other, R.other = R, L
     state_l = np.zeros(L.n, dtype=np.int8)
     state_r = np.zeros(R.n, dtype=np.int8)
     compare = config.compare
@@ -396,6 +525,8 @@ def reconcile(left: pd.DataFrame, right: pd.DataFrame, config: ReconConfig) -> E
         missing_left=np.flatnonzero(state_l == FREE),
         missing_right=np.flatnonzero(state_r == FREE),
         pass_names=pass_names,
+        state_left=state_l,
+        state_right=state_r,
     )
 
 
@@ -408,7 +539,8 @@ def _display(spec: FieldSpec, col: _Col, pos: np.ndarray) -> list[Any]:
     """Values as JSON-able text: exact decimals without trailing zeros, ISO dates, text as is; None for missing."""
     vals, null = col.values[pos], col.null[pos]
     if spec.type == "text":
-        return [None if n else v for v, n in zip(vals.tolist(), null.tolist(), strict=True)]
+        labels = col.labels.take(np.where(null, 0, vals)) if len(col.labels) else [None] * len(pos)
+        return [None if n else v for v, n in zip(labels, null.tolist(), strict=True)]
     if spec.type == "date":
         days = (_EPOCH + vals.astype("timedelta64[D]")).astype(str)
         return [None if n else d for d, n in zip(days.tolist(), null.tolist(), strict=True)]
@@ -426,7 +558,7 @@ def _dec_text(units: int, scale: int) -> str:
 def _records(side: _Side, pos: np.ndarray) -> list[dict[str, Any]]:
     cfg = side.config
     cols = {name: _display(spec, side.col(name), pos) for name, spec in cfg.fields.items()}
-    ids = side.ids[pos].tolist()
+    ids = side.ids_at(pos).tolist()
     out = []
     for i, rid in enumerate(ids):
         rec = {"_id": rid}
@@ -483,8 +615,10 @@ def _currency(side: _Side, pos: int) -> str | None:
     if name is None:
         return None
     col = side.col(name)
-    v = None if col.null[pos] else col.values[pos]
-    return str(v)[:3] if v is not None else None
+    if col.null[pos]:
+        return None
+    v = col.labels.take(col.values[pos : pos + 1])[0] if col.labels is not None else col.values[pos]
+    return str(v)[:3]
 
 
 def describe(result: EngineResult) -> list[dict[str, Any]]:
@@ -495,18 +629,28 @@ def describe(result: EngineResult) -> list[dict[str, Any]]:
     cfg, L, R = result.config, result.left, result.right
     out: list[dict[str, Any]] = []
     compare = list(cfg.compare)
+    # Every record a break shows, built in one go per side (vectorised per column), then handed out.
+    empty = np.zeros(0, np.int64)
+    lparts = [result.mismatch_left, result.missing_left, *[g.left for g in result.duplicates]]
+    rparts = [result.mismatch_right, result.missing_right, *[g.right for g in result.duplicates]]
+    lall = _records(L, np.concatenate(lparts).astype(np.int64) if lparts else empty)
+    rall = _records(R, np.concatenate(rparts).astype(np.int64) if rparts else empty)
+    loff = np.cumsum([0, *[len(x) for x in lparts]]).tolist()
+    roff = np.cumsum([0, *[len(x) for x in rparts]]).tolist()
     # Field mismatches
     if len(result.mismatch_left):
-        lrec = _records(L, result.mismatch_left)
-        rrec = _records(R, result.mismatch_right)
-        for k in range(len(result.mismatch_left)):
-            lp, rp = int(result.mismatch_left[k]), int(result.mismatch_right[k])
+        lrec = lall[loff[0] : loff[1]]
+        rrec = rall[roff[0] : roff[1]]
+        ml, mr = result.mismatch_left.tolist(), result.mismatch_right.tolist()
+        passes = result.mismatch_pass.tolist()
+        for k in range(len(ml)):
+            lp, rp = ml[k], mr[k]
             fields = [compare[j] for j in np.flatnonzero(result.mismatch_fields[k]).tolist()]
             first = cfg.fields[fields[0]]
             out.append(
                 {
                     "break_type": "FIELD_MISMATCH",
-                    "pass": result.pass_names[int(result.mismatch_pass[k])],
+                    "pass": result.pass_names[int(passes[k])],
                     "internal_ref": lrec[k]["_id"],
                     "external_ref": rrec[k]["_id"],
                     "key": [lrec[k]["_id"], rrec[k]["_id"], *fields],
@@ -523,13 +667,24 @@ def describe(result: EngineResult) -> list[dict[str, Any]]:
                 }
             )
     codes = cfg.missing_codes
-    for kind, side, pos, ref_key, rec_key in (
-        ("MISSING_EXTERNAL", L, result.missing_left, "internal_ref", "internal_record"),
-        ("MISSING_INTERNAL", R, result.missing_right, "external_ref", "external_record"),
+    for kind, side, pos, ref_key, rec_key, recs in (
+        (
+            "MISSING_EXTERNAL",
+            L,
+            result.missing_left,
+            "internal_ref",
+            "internal_record",
+            lall[loff[1] : loff[2]],
+        ),
+        (
+            "MISSING_INTERNAL",
+            R,
+            result.missing_right,
+            "external_ref",
+            "external_record",
+            rall[roff[1] : roff[2]],
+        ),
     ):
-        if not len(pos):
-            continue
-        recs = _records(side, pos)
         for k, p in enumerate(pos.tolist()):
             b = {
                 "break_type": kind,
@@ -549,8 +704,8 @@ def describe(result: EngineResult) -> list[dict[str, Any]]:
             b[ref_key] = recs[k]["_id"]
             b[rec_key] = recs[k]
             out.append(b)
-    for g in result.duplicates:
-        lrecs, rrecs = _records(L, g.left), _records(R, g.right)
+    for i, g in enumerate(result.duplicates):
+        lrecs, rrecs = lall[loff[2 + i] : loff[3 + i]], rall[roff[2 + i] : roff[3 + i]]
         key_text = "|".join("" if v is None else str(v) for v in g.key.values())
         amount = max(
             [_value(L, int(p)) or Decimal(0) for p in g.left]

@@ -1,9 +1,11 @@
 """Bulk readers of each side of a reconciliation into pandas DataFrames, exact: money never passes through a float.
 
-Every number is converted to an integer of its column's scale *in SQL* (``CAST(ROUND(x * 10^s) AS BIGINT)``):
-exact on PostgreSQL's ``numeric``; on SQLite, which stores the Numeric columns as doubles holding at most 15
-significant digits, multiplying by the power of ten and rounding recovers the exact decimal. Dates become day
-numbers. One query per side, no ORM objects, no query per row.
+Every number becomes an integer of its column's scale: on PostgreSQL in SQL (``CAST(ROUND(x * 10^s) AS BIGINT)``,
+exact on ``numeric``), streamed out with ``COPY ... TO STDOUT`` as CSV and parsed by Arrow; on SQLite, which stores
+the Numeric columns as doubles holding at most 15 significant digits, numpy does the very arithmetic SQLite's
+``ROUND`` would (multiply, add a half away from zero, truncate), which recovers the exact decimal without costing
+the database engine a function call per value. Dates become day numbers. One query per side, no ORM objects, no
+query per row.
 
 Sources (the names a definition's ``left.source``/``right.source`` use):
 
@@ -21,12 +23,15 @@ Sources (the names a definition's ``left.source``/``right.source`` use):
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from sqlalchemy.orm import Session
 
 from app.models.enums import StatementKind
@@ -70,8 +75,8 @@ def _trades_sql(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
     p: dict[str, Any] = {}
     sql = f"""
         SELECT t.trade_ref, t.order_ref, t.isin, t.account_code AS account, t.counterparty_code AS counterparty,
-               t.counterparty_id, t.side, {_num("t.quantity", "q")} AS quantity, {_num("t.price", "p")} AS price,
-               t.currency, {_num("t.gross_amount", "m")} AS gross_amount, {_num("t.net_amount", "m")} AS net_amount,
+               t.counterparty_id, t.side, t.quantity AS quantity, t.price AS price,
+               t.currency, t.gross_amount AS gross_amount, t.net_amount AS net_amount,
                t.trade_date, t.settlement_date, t.status, t.source
         FROM trades t WHERE 1 = 1{_as_of("t.trade_date", as_of, p)}
         ORDER BY t.id"""
@@ -86,9 +91,9 @@ def _positions_sql(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
     )
     sql = f"""
         SELECT a.code AS account, p.account_id, i.isin, i.asset_class, i.currency,
-               {_num("p.settled_quantity", "q")} AS settled_quantity,
-               {_num("p.traded_quantity", "q")} AS traded_quantity,
-               {_num("i.reference_price", "p")} AS price, {_num(unit, "p")} AS unit_price
+               p.settled_quantity AS settled_quantity,
+               p.traded_quantity AS traded_quantity,
+               i.reference_price AS price, {unit} AS unit_price
         FROM positions p JOIN accounts a ON a.id = p.account_id JOIN instruments i ON i.id = p.instrument_id
         ORDER BY p.id"""
     return sql, {}
@@ -98,7 +103,7 @@ def _cash_sql(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
     p: dict[str, Any] = {}
     sql = f"""
         SELECT 'CASH-' || c.id AS movement_ref, c.id AS movement_id, a.code AS account, c.account_id, c.currency, c.kind,
-               {_num("c.amount", "m")} AS amount, c.value_date,
+               c.amount AS amount, c.value_date,
                COALESCE(si.instruction_ref, t.trade_ref) AS ref, si.instruction_ref, t.trade_ref, i.isin
         FROM cash_movements c JOIN accounts a ON a.id = c.account_id
         LEFT JOIN settlement_instructions si ON si.id = c.instruction_id
@@ -113,10 +118,10 @@ def _instructions_sql(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
     p: dict[str, Any] = {}
     sql = f"""
         SELECT si.instruction_ref, si.instruction_type, si.counterparty_ref, a.code AS account, si.account_id,
-               cp.code AS counterparty, i.isin, {_num("si.quantity", "q")} AS quantity,
-               {_num("si.settled_quantity", "q")} AS settled_quantity,
-               {_num("si.settlement_amount", "m")} AS settlement_amount,
-               {_num("si.settled_amount", "m")} AS settled_amount, si.currency, si.trade_date,
+               cp.code AS counterparty, i.isin, si.quantity AS quantity,
+               si.settled_quantity AS settled_quantity,
+               si.settlement_amount AS settlement_amount,
+               si.settled_amount AS settled_amount, si.currency, si.trade_date,
                si.intended_settlement_date, si.actual_settlement_date, si.status, si.reason_code
         FROM settlement_instructions si JOIN accounts a ON a.id = si.account_id
         JOIN counterparties cp ON cp.id = si.counterparty_id JOIN instruments i ON i.id = si.instrument_id
@@ -136,9 +141,11 @@ def _lines_sql(kind: StatementKind) -> Callable[[dt.date | None], tuple[str, dic
                 f" AND s2.account_identifier = s.account_identifier{_as_of('s2.statement_date', as_of, p)})"
             )
         sql = f"""
-            SELECT l.id AS line_id, l.reference, l.related_reference, l.value_date, l.entry_date, l.trade_date,
-                   {_num("l.amount", "m")} AS amount, l.currency, l.isin, {_num("l.quantity", "q")} AS quantity,
-                   {_num("l.price", "p")} AS price, l.side, l.counterparty, l.account_identifier,
+            SELECT l.id AS line_id, l.reference,
+                   COALESCE(l.reference, COALESCE(s.statement_ref, '') || '#' || l.line_no) AS line_ref,
+                   l.related_reference, l.value_date, l.entry_date, l.trade_date,
+                   l.amount AS amount, l.currency, l.isin, l.quantity AS quantity,
+                   l.price AS price, l.side, l.counterparty, l.account_identifier,
                    a.code AS account, s.account_id, s.statement_ref, s.statement_date, l.line_no,
                    s.account_identifier AS statement_account, s.sender
             FROM statement_lines l JOIN statements s ON s.id = l.statement_id
@@ -153,6 +160,7 @@ def _lines_sql(kind: StatementKind) -> Callable[[dt.date | None], tuple[str, dic
 _LINE_COLUMNS = {
     "line_id": "i",
     "reference": "t",
+    "line_ref": "t",  # the line's identity: its reference, else statement reference '#' line number
     "related_reference": "t",
     "value_date": "d",
     "entry_date": "d",
@@ -266,7 +274,7 @@ for _kind in StatementKind:
     SOURCES[f"statement_lines:{_kind.value}"] = Source(
         f"statement_lines:{_kind.value}",
         dict(_LINE_COLUMNS),
-        ("reference",),
+        ("line_ref",),
         _lines_sql(_kind),
         f"{_kind.value.lower().replace('_', ' ')} statement lines",
     )
@@ -320,51 +328,131 @@ def needed_columns(config: ReconConfig, which: str) -> list[str]:
     src = SOURCES[side.source]
     cols = [f.left if which == "left" else f.right for f in config.fields.values()]
     cols += list(side.where) + list(side.identity or src.identity)
-    if side.source.startswith("statement_lines:"):
-        cols += ["reference", "statement_ref", "line_no"]
     return [c for c in src.columns if c in set(cols)]
 
 
 def read_source(
     session: Session, name: str, as_of: dt.date | None = None, columns: list[str] | None = None
 ) -> pd.DataFrame:
-    """Rows of a source as a typed frame (numbers Int64 of the column's scale, dates Int64 day numbers).
+    """Rows of a source as a typed frame (numbers Int64 of the column's scale, dates Int64 day numbers, text as
+    Arrow-backed strings).
 
-    Only ``columns`` are fetched (default: all). Rows come through the driver's own cursor and are turned into
-    columns directly: no ORM, no SQLAlchemy row objects, no per-row Python beyond the driver's.
+    Only ``columns`` are fetched (default: all), in one query through the driver's own connection: no ORM, no
+    SQLAlchemy row objects. PostgreSQL streams the rows as CSV (``COPY (query) TO STDOUT``), converted to exact
+    integers and day numbers by the server and parsed by Arrow's multi-threaded CSV reader; SQLite hands back its
+    rows in one ``fetchall`` that numpy turns into columns.
     """
     src = SOURCES[name]
     sql, params = src.sql(as_of)
     cols = columns or list(src.columns)
-    outer = f"SELECT {', '.join('q.' + c for c in cols)} FROM ({sql}) q"
     conn = session.connection()
     raw = conn.connection.driver_connection
     if session.get_bind().dialect.name == "postgresql":
-        outer = outer.replace(":as_of", "%(as_of)s").replace(":kind", "%(kind)s")
+        return _read_postgres(raw, src, sql, params, cols)
+    return _read_sqlite(raw, src, sql, params, cols)
+
+
+def _read_postgres(raw: Any, src: Source, sql: str, params: dict[str, Any], cols: list[str]) -> pd.DataFrame:
+    exprs = []
+    for c in cols:
+        kind = src.columns[c]
+        if kind in ("q", "p", "m"):
+            exprs.append(f"{_num('q.' + c, kind)} AS {c}")  # exact: numeric arithmetic in the server
+        elif kind == "d":
+            exprs.append(f"(q.{c} - DATE '1970-01-01') AS {c}")  # day numbers, whatever the DateStyle
+        else:
+            exprs.append(f"q.{c}")
+    outer = f"SELECT {', '.join(exprs)} FROM ({sql}) q"
+    outer = outer.replace(":as_of", "%(as_of)s").replace(":kind", "%(kind)s")
+    buf = io.BytesIO()
+    cur = raw.cursor()
+    try:
+        # COPY takes no server-side parameters: psycopg merges them into the statement client-side.
+        with cur.copy(f"COPY ({outer}) TO STDOUT WITH (FORMAT csv)", params or None) as copy:
+            for chunk in copy:
+                buf.write(chunk)
+    finally:
+        cur.close()
+    types = {c: (pa.large_string() if src.columns[c] == "t" else pa.int64()) for c in cols}
+    if buf.tell() == 0:
+        table = pa.table({c: pa.array([], type=types[c]) for c in cols})
+    else:
+        buf.seek(0)
+        table = pacsv.read_csv(
+            buf,
+            read_options=pacsv.ReadOptions(column_names=cols),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types,
+                # PostgreSQL's CSV: NULL is an empty unquoted field, an empty text is "" (quoted).
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    frame = pd.DataFrame(index=pd.RangeIndex(table.num_rows))
+    for c in cols:
+        arr = table.column(c)
+        if src.columns[c] == "t":
+            frame[c] = pd.Series(pd.arrays.ArrowStringArray(arr), index=frame.index)
+        else:
+            values = arr.fill_null(0).to_numpy().astype(np.int64, copy=False)
+            frame[c] = pd.arrays.IntegerArray(values, arr.is_null().to_numpy(zero_copy_only=False))
+    return frame
+
+
+def _read_sqlite(raw: Any, src: Source, sql: str, params: dict[str, Any], cols: list[str]) -> pd.DataFrame:
+    outer = f"SELECT {', '.join('q.' + c for c in cols)} FROM ({sql}) q"
     cur = raw.cursor()
     try:
         cur.execute(outer, params)
         rows = cur.fetchall()
     finally:
         cur.close()
-    data = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
-    frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
-    for col, values in zip(cols, data, strict=True):
-        kind = src.columns[col]
-        arr = np.array(values, dtype=object)
+    n = len(rows)
+    # One C loop turns the row tuples into a 2-D object array; its columns are then converted one by one.
+    grid = np.array(rows, dtype=object) if n else np.empty((0, len(cols)), dtype=object)
+    del rows
+    frame = pd.DataFrame(index=pd.RangeIndex(n))
+    for j, c in enumerate(cols):
+        kind = src.columns[c]
+        values = grid[:, j]
         if kind == "d":
-            frame[col] = _days(pd.Series(arr))
+            frame[c] = _days(pd.Series(values, dtype=object))
         elif kind in KIND_SCALE:
-            null = pd.isna(arr)
-            ints = np.where(null, 0, arr).astype(np.int64) if len(arr) else np.zeros(0, np.int64)
-            out = pd.array(ints, dtype="Int64")
-            out[null] = pd.NA
-            frame[col] = out
+            frame[c] = _sqlite_units(values, kind)
         else:
-            if len(arr) and not isinstance(arr[0], str | type(None)):
-                arr = np.array([None if v is None else str(v) for v in arr], dtype=object)
-            frame[col] = pd.Series(arr, dtype=object)
+            try:
+                text_ = pd.array(values, dtype="str")
+            except (TypeError, ValueError, pa.ArrowException):  # a number in a text column: as its text
+                text_ = pd.array([None if v is None else str(v) for v in values], dtype="str")
+            frame[c] = pd.Series(text_, index=frame.index)
     return frame
+
+
+_EXACT = 2**53  # doubles hold every integer below this exactly
+
+
+def _sqlite_units(values: np.ndarray, kind: str) -> pd.arrays.IntegerArray:
+    """SQLite numbers (integers, or doubles for Numeric columns) as int64 units of the kind's scale.
+
+    The same arithmetic SQLite's ``CAST(ROUND(x * 10^s) AS BIGINT)`` does, vectorised: multiply as doubles,
+    add 0.5 away from zero, truncate. A double holds at most 15 significant digits exactly, so the product is
+    within a hair of the exact decimal's integer and rounding recovers it. Integer columns are taken as they are.
+    """
+    null = pd.isna(values)
+    filled = np.where(null, 0, values) if null.any() else values
+    scale = KIND_SCALE[kind]
+    if scale == 0:
+        return pd.arrays.IntegerArray(filled.astype(np.int64), null)
+    x = filled.astype(np.float64) * float(10**scale)
+    units = np.trunc(x + np.where(x < 0, -0.5, 0.5))
+    out = units.astype(np.int64)
+    big = np.abs(x) >= _EXACT
+    for i in np.flatnonzero(big):  # beyond a double's integers: integers stay exact, doubles as SQLite does
+        v = filled[i]
+        out[i] = int(v) * 10**scale if isinstance(v, int) else int(units[i])
+    return pd.arrays.IntegerArray(out, null)
 
 
 def _apply_where(frame: pd.DataFrame, side: SideSpec) -> pd.DataFrame:
@@ -388,12 +476,16 @@ def _apply_where(frame: pd.DataFrame, side: SideSpec) -> pd.DataFrame:
     return frame.loc[keep].reset_index(drop=True)
 
 
-def _identity(frame: pd.DataFrame, cols: tuple[str, ...]) -> np.ndarray:
+def _identity(frame: pd.DataFrame, cols: tuple[str, ...]) -> pd.Series:
+    """Each record's identity: its identity column ('' where missing), or the columns joined with '|'."""
+    if len(cols) == 1 and isinstance(frame[cols[0]].dtype, pd.StringDtype):
+        s = frame[cols[0]]
+        return s.fillna("") if s.hasnans else s
     parts = [frame[c].astype(object).where(frame[c].notna(), "").astype(str) for c in cols]
     ident = parts[0]
     for p in parts[1:]:
         ident = ident + "|" + p
-    return ident.to_numpy(dtype=object)
+    return ident
 
 
 def prepare(frame: pd.DataFrame, side: SideSpec, config: ReconConfig, which: str) -> pd.DataFrame:
@@ -403,14 +495,6 @@ def prepare(frame: pd.DataFrame, side: SideSpec, config: ReconConfig, which: str
     out = pd.DataFrame(index=frame.index)
     ident_cols = side.identity or src.identity
     ids = _identity(frame, ident_cols)
-    if side.source.startswith("statement_lines:") and not side.identity:
-        # A line without a reference is known by its statement and line number.
-        missing = frame["reference"].isna().to_numpy()
-        if missing.any():
-            alt = (frame["statement_ref"].astype(str) + "#" + frame["line_no"].astype(str)).to_numpy(
-                dtype=object
-            )
-            ids = np.where(missing, alt, ids)
     out["_id"] = ids
     for f in config.fields.values():
         col = f.left if which == "left" else f.right

@@ -26,19 +26,31 @@ The allowed set, as a back office works it:
 
 FAILED always carries a market reason code. ``transition`` keeps the trades an instruction settles in step
 (``TRADE_STATUS``) and writes one audit entry per transition.
+
+Many at once (a file of 100,000 status messages): :class:`Batch` / :func:`transition_many` apply the same rules to
+plain in-memory states and write the rows, the trades and the audit trail set-based; a large batch is audited by
+one entry listing every instruction's before and after (see ``PER_ROW_AUDIT_MAX``), and each message row names the
+instruction it changed.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import InstructionTrade, SettlementInstruction, Trade, utcnow
-from app.models.enums import ChangeAction, InstructionStatus, TradeStatus
+from app.models.base import UTCDateTime
+from app.models.enums import ChangeAction, InstructionStatus, InstructionType, TradeStatus
 
 from .. import audit, errors
+from ..jsonable import to_jsonable
 from ..permissions import Actor, Permission, require
 
 S = InstructionStatus
@@ -298,3 +310,494 @@ def _sync_trades(
         if isinstance(obj, Trade) and obj.id in wanted:
             session.expire(obj)
     return ids
+
+
+# =====================================================================================================================
+# Many transitions at once (incoming message files, bulk settlement): the same rules, set-based writes
+# =====================================================================================================================
+
+#: Up to this many transitions in one batch, each gets its own audit entry (the instruction's history shows it);
+#: above, the batch writes one entry that lists every instruction's before and after (entries per row would cost
+#: more than the changes themselves: a hash-chain step, a JSON document and a change-feed row each).
+PER_ROW_AUDIT_MAX = 200
+# PostgreSQL: above this many changed rows the update goes through COPY into a temporary table and one UPDATE ...
+# FROM; below, one executemany (SQLite always: its executemany is a C loop on one connection).
+_PG_COPY_MIN = 500
+_CHUNK = 900  # values per IN (...) on SQLite (below its bind limit); PostgreSQL takes larger chunks
+
+# The columns a batch reads; the ones after "status" are the ones it may write.
+_STATE_COLUMNS = (
+    "id",
+    "instruction_ref",
+    "instruction_type",
+    "exception_kind",
+    "account_id",
+    "counterparty_id",
+    "instrument_id",
+    "quantity",
+    "settlement_amount",
+    "currency",
+    "intended_settlement_date",
+    "status",
+    "reason_code",
+    "reason_text",
+    "settled_quantity",
+    "settled_amount",
+    "actual_settlement_date",
+    "instructed_at",
+    "version",
+)
+_WRITTEN = (
+    "status",
+    "reason_code",
+    "reason_text",
+    "settled_quantity",
+    "settled_amount",
+    "actual_settlement_date",
+    "instructed_at",
+    "version",
+)
+
+
+@dataclass(slots=True)
+class InstructionState:
+    """An instruction's columns as plain values, changed in memory by a :class:`Batch` and written in bulk.
+
+    Attribute names are the model's, so rules written for a ``SettlementInstruction`` read a state as well.
+    """
+
+    id: int
+    instruction_ref: str
+    instruction_type: InstructionType
+    exception_kind: Any
+    account_id: int
+    counterparty_id: int
+    instrument_id: int
+    quantity: Decimal
+    settlement_amount: Decimal
+    currency: str
+    intended_settlement_date: dt.date
+    status: InstructionStatus
+    reason_code: str | None
+    reason_text: str | None
+    settled_quantity: Decimal
+    settled_amount: Decimal
+    actual_settlement_date: dt.date | None
+    instructed_at: dt.datetime | None
+    version: int
+    loaded_version: int = 0  # what the database had: the bulk UPDATE only touches rows still at it
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, c) for c in _WRITTEN)
+
+    def restore(self, values: tuple[Any, ...]) -> None:
+        for c, v in zip(_WRITTEN, values, strict=True):
+            setattr(self, c, v)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One status change for :func:`transition_many` (the arguments of :func:`transition`, by instruction id)."""
+
+    instruction_id: int
+    new: InstructionStatus
+    reason_code: str | None = None
+    reason_text: str | None = None
+    note: str = ""
+
+
+@dataclass(slots=True)
+class _Step:
+    state: InstructionState
+    old: InstructionStatus
+    new: InstructionStatus
+    before: dict[str, Any]
+    after: dict[str, Any]
+    note: str
+    details: dict[str, Any] | None
+    sync: bool  # the linked trades follow (what _sync_trades would do for this transition)
+
+
+def _state_snapshot(st: InstructionState) -> dict[str, Any]:
+    return {
+        "status": st.status,
+        "reason_code": st.reason_code,
+        "reason_text": st.reason_text,
+        "settled_quantity": st.settled_quantity,
+        "settled_amount": st.settled_amount,
+        "version": st.version,
+    }
+
+
+def _chunks(values: list[Any], n: int) -> Iterator[list[Any]]:
+    for i in range(0, len(values), n):
+        yield values[i : i + n]
+
+
+def load_states(
+    session: Session, *, ids: Iterable[int] = (), refs: Iterable[str] = ()
+) -> list[InstructionState]:
+    """The states of the instructions with these ids and/or references (unknown ones are simply absent)."""
+    cols = [getattr(SettlementInstruction, c) for c in _STATE_COLUMNS]
+    n = 10_000 if session.get_bind().dialect.name == "postgresql" else _CHUNK
+    out: list[InstructionState] = []
+    for column, wanted in (
+        (SettlementInstruction.id, sorted({int(i) for i in ids})),
+        (SettlementInstruction.instruction_ref, sorted({r for r in refs if r})),
+    ):
+        for part in _chunks(wanted, n):
+            for row in session.execute(select(*cols).where(column.in_(part))):
+                st = InstructionState(*row)
+                st.status = InstructionStatus(st.status)
+                st.instruction_type = InstructionType(st.instruction_type)
+                st.settled_quantity = st.settled_quantity if st.settled_quantity is not None else Decimal(0)
+                st.settled_amount = st.settled_amount if st.settled_amount is not None else Decimal(0)
+                st.version = st.version or 1
+                st.loaded_version = st.version
+                out.append(st)
+    return out
+
+
+class Batch:
+    """Transitions applied in memory with exactly :func:`transition`'s rules, written together by :meth:`flush`.
+
+    Several transitions of one instruction apply in the order given, each seeing the status the previous one left.
+    A refused transition raises ``InvalidTransition`` and changes nothing (callers that want to go on with the
+    others use :meth:`checkpoint` / :meth:`restore` around a unit of several transitions). ``flush`` writes the
+    instruction rows (only those still at the version read: another writer's change in between raises
+    ``StaleEdit``), moves the linked trades in step with one UPDATE per target status, and writes the audit trail:
+    one entry per transition for a small batch, else one entry listing every transition.
+    """
+
+    def __init__(self, session: Session, actor: Actor) -> None:
+        require_lifecycle_actor(actor)
+        self.session = session
+        self.actor = actor
+        self.now = utcnow()
+        self.states: dict[int, InstructionState] = {}
+        self.steps: list[_Step] = []
+        self.audit_entry_id: int | None = None  # the batch entry (large batches), once flushed
+
+    # Reading ------------------------------------------------------------------------------------------------------
+
+    def load(self, *, ids: Iterable[int] = (), refs: Iterable[str] = ()) -> list[InstructionState]:
+        """Load (or return the already loaded) states; a state already in the batch keeps its in-memory changes."""
+        ids, refs = list(ids), {r for r in refs if r}
+        have_refs = {st.instruction_ref for st in self.states.values()}
+        want_ids = [i for i in ids if i not in self.states]
+        want_refs = [r for r in refs if r not in have_refs]
+        for st in load_states(self.session, ids=want_ids, refs=want_refs):
+            self.states.setdefault(st.id, st)
+        out = [self.states[i] for i in ids if i in self.states]
+        if refs:
+            out += [st for st in self.states.values() if st.instruction_ref in refs]
+        return out
+
+    def get(self, instruction_id: int) -> InstructionState | None:
+        if instruction_id not in self.states:
+            self.load(ids=[instruction_id])
+        return self.states.get(instruction_id)
+
+    # Changing -----------------------------------------------------------------------------------------------------
+
+    def checkpoint(self, state: InstructionState) -> tuple[int, tuple[Any, ...]]:
+        return len(self.steps), state.values()
+
+    def restore(self, state: InstructionState, token: tuple[int, tuple[Any, ...]]) -> None:
+        """Undo every transition since ``checkpoint`` (of this state; nothing else may have changed since)."""
+        n, values = token
+        del self.steps[n:]
+        state.restore(values)
+
+    def check_allowed(self, state: InstructionState, new: InstructionStatus) -> None:
+        old = InstructionStatus(state.status)
+        new = InstructionStatus(new)
+        if not allowed(old, new):
+            raise InvalidTransition(state.instruction_ref, old, new, why_not(old, new))
+
+    def transition(
+        self,
+        state: InstructionState,
+        new: InstructionStatus,
+        *,
+        reason_code: str | None = None,
+        reason_text: str | None = None,
+        note: str = "",
+        changes: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """``transition`` for a state: the same checks, reason handling, stamps and version bump."""
+        old = InstructionStatus(state.status)
+        new = InstructionStatus(new)
+        if not allowed(old, new):
+            raise InvalidTransition(state.instruction_ref, old, new, why_not(old, new))
+        if new is S.FAILED and not (reason_code or "").strip():
+            raise InvalidTransition(
+                state.instruction_ref,
+                old,
+                new,
+                "a failed instruction needs the market reason code (LACK, MONY, CMIS ...)",
+            )
+        self.states.setdefault(state.id, state)
+        before = _state_snapshot(state)
+        for name, value in (changes or {}).items():
+            setattr(state, name, value)
+        state.status = new
+        if reason_code is not None or reason_text is not None:
+            state.reason_code = (reason_code or "").strip().upper() or None
+            state.reason_text = reason_text
+        elif new in (S.MATCHED, S.SETTLED, S.CANCELLED) or (old is S.FAILED and new is not S.FAILED):
+            state.reason_code = None
+            state.reason_text = None
+        if new is S.INSTRUCTED and (state.instructed_at is None or old is not S.INSTRUCTED):
+            state.instructed_at = self.now
+        state.version = (state.version or 1) + 1
+        sync = (
+            not (new is S.PENDING or (old == new and new is not S.PARTIALLY_SETTLED))
+            and state.exception_kind is None
+        )
+        self.steps.append(_Step(state, old, new, before, _state_snapshot(state), note, details, sync))
+
+    # Writing ------------------------------------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write everything changed since the last flush; returns the number of instructions written."""
+        if not self.steps:
+            return 0
+        steps, self.steps = self.steps, []
+        changed: dict[int, InstructionState] = {}
+        synced: dict[int, InstructionState] = {}
+        for step in steps:
+            changed[step.state.id] = step.state
+            if step.sync:
+                synced[step.state.id] = step.state
+        self._write_rows(list(changed.values()))
+        trades_by_instruction = self._sync_trades(list(synced.values()), per_row=len(steps) <= PER_ROW_AUDIT_MAX)
+        self._audit(steps, trades_by_instruction)
+        for st in changed.values():
+            st.loaded_version = st.version
+        # The UPDATEs bypassed the identity map: ORM objects of these rows already loaded must be read again.
+        for obj in list(self.session.identity_map.values()):
+            if (isinstance(obj, SettlementInstruction) and obj.id in changed) or (
+                synced and isinstance(obj, Trade)
+            ):
+                self.session.expire(obj)
+        return len(changed)
+
+    def _write_rows(self, states: list[InstructionState]) -> None:
+        session = self.session
+        pg = session.get_bind().dialect.name == "postgresql"
+        uid = self.actor.user_id
+        now = self.now if pg else _sqlite_stamp(self.now)
+
+        def num(v: Decimal | None) -> Any:
+            return v if pg or v is None else float(v)
+
+        def stamp(v: dt.datetime | None) -> Any:
+            return v if v is None or pg else _sqlite_stamp(v)
+
+        def day(v: dt.date | None) -> Any:
+            return v if v is None or pg else v.isoformat()
+
+        rows = [
+            (
+                InstructionStatus(st.status).value,
+                st.reason_code,
+                st.reason_text,
+                num(st.settled_quantity),
+                num(st.settled_amount),
+                day(st.actual_settlement_date),
+                stamp(st.instructed_at),
+                st.version,
+                uid,
+                now,
+                st.id,
+                st.loaded_version,
+            )
+            for st in states
+        ]
+        conn = session.connection()
+        if pg and len(rows) >= _PG_COPY_MIN:
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE lc_batch (status varchar(20), reason_code varchar(8), reason_text varchar(500), "
+                "settled_quantity numeric(20, 6), settled_amount numeric(20, 4), actual_settlement_date date, "
+                "instructed_at timestamptz, version integer, updated_by_id bigint, updated_at timestamptz, "
+                "id bigint, loaded_version integer) ON COMMIT DROP"
+            )
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor.copy("COPY lc_batch FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.close()
+            done = conn.exec_driver_sql(
+                "UPDATE settlement_instructions SET status = b.status, reason_code = b.reason_code, "
+                "reason_text = b.reason_text, settled_quantity = b.settled_quantity, "
+                "settled_amount = b.settled_amount, actual_settlement_date = b.actual_settlement_date, "
+                "instructed_at = b.instructed_at, version = b.version, updated_by_id = b.updated_by_id, "
+                "updated_at = b.updated_at FROM lc_batch b "
+                "WHERE settlement_instructions.id = b.id AND settlement_instructions.version = b.loaded_version"
+            ).rowcount
+            conn.exec_driver_sql("DROP TABLE lc_batch")
+        else:
+            from ..capture import bulk  # a service helper, imported late to keep this module's imports light
+
+            done = bulk.execute_many(
+                session,
+                "UPDATE settlement_instructions SET status = ?, reason_code = ?, reason_text = ?, "
+                "settled_quantity = ?, settled_amount = ?, actual_settlement_date = ?, instructed_at = ?, "
+                "version = ?, updated_by_id = ?, updated_at = ? WHERE id = ? AND version = ?",
+                rows,
+            )
+        if done != len(rows):
+            raise errors.StaleEdit(
+                f"{len(rows) - done} of {len(rows)} settlement instruction(s) were changed by someone else while "
+                "this batch was applied; nothing was saved — run it again."
+            )
+
+    def _ids_statement(self, sql: str, ids: list[int], params: dict[str, Any]) -> int:
+        """``sql`` with ``{ids}`` standing for the id list (= ANY on PostgreSQL, json_each on SQLite)."""
+        session = self.session
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = text(sql.replace("IN {ids}", "= ANY(:ids)"))
+            bind: Any = ids
+        else:
+            stmt = text(sql.replace("{ids}", "(SELECT value FROM json_each(:ids))"))
+            bind = json.dumps(ids)
+        stmt = stmt.bindparams(bindparam("now", type_=UTCDateTime()))
+        return int(session.execute(stmt, {**params, "ids": bind}).rowcount)  # type: ignore[attr-defined]
+
+    def _sync_trades(self, states: list[InstructionState], *, per_row: bool) -> dict[int, list[int]]:
+        """Trades follow their instructions' final status: one UPDATE per target status (and for CANCELLED one per
+        stage the trade returns to). Returns the trade ids per instruction when ``per_row`` (for the audit)."""
+        if not states:
+            return {}
+        trades_of: dict[int, list[int]] = {}
+        if per_row:
+            for part in _chunks([st.id for st in states], _CHUNK):
+                for iid, tid in self.session.execute(
+                    select(InstructionTrade.instruction_id, InstructionTrade.trade_id)
+                    .where(InstructionTrade.instruction_id.in_(part))
+                    .order_by(InstructionTrade.instruction_id, InstructionTrade.trade_id)
+                ):
+                    trades_of.setdefault(int(iid), []).append(int(tid))
+        groups: dict[InstructionStatus, list[int]] = {}
+        for st in states:
+            groups.setdefault(InstructionStatus(st.status), []).append(st.id)
+        keep = ", ".join(f"'{s}'" for s in _TRADE_KEEP)
+        base = (
+            "UPDATE trades SET status = :st, version = version + 1, updated_by_id = :uid, updated_at = :now "
+            "WHERE id IN (SELECT trade_id FROM instruction_trades WHERE instruction_id IN {ids}) "
+            f"AND status NOT IN ({keep}) "
+        )
+        params = {"uid": self.actor.user_id, "now": self.now}
+        for status, ids in groups.items():
+            if status is S.PENDING:
+                continue
+            changed = 0
+            if status is S.CANCELLED:
+                for target, cond in (
+                    (TradeStatus.AFFIRMED, "affirmed_at IS NOT NULL"),
+                    (TradeStatus.CONFIRMED, "affirmed_at IS NULL AND confirmed_at IS NOT NULL"),
+                    (TradeStatus.VALIDATED, "affirmed_at IS NULL AND confirmed_at IS NULL"),
+                ):
+                    changed += self._ids_statement(f"{base}AND {cond}", ids, {**params, "st": target.value})
+            else:
+                target = TRADE_STATUS[status]
+                changed = self._ids_statement(f"{base}AND status <> :st", ids, {**params, "st": target.value})
+            if changed:
+                audit.publish(
+                    self.session,
+                    self.actor,
+                    "trades",
+                    None,
+                    ChangeAction.BULK,
+                    {"action": "settlement.status", "instructions": len(ids), "status": status.value},
+                )
+        return trades_of
+
+    def _audit(self, steps: list[_Step], trades_of: dict[int, list[int]]) -> None:
+        if len(steps) <= PER_ROW_AUDIT_MAX:
+            for step in steps:
+                audit.record(
+                    self.session,
+                    self.actor,
+                    "settlement_instructions.transition",
+                    "settlement_instructions",
+                    step.state.id,
+                    before=step.before,
+                    after={
+                        **step.after,
+                        "note": step.note,
+                        "trades": trades_of.get(step.state.id, []) if step.sync else [],
+                        **(step.details or {}),
+                    },
+                    change=ChangeAction.UPDATE,
+                    summary={"action": "transition", "from": step.old.value, "to": step.new.value},
+                )
+            return
+        # One entry for the batch: every transition in order, as columns and rows (compact; exact decimals).
+        columns = ["id", "instruction_ref", "from", "to", "before", "after", "note", "details"]
+        rows = [
+            [
+                step.state.id,
+                step.state.instruction_ref,
+                step.old.value,
+                step.new.value,
+                _compact(step.before),
+                _compact(step.after),
+                step.note,
+                to_jsonable(step.details) if step.details else None,
+            ]
+            for step in steps
+        ]
+        moves: dict[str, int] = {}
+        for step in steps:
+            key = f"{step.old.value}->{step.new.value}"
+            moves[key] = moves.get(key, 0) + 1
+        entry = audit.record(
+            self.session,
+            self.actor,
+            "settlement_instructions.transition",
+            "settlement_instructions",
+            None,
+            after={
+                "batch": True,
+                "transitions": len(steps),
+                "instructions": len({s.state.id for s in steps}),
+                "moves": moves,
+                "snapshot_columns": list(_state_snapshot(steps[0].state)),
+                "columns": columns,
+                "rows": rows,
+                "trades": "the trades of every instruction whose status moved followed it (instruction_trades)",
+            },
+            change=ChangeAction.BULK,
+            summary={"action": "transition", "rows": len(steps), "moves": moves},
+        )
+        self.audit_entry_id = entry.id
+
+
+def _sqlite_stamp(v: dt.datetime) -> str:
+    """A UTC timestamp as SQLAlchemy stores it in SQLite (naive UTC, always with microseconds)."""
+    return v.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _compact(snapshot: dict[str, Any]) -> list[Any]:
+    return [to_jsonable(v) for v in snapshot.values()]
+
+
+def transition_many(session: Session, actor: Actor, changes: Iterable[Change]) -> list[InstructionState]:
+    """Apply every change in order, validated exactly as :func:`transition` validates one, and write them together.
+
+    All or nothing: the first refused change raises ``InvalidTransition`` (an unknown id ``NotFound``) before
+    anything is written. Returns the final states.
+    """
+    changes = list(changes)
+    batch = Batch(session, actor)
+    batch.load(ids=[c.instruction_id for c in changes])
+    for c in changes:
+        state = batch.states.get(c.instruction_id)
+        if state is None:
+            raise errors.NotFound(f"Settlement instruction #{c.instruction_id} does not exist.")
+        batch.transition(state, c.new, reason_code=c.reason_code, reason_text=c.reason_text, note=c.note)
+    batch.flush()
+    return [batch.states[i] for i in dict.fromkeys(c.instruction_id for c in changes)]

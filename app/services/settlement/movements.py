@@ -9,14 +9,20 @@ Signs: securities + received, − delivered; cash the opposite (+ credit, − de
 pays the settlement amount, a delivery against payment (DVP) is paid it. Free-of-payment instructions (DFP/RFP)
 move no cash. A netted obligation whose cash flows against the securities (we receive securities *and* cash) carries
 a negative settlement amount, and the same rule then credits the cash.
+
+Many at once (:class:`SettlementBatch`, :func:`apply_settlements`): the same refusals per settlement, the movements
+inserted in bulk and positions and balances moved by one aggregated update per (account, ISIN) and (account,
+currency).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -30,7 +36,7 @@ from app.models import (
 )
 from app.models.enums import InstructionStatus, InstructionType, MovementKind
 
-from ..errors import ValidationFailed
+from ..errors import NotFound, ValidationFailed
 from ..permissions import Actor
 from . import lifecycle
 
@@ -82,36 +88,10 @@ def apply_settlement(
     (``OverSettlement``); on refusal nothing is posted.
     """
     lifecycle.require_lifecycle_actor(actor)
-    ref = instruction.instruction_ref
     qty = Decimal(quantity)
     amt = Decimal(amount)
     itype = InstructionType(instruction.instruction_type)
-    if qty <= 0:
-        raise ValidationFailed(f"Instruction {ref}: a settlement moves a positive quantity (got {qty}).")
-    done_qty = Decimal(instruction.settled_quantity or 0) + qty
-    total_qty = Decimal(instruction.quantity)
-    if done_qty > total_qty:
-        raise OverSettlement(
-            f"Instruction {ref} is for {total_qty:,f} and {Decimal(instruction.settled_quantity or 0):,f} have "
-            f"settled already: settling {qty:,f} more would over-settle it by {done_qty - total_qty:,f}."
-        )
-    if itype not in AGAINST_PAYMENT and amt != 0:
-        raise ValidationFailed(
-            f"Instruction {ref} is free of payment ({itype.value}); a settlement of it moves no cash "
-            f"(got {amt:,f} {instruction.currency})."
-        )
-    done_amt = Decimal(instruction.settled_amount or 0) + amt
-    total_amt = Decimal(instruction.settlement_amount)
-    if itype in AGAINST_PAYMENT:
-        tol = amount_tolerance(total_amt)
-        over = abs(done_amt) - abs(total_amt)
-        if over > tol or (total_amt != 0 and done_amt * total_amt < 0):
-            raise OverSettlement(
-                f"Instruction {ref} is for {total_amt:,f} {instruction.currency} and {Decimal(instruction.settled_amount or 0):,f} "
-                f"have settled already: {amt:,f} more would over-settle the cash beyond the tolerance of {tol}."
-            )
-    new = InstructionStatus.SETTLED if done_qty == total_qty else InstructionStatus.PARTIALLY_SETTLED
-    lifecycle.check_allowed(instruction, new)
+    new, done_qty, done_amt = check_settlement(instruction, qty, amt)
 
     trade_ids = list(
         session.scalars(
@@ -165,6 +145,234 @@ def apply_settlement(
         },
         details={"settlement": {"quantity": qty, "amount": amt, "settled_on": settled_on}},
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementItem:
+    """One settlement for :func:`apply_settlements`: the arguments of :func:`apply_settlement`, by instruction id."""
+
+    instruction_id: int
+    quantity: Decimal
+    amount: Decimal
+    settled_on: dt.date
+
+
+def check_settlement(
+    state: lifecycle.InstructionState | SettlementInstruction, quantity: Decimal, amount: Decimal
+) -> tuple[InstructionStatus, Decimal, Decimal]:
+    """The refusals of :func:`apply_settlement` for ``state`` as it stands; returns (new status, settled quantity
+    after, settled amount after). Raises ``ValidationFailed`` / ``OverSettlement`` / ``InvalidTransition``."""
+    ref = state.instruction_ref
+    qty = Decimal(quantity)
+    amt = Decimal(amount)
+    itype = InstructionType(state.instruction_type)
+    if qty <= 0:
+        raise ValidationFailed(f"Instruction {ref}: a settlement moves a positive quantity (got {qty}).")
+    done_qty = Decimal(state.settled_quantity or 0) + qty
+    total_qty = Decimal(state.quantity)
+    if done_qty > total_qty:
+        raise OverSettlement(
+            f"Instruction {ref} is for {total_qty:,f} and {Decimal(state.settled_quantity or 0):,f} have "
+            f"settled already: settling {qty:,f} more would over-settle it by {done_qty - total_qty:,f}."
+        )
+    if itype not in AGAINST_PAYMENT and amt != 0:
+        raise ValidationFailed(
+            f"Instruction {ref} is free of payment ({itype.value}); a settlement of it moves no cash "
+            f"(got {amt:,f} {state.currency})."
+        )
+    done_amt = Decimal(state.settled_amount or 0) + amt
+    total_amt = Decimal(state.settlement_amount)
+    if itype in AGAINST_PAYMENT:
+        tol = amount_tolerance(total_amt)
+        over = abs(done_amt) - abs(total_amt)
+        if over > tol or (total_amt != 0 and done_amt * total_amt < 0):
+            raise OverSettlement(
+                f"Instruction {ref} is for {total_amt:,f} {state.currency} and {Decimal(state.settled_amount or 0):,f} "
+                f"have settled already: {amt:,f} more would over-settle the cash beyond the tolerance of {tol}."
+            )
+    new = InstructionStatus.SETTLED if done_qty == total_qty else InstructionStatus.PARTIALLY_SETTLED
+    old = InstructionStatus(state.status)
+    if not lifecycle.allowed(old, new):
+        raise lifecycle.InvalidTransition(ref, old, new, lifecycle.why_not(old, new))
+    return new, done_qty, done_amt
+
+
+class SettlementBatch:
+    """Settlements (and other transitions, through ``.lifecycle``) applied in memory and written together.
+
+    :meth:`settle` applies :func:`apply_settlement`'s rules to a state and queues its movements; :meth:`flush`
+    inserts every movement in bulk (COPY on PostgreSQL), adds them to positions and cash balances with one
+    aggregated update per (account, ISIN) and (account, currency), then writes the instructions
+    (``lifecycle.Batch.flush``). Positions and balances still change only through these movements, so the
+    invariant holds.
+    """
+
+    def __init__(self, session: Session, actor: Actor) -> None:
+        self.session = session
+        self.lifecycle = lifecycle.Batch(session, actor)
+        # (instruction id, account, instrument, signed quantity, value date) / (..., currency, signed amount, ...)
+        self._securities: list[tuple[int, int, int, Decimal, dt.date]] = []
+        self._cash: list[tuple[int, int, str, Decimal, dt.date]] = []
+
+    def checkpoint(self, state: lifecycle.InstructionState) -> tuple[Any, int, int]:
+        return self.lifecycle.checkpoint(state), len(self._securities), len(self._cash)
+
+    def restore(self, state: lifecycle.InstructionState, token: tuple[Any, int, int]) -> None:
+        inner, n_sec, n_cash = token
+        self.lifecycle.restore(state, inner)
+        del self._securities[n_sec:]
+        del self._cash[n_cash:]
+
+    def settle(
+        self,
+        state: lifecycle.InstructionState,
+        quantity: Decimal,
+        amount: Decimal,
+        settled_on: dt.date,
+    ) -> None:
+        """``apply_settlement`` for a state: the same refusals (nothing queued when refused), movements queued."""
+        qty, amt = Decimal(quantity), Decimal(amount)
+        new, done_qty, done_amt = check_settlement(state, qty, amt)
+        itype = InstructionType(state.instruction_type)
+        self._securities.append(
+            (state.id, state.account_id, state.instrument_id, securities_sign(itype) * qty, settled_on)
+        )
+        cash_amt = cash_sign(itype) * amt
+        if cash_amt != 0:
+            self._cash.append((state.id, state.account_id, state.currency, cash_amt, settled_on))
+        self.lifecycle.transition(
+            state,
+            new,
+            note=f"settled {qty:f} against {amt:f} {state.currency} on {settled_on.isoformat()}",
+            changes={
+                "settled_quantity": done_qty,
+                "settled_amount": done_amt,
+                "actual_settlement_date": settled_on,
+            },
+            details={"settlement": {"quantity": qty, "amount": amt, "settled_on": settled_on}},
+        )
+
+    def flush(self) -> int:
+        """Write the movements, positions, balances and instructions; returns the instructions written."""
+        self._post_movements()
+        return self.lifecycle.flush()
+
+    def _post_movements(self) -> None:
+        from ..capture import bulk  # shared bulk-write helpers (COPY / executemany)
+
+        sec, cash = self._securities, self._cash
+        self._securities, self._cash = [], []
+        if not sec and not cash:
+            return
+        session = self.session
+        pg = bulk.is_postgres(session)
+        single = _single_trades(session, sorted({r[0] for r in sec} | {r[0] for r in cash}))
+        now = bulk.timestamp(utcnow(), session)
+
+        def num(v: Decimal) -> Any:
+            return v if pg else float(v)
+
+        if sec:
+            bulk.insert_rows(
+                session,
+                "securities_movements",
+                ("account_id", "instrument_id", "kind", "quantity", "value_date", "trade_id", "instruction_id",
+                 "created_at"),
+                list(zip(*[
+                    (a, i, MovementKind.SETTLED.value, num(q), d.isoformat(), single.get(iid), iid, now)
+                    for iid, a, i, q, d in sec
+                ], strict=True)),
+            )  # fmt: skip
+            per_position: dict[tuple[int, int], Decimal] = {}
+            for _, a, i, q, _ in sec:
+                per_position[(a, i)] = per_position.get((a, i), Decimal(0)) + q
+            _add_aggregated(session, Position, ("account_id", "instrument_id"), "traded_quantity",
+                            "settled_quantity", per_position)  # fmt: skip
+        if cash:
+            bulk.insert_rows(
+                session,
+                "cash_movements",
+                ("account_id", "currency", "kind", "amount", "value_date", "trade_id", "instruction_id",
+                 "created_at"),
+                list(zip(*[
+                    (a, c, MovementKind.SETTLED.value, num(q), d.isoformat(), single.get(iid), iid, now)
+                    for iid, a, c, q, d in cash
+                ], strict=True)),
+            )  # fmt: skip
+            per_balance: dict[tuple[int, str], Decimal] = {}
+            for _, a, c, q, _ in cash:
+                per_balance[(a, c)] = per_balance.get((a, c), Decimal(0)) + q
+            _add_aggregated(session, CashBalance, ("account_id", "currency"), "traded_amount", "settled_amount",
+                            per_balance)  # fmt: skip
+
+
+def _single_trades(session: Session, instruction_ids: list[int]) -> dict[int, int]:
+    """Instruction id -> its trade, for the instructions that settle exactly one trade (a gross instruction's
+    movements name its trade; a netted obligation's only the instruction)."""
+    out: dict[int, int] = {}
+    for i in range(0, len(instruction_ids), 900):
+        part = instruction_ids[i : i + 900]
+        for iid, tid, n in session.execute(
+            select(InstructionTrade.instruction_id, func.min(InstructionTrade.trade_id), func.count())
+            .where(InstructionTrade.instruction_id.in_(part))
+            .group_by(InstructionTrade.instruction_id)
+        ):
+            if n == 1:
+                out[int(iid)] = int(tid)
+    return out
+
+
+def _add_aggregated(
+    session: Session,
+    model: type,
+    keys: tuple[str, str],
+    traded: str,
+    settled: str,
+    sums: dict[tuple[Any, Any], Decimal],
+) -> None:
+    """settled += sum for each key, one UPDATE per key row (the aggregated sums: a handful of rows per file), and
+    a new row for a key that has none yet."""
+    table = model.__table__  # type: ignore[attr-defined]
+    now = utcnow()
+    k1, k2 = (getattr(model, k) for k in keys)
+    existing: set[tuple[Any, Any]] = set()
+    firsts = sorted({k[0] for k in sums})
+    for i in range(0, len(firsts), 900):
+        existing.update(
+            (a, b) for a, b in session.execute(select(k1, k2).where(k1.in_(firsts[i : i + 900])))
+        )
+    items = [(k, v) for k, v in sums.items() if v != 0 or k not in existing]
+    upd = (
+        update(table)
+        .where(table.c[keys[0]] == bindparam("k1"), table.c[keys[1]] == bindparam("k2"))
+        .values({settled: table.c[settled] + bindparam("delta", type_=table.c[settled].type), "updated_at": now})
+    )
+    rows = [{"k1": k[0], "k2": k[1], "delta": v} for k, v in items if k in existing]
+    if rows:
+        session.connection().execute(upd, rows)
+    new_rows = [
+        {keys[0]: k[0], keys[1]: k[1], traded: Decimal(0), settled: v, "created_at": now, "updated_at": now}
+        for k, v in items
+        if k not in existing
+    ]
+    if new_rows:
+        session.execute(insert(model), new_rows)
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, model):
+            session.expire(obj)
+
+
+def apply_settlements(session: Session, actor: Actor, items: list[SettlementItem]) -> None:
+    """Many settlements at once, in order (several of one instruction apply one after the other), with exactly
+    :func:`apply_settlement`'s refusals; all or nothing (the first refusal raises before anything is written)."""
+    batch = SettlementBatch(session, actor)
+    batch.lifecycle.load(ids=[it.instruction_id for it in items])
+    for it in items:
+        state = batch.lifecycle.states.get(it.instruction_id)
+        if state is None:
+            raise NotFound(f"Settlement instruction #{it.instruction_id} does not exist.")
+        batch.settle(state, it.quantity, it.amount, it.settled_on)
+    batch.flush()
 
 
 def _add_position(session: Session, account_id: int, instrument_id: int, qty: Decimal) -> None:

@@ -66,10 +66,22 @@ from app.models import (
 )
 from app.models.enums import InstructionStatus, InstructionType
 
-from .. import audit
+from .. import audit, paging
 from ..db import Database
 from ..errors import NotFound, ValidationFailed
-from ..paging import Column, Page, Window, beyond, no_index, order_by, reader, window_bounds
+from ..paging import (
+    PLANNER,
+    SORT_INDEX,
+    Column,
+    Page,
+    Window,
+    beyond,
+    no_index,
+    order_by,
+    page_of,
+    page_shape,
+    reader,
+)
 from ..permissions import Actor, Permission, require
 
 SI = SettlementInstruction
@@ -532,12 +544,7 @@ def fetch_page(
     from_end: bool = False,
     before: tuple[Any, Any] | None = None,
 ) -> Page:
-    """One page of the queue in display order (rows in COLUMN_KEYS order).
-
-    ``after``: keyset continuation from the last row of the previous page; ``before``: the ``limit`` rows just
-    above a row; ``from_end``: the last ``limit`` rows (with ``offset``: counted from the end); ``offset``: a jump
-    into the middle. With none of them, the first page.
-    """
+    """One page of the queue in display order (rows in COLUMN_KEYS order; the arguments: paging.page_shape)."""
     require(actor, Permission.VIEW)
     with reader(db) as conn:
         return _fetch(
@@ -561,61 +568,45 @@ def _fetch(
         return Page([])
     key = _sort_col(sort)
     unique = sort.key in UNIQUE_SORT
-    backwards = from_end or before is not None
-    desc = sort.descending != backwards
+    shape = page_shape(sort.descending, after=after, offset=offset, from_end=from_end, before=before)
     where = _conditions(flt, actor, opaque=_plan(conn, flt, sort) == SORT_INDEX)
-    if before is not None:
-        where.append(beyond(key, SI.id, before, desc, unique=unique))
-    elif after is not None and not from_end:
-        where.append(beyond(key, SI.id, after, desc, unique=unique))
+    if shape.bound is not None:
+        where.append(beyond(key, SI.id, shape.bound, shape.desc, unique=unique))
     q = (
         select(*_db_cols(), _penalty_sum())
         .where(and_(True, *where))
-        .order_by(*order_by(key, SI.id, desc, unique=unique))
+        .order_by(*order_by(key, SI.id, shape.desc, unique=unique))
         .limit(limit)
     )
-    if offset and (after is None or from_end) and before is None:
-        q = q.offset(offset)
-    raw = [tuple(r) for r in conn.execute(q).all()]
-    if backwards:
-        raw.reverse()
+    if shape.offset:
+        q = q.offset(shape.offset)
+    raw = shape.arrange([tuple(r) for r in conn.execute(q).all()])
     rows = _present([r[:-1] for r in raw], [r[-1] for r in raw], _ref(conn, raw), _as_of(flt))
-    return _page(rows, sort)
-
-
-def _page(rows: list[tuple[Any, ...]], sort: Sort) -> Page:
-    if not rows:
-        return Page([])
-    i, j = COL[sort.key], COL["id"]
-    return Page(rows, (rows[0][i], rows[0][j]), (rows[-1][i], rows[-1][j]))
+    return page_of(rows, COL[sort.key], COL["id"])
 
 
 # SQLite without statistics reads a status filter through the status index and sorts every match; when most
 # instructions match (every open one) walking the sort index is far cheaper. The status counts come from the status
-# index (index-only, a few ms), cached for a minute; they only steer the plan, never the result.
-PLANNER, SORT_INDEX = "planner", "sort index"
-FEW_ROWS = 20_000
-COUNT_TTL_S = 60.0
-_counts: dict[tuple[str, tuple[str, ...]], tuple[float, int]] = {}
+# index (index-only, a few ms, paging.sqlite_count), cached for a minute; they only steer the plan, never the result.
+FEW_ROWS = paging.FEW_ROWS
 
 
 def _plan(conn: Connection, flt: QueueFilter, sort: Sort) -> str:
     if conn.dialect.name != "sqlite" or not flt.statuses or sort.key == "status" or flt.ids is not None:
         return PLANNER
-    values = tuple(sorted(S(s).value for s in flt.statuses))
-    key = (str(conn.engine.url), values)
-    hit = _counts.get(key)
-    now = time.monotonic()
-    if hit is None or now - hit[0] > COUNT_TTL_S:
-        n = int(conn.scalar(select(func.count()).select_from(SI).where(SI.status.in_(values))) or 0)
-        _counts[key] = hit = (now, n)
-    return SORT_INDEX if hit[1] >= FEW_ROWS else PLANNER
+    values = sorted(S(s).value for s in flt.statuses)
+    n = paging.sqlite_count(conn, SI.__table__, "status", values)
+    return SORT_INDEX if n >= FEW_ROWS else PLANNER
 
 
 def count(db: Database, actor: Actor, flt: QueueFilter) -> int:
     require(actor, Permission.VIEW)
     with reader(db) as conn:
-        return int(conn.scalar(select(func.count()).select_from(SI).where(_where(flt, actor))) or 0)
+        return _count(conn, actor, flt)
+
+
+def _count(conn: Connection, actor: Actor, flt: QueueFilter) -> int:
+    return int(conn.scalar(select(func.count()).select_from(SI).where(_where(flt, actor))) or 0)
 
 
 def position_of(db: Database, actor: Actor, flt: QueueFilter, sort: Sort, instruction_id: int) -> int | None:
@@ -656,38 +647,21 @@ def window(
     track: Sequence[int] = (),
     page_size: int = 200,
 ) -> Window:
-    """Count, the pages covering ``visible`` rows from the top instruction, and where the tracked ones now are.
-
-    The rows around the top instruction are read by keyset from it, never by OFFSET, so a refresh costs the same at
-    row 10 and at row 900,000 (counting the rows above it aside).
-    """
+    """Count, the pages covering ``visible`` rows from the top instruction, and where the tracked ones now are
+    (see :func:`paging.read_window`)."""
     require(actor, Permission.VIEW)
-    with db.read() as session:
-        # One snapshot for the count, the positions and the rows: they must agree with each other.
-        conn = session.connection(
-            execution_options={"isolation_level": "REPEATABLE READ"} if db.is_postgres else None
-        )
-        total = int(conn.scalar(select(func.count()).select_from(SI).where(_where(flt, actor))) or 0)
-        anchor = _locate(conn, actor, flt, sort, top_id) if top_id is not None else None
-        top, start, end = window_bounds(total, anchor[0] if anchor else top_row, visible, page_size)
-        if anchor is not None:
-            row = anchor[1]
-            k = (row[COL[sort.key]], row[COL["id"]])
-            above = _fetch(conn, actor, flt, sort, limit=top - start, before=k).rows if top > start else []
-            below = _fetch(conn, actor, flt, sort, limit=end - top - 1, after=k).rows
-            rows = [*above, row, *below]
-        elif total:
-            rows = _fetch(conn, actor, flt, sort, limit=end - start, offset=start).rows
-        else:
-            rows = []
-        positions: dict[int, int | None] = {}
-        for item in dict.fromkeys(track):
-            if item == top_id and anchor is not None:
-                positions[item] = anchor[0]
-            else:
-                found = _locate(conn, actor, flt, sort, item)
-                positions[item] = None if found is None else found[0]
-    return Window(count=total, start=start, rows=rows, top=top, positions=positions)
+    return paging.read_window(
+        db,
+        count=lambda conn: _count(conn, actor, flt),
+        locate=lambda conn, item: _locate(conn, actor, flt, sort, item),
+        fetch=lambda conn, **page: _fetch(conn, actor, flt, sort, **page),
+        key_of=lambda row: (row[COL[sort.key]], row[COL["id"]]),
+        top_row=top_row,
+        top_id=top_id,
+        visible=visible,
+        track=track,
+        page_size=page_size,
+    )
 
 
 # --- totals and groups ----------------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from app.models.enums import ChangeAction, SlaState
 
 from .. import audit
 from ..calendars import get_calendar
-from ..capture.bulk import execute_for_ids, execute_many, insert_rows, timestamps
+from ..capture.bulk import execute_for_ids, insert_rows, timestamps
 from ..db import Database
 from ..errors import ValidationFailed
 from ..permissions import Actor, Permission, require
@@ -575,12 +575,86 @@ def _categories(rule: SlaRule) -> list[str]:
     return cats
 
 
+# The four trade SLAs read the trades table once (one scan, the union of their open conditions) and pick their
+# rows from it in numpy: a trade watched by three SLAs crosses the driver once, not three times.
+TRADE_KINDS = ("affirmation", "repair", "instruction_cutoff", "regulatory_report")
+_T_STATUS = {"REPAIR": 0, "VALIDATED": 1, "CONFIRMED": 2, "AFFIRMED": 3}  # anything else: 4 (5 = CANCELLED)
+T_ID, T_TD, T_SD, T_CREATED, T_TIME, T_INST, T_OWNER, T_STATUS, T_AFFIRMED, T_REPORTED = range(10)
+_T_ANCHOR = {"trade_date": T_TD, "settlement_date": T_SD, "created_at": T_CREATED, "trade_time": T_TIME}
+
+
+def shared_trades_sql(kinds: set[str], pg: bool) -> str:
+    status = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _T_STATUS.items())
+    reported = (
+        "CASE WHEN EXISTS (SELECT 1 FROM regulatory_reports r WHERE r.trade_id = t.id AND r.regime = 'MIFIR') "
+        "THEN 1 ELSE 0 END"
+        if "regulatory_report" in kinds
+        else "1"
+    )
+    conds = []
+    if "affirmation" in kinds:
+        conds.append(f"({_TRADES_OPEN})")
+    if "repair" in kinds:
+        conds.append("(t.status = 'REPAIR')")
+    if "instruction_cutoff" in kinds:
+        conds.append("(t.status IN ('VALIDATED', 'CONFIRMED', 'AFFIRMED') AND t.settlement_date IS NOT NULL)")
+    if "regulatory_report" in kinds:
+        conds.append(f"({SOURCES['regulatory_report'].open_where})")
+    return (
+        f"SELECT t.id, {_days('t.trade_date', pg)}, {_days('t.settlement_date', pg)}, {_secs('t.created_at', pg)}, "
+        f"{_secs('t.trade_time', pg)}, COALESCE(t.instrument_id, -1), COALESCE(t.owner_id, -1), "
+        f"CASE t.status {status} WHEN 'CANCELLED' THEN 5 ELSE 4 END, "
+        f"CASE WHEN t.affirmed_at IS NULL THEN 0 ELSE 1 END, {reported} "
+        f"FROM trades t WHERE {' OR '.join(conds) or '1 = 0'}"
+    )
+
+
+def _trade_rows(shared: np.ndarray, rule: SlaRule) -> np.ndarray:
+    """One trade SLA's open rows out of the shared read, in the COLUMNS layout."""
+    st = shared[:, T_STATUS]
+    if rule.kind == "affirmation":
+        mask = (st <= 2) & (shared[:, T_AFFIRMED] == 0)
+    elif rule.kind == "repair":
+        mask = st == 0
+    elif rule.kind == "instruction_cutoff":
+        mask = (st >= 1) & (st <= 3) & (shared[:, T_SD] != NULL_I)
+    else:  # regulatory_report
+        mask = (st != 5) & (shared[:, T_REPORTED] == 0)
+    rows = shared[mask]
+    out = np.zeros((len(rows), len(COLUMNS)), dtype=np.int64)
+    out[:, 0] = rows[:, T_ID]
+    out[:, 1] = rows[:, _T_ANCHOR[rule.anchor]]
+    out[:, 2] = rows[:, T_INST]
+    out[:, 3] = rows[:, T_OWNER]
+    out[:, 4] = -1
+    return out
+
+
+def read_open(session: Session, slas: list[SlaInfo], pg: bool) -> dict[int, np.ndarray]:
+    """The open rows of every SLA (COLUMNS layout), with the trades table read once: the whole bulk read."""
+    kinds = {i.rule.kind for i in slas if i.rule.kind in TRADE_KINDS}
+    shared = read_ints(session, shared_trades_sql(kinds, pg), 10) if kinds else None
+    out = {}
+    for info in slas:
+        if info.rule.kind in TRADE_KINDS:
+            assert shared is not None
+            out[info.id] = _trade_rows(shared, info.rule)
+        else:
+            out[info.id] = read_ints(session, open_sql(info.rule, _categories(info.rule), pg), len(COLUMNS))
+    return out
+
+
 def _evaluate_one(
-    session: Session, info: SlaInfo, ref: Reference, at: dt.datetime, since: dt.datetime | None, pg: bool
+    session: Session,
+    info: SlaInfo,
+    data: np.ndarray,
+    ref: Reference,
+    at: dt.datetime,
+    since: dt.datetime | None,
+    pg: bool,
 ) -> tuple[Items, Items | None]:
     rule = info.rule
     cats = _categories(rule)
-    data = read_ints(session, open_sql(rule, cats, pg), len(COLUMNS))
     items = compute_deadlines(session, rule, data, ref, cats)
     closed = None
     if since is not None and since < at:
@@ -628,16 +702,16 @@ def evaluate_all(
         ref = load_reference(s)
         results: list[SlaResult] = []
         total_events = 0
-        read_s = 0.0
+        t0 = time.perf_counter()
+        open_rows = read_open(s, slas, pg)
+        read_s = time.perf_counter() - t0
         for n, info in enumerate(slas):
             if progress:
                 progress(n, len(slas), info.name)
             since = None
             if recording:
                 since = info.last_evaluated_at or (at - dt.timedelta(days=BACKFILL_DAYS))
-            t0 = time.perf_counter()
-            items, closed = _evaluate_one(s, info, ref, at, since, pg)
-            read_s += time.perf_counter() - t0
+            items, closed = _evaluate_one(s, info, open_rows.pop(info.id), ref, at, since, pg)
             warning_s = info.warning_minutes * 60
             state = states_at(items.due, warning_s, at_s)
             result = SlaResult(
@@ -845,28 +919,21 @@ def _upsert_states(
     due = timestamps(items.due[mask].astype("datetime64[s]"), s)
     since = timestamps(when[mask].astype("datetime64[s]"), s)
     owner = np.where(items.owner[mask] < 0, None, items.owner[mask].astype(object))
-    # Existing rows are updated, new ones inserted (two bulk statements: portable, no per-row round trip).
-    old, new = np.flatnonzero(was), np.flatnonzero(~was)
+    # Changed rows that exist are deleted, then every changed row is inserted: two set-based statements (one
+    # DELETE for all the ids, one bulk INSERT / COPY), never an UPDATE per row.
+    old = ids[was]
     if len(old):
-        execute_many(
+        execute_for_ids(
             s,
-            "UPDATE sla_item_states SET state = ?, due_at = ?, since = ?, owner_id = ? WHERE sla_id = ? AND item_id = ?",
-            [(st[i], due[i], since[i], owner[i], sla_id, int(ids[i])) for i in old.tolist()],
+            f"DELETE FROM sla_item_states WHERE sla_id = {int(sla_id)} AND item_id IN {{ids}}",
+            old.tolist(),
         )
-    if len(new):
-        insert_rows(
-            s,
-            "sla_item_states",
-            ("sla_id", "item_id", "state", "due_at", "since", "owner_id"),
-            [
-                [sla_id] * len(new),
-                ids[new].tolist(),
-                st[new].tolist(),
-                [due[i] for i in new.tolist()],
-                [since[i] for i in new.tolist()],
-                owner[new].tolist(),
-            ],
-        )
+    insert_rows(
+        s,
+        "sla_item_states",
+        ("sla_id", "item_id", "state", "due_at", "since", "owner_id"),
+        [[sla_id] * len(ids), ids.tolist(), st.tolist(), due, since, owner.tolist()],
+    )
 
 
 # =====================================================================================================================

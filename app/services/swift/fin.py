@@ -22,13 +22,13 @@ values keep their line breaks (``\\n``) and the line number of their first line.
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.services.errors import OpsDeskError
 
@@ -75,10 +75,12 @@ class FinParseError(OpsDeskError):
 
 
 # --- value helpers ------------------------------------------------------------------------------------------------
+# Cached (dates, times and amounts repeat across the messages of a file; the values are immutable).
 
 _DECIMAL_RE = re.compile(r"^(N?)(\d+),(\d*)$")
 
 
+@functools.lru_cache(maxsize=8192)
 def swift_decimal(text: str) -> Decimal:
     """``"1234,56"`` → ``Decimal("1234.56")``; ``"1000,"`` → 1000; a leading ``N`` (MT535/537 balances) is a minus.
 
@@ -92,10 +94,18 @@ def swift_decimal(text: str) -> Decimal:
     return -value if sign else value
 
 
+_DATE_RE = re.compile(r"\d{8}")
+_DATETIME_RE = re.compile(r"(\d{8})(\d{2})(\d{2})(\d{2})(?:,(\d{1,3}))?(?:/(N?)(\d{2})(\d{2})?)?")
+_QUANTITY_RE = re.compile(r"([A-Z]{4})/(N?\d+,\d*)")
+_AMOUNT_RE = re.compile(r"(N?)([A-Z]{3})(\d+,\d*)")
+_PRICE_RE = re.compile(r"([A-Z]{4})/(?:([A-Z]{3}))?(N?\d+,\d*)")
+
+
+@functools.lru_cache(maxsize=4096)
 def swift_date(text: str) -> dt.date:
     """``YYYYMMDD`` → date (98A). Refuses impossible dates such as 11111111."""
     s = text.strip()
-    if not re.fullmatch(r"\d{8}", s):
+    if not _DATE_RE.fullmatch(s):
         raise ValueError(f"{text!r} is not a date YYYYMMDD")
     try:
         return dt.date(int(s[:4]), int(s[4:6]), int(s[6:8]))
@@ -103,12 +113,13 @@ def swift_date(text: str) -> dt.date:
         raise ValueError(f"{text!r} is not a real calendar date") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def swift_datetime(text: str) -> dt.datetime:
     """``YYYYMMDDHHMMSS`` (98C), optionally ``,nnn`` decimals and ``/[N]HHMM`` UTC offset (98E).
 
     Without an offset the result is naive (local time of the sender, as the standard says); with one it is aware.
     """
-    m = re.fullmatch(r"(\d{8})(\d{2})(\d{2})(\d{2})(?:,(\d{1,3}))?(?:/(N?)(\d{2})(\d{2})?)?", text.strip())
+    m = _DATETIME_RE.fullmatch(text.strip())
     if not m:
         raise ValueError(f"{text!r} is not a date-time YYYYMMDDHHMMSS")
     d = swift_date(m.group(1))
@@ -125,17 +136,19 @@ def swift_datetime(text: str) -> dt.datetime:
         raise ValueError(f"{text!r} is not a real time of day") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def swift_quantity(text: str) -> tuple[str, Decimal]:
     """36B ``UNIT/100,`` → ("UNIT", 100). Types: UNIT (shares), FAMT (face amount), AMOR (amortised value)."""
-    m = re.fullmatch(r"([A-Z]{4})/(N?\d+,\d*)", text.strip())
+    m = _QUANTITY_RE.fullmatch(text.strip())
     if not m:
         raise ValueError(f"{text!r} is not a quantity TYPE/number (e.g. UNIT/100,)")
     return m.group(1), swift_decimal(m.group(2))
 
 
+@functools.lru_cache(maxsize=8192)
 def swift_amount(text: str) -> tuple[str, Decimal]:
     """19A ``EUR1234,56`` (optionally ``NEUR…`` for a negative amount) → ("EUR", Decimal("1234.56"))."""
-    m = re.fullmatch(r"(N?)([A-Z]{3})(\d+,\d*)", text.strip())
+    m = _AMOUNT_RE.fullmatch(text.strip())
     if not m:
         raise ValueError(f"{text!r} is not an amount CCYnumber (e.g. EUR1234,56)")
     value = swift_decimal(m.group(3))
@@ -144,7 +157,7 @@ def swift_amount(text: str) -> tuple[str, Decimal]:
 
 def swift_price(text: str) -> tuple[str, str | None, Decimal]:
     """90A ``PRCT/102,713552`` → ("PRCT", None, …); 90B ``ACTU/EUR11,11`` → ("ACTU", "EUR", 11.11)."""
-    m = re.fullmatch(r"([A-Z]{4})/(?:([A-Z]{3}))?(N?\d+,\d*)", text.strip())
+    m = _PRICE_RE.fullmatch(text.strip())
     if not m:
         raise ValueError(f"{text!r} is not a price TYPE/[CCY]number (e.g. ACTU/EUR11,11)")
     return m.group(1), m.group(2), swift_decimal(m.group(3))
@@ -163,14 +176,20 @@ def bic_from_lt(lt_address: str) -> str:
 # --- the parsed shapes --------------------------------------------------------------------------------------------
 
 
+_NONE: list[Any] = []  # the empty result of a lookup (never mutated: callers get copies or read it)
+
+
 def _tag_matches(wanted: str, tag: str) -> bool:
     # "98" matches every letter option (98A, 98C, 98E); "98A" only itself.
     return tag == wanted or (len(wanted) == 2 and tag[:2] == wanted)
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
-    """One block-4 field. ``line`` is the (1-based) line of the file its first line is on."""
+class Field(NamedTuple):
+    """One block-4 field. ``line`` is the (1-based) line of the file its first line is on.
+
+    Immutable; a NamedTuple rather than a frozen dataclass because a file of 100,000 messages makes over a million
+    of them, and a tuple is built several times faster.
+    """
 
     tag: str
     qualifier: str | None
@@ -291,19 +310,23 @@ class FinMessage:
     problems: list[str] = field(default_factory=list)  # structural faults tolerated with strict=False
     trailers: dict[str, str] = field(default_factory=dict)  # {S:...} user trailer block
     _index: dict[tuple[str, str | None], list[Field]] | None = field(default=None, repr=False, compare=False)
+    _seqs: dict[str, list[Sequence]] | None = field(default=None, repr=False, compare=False)
 
     def _lookup(self, tag: str, qualifier: str | None) -> list[Field]:
         # Readers ask a message for a dozen fields: one pass builds an index by (tag, qualifier) and by the
         # two-digit tag (any letter option), with None standing for "any qualifier".
-        if self._index is None:
-            idx: dict[tuple[str, str | None], list[Field]] = {}
+        idx = self._index
+        if idx is None:
+            idx = {}
+            get = idx.setdefault
             for f in self.root.walk_fields():
-                for t in {f.tag, f.tag[:2]}:
-                    idx.setdefault((t, f.qualifier), []).append(f)
-                    if f.qualifier is not None:
-                        idx.setdefault((t, None), []).append(f)
+                t, q = f.tag, f.qualifier
+                for key in (t, t[:2]) if len(t) > 2 else (t,):
+                    get((key, q), []).append(f)
+                    if q is not None:
+                        get((key, None), []).append(f)
             self._index = idx
-        return self._index.get((tag, qualifier), [])
+        return idx.get((tag, qualifier), _NONE)
 
     @property
     def is_service(self) -> bool:
@@ -319,10 +342,27 @@ class FinMessage:
         return list(self._lookup(tag, qualifier))
 
     def sequences(self, name: str) -> list[Sequence]:
-        return self.root.sequences(name)
+        return list(self._sequence_map().get(name, _NONE))
 
     def sequence(self, name: str) -> Sequence | None:
-        return self.root.sequence(name)
+        found = self._sequence_map().get(name)
+        return found[0] if found else None
+
+    def _sequence_map(self) -> dict[str, list[Sequence]]:
+        # Every sequence by name in document order (what Sequence.sequences finds), built once per message.
+        seqs = self._seqs
+        if seqs is None:
+            seqs = {}
+
+            def visit(seq: Sequence) -> None:
+                for child in seq.children:
+                    seqs.setdefault(child.name, []).append(child)
+                    if child.children:
+                        visit(child)
+
+            visit(self.root)
+            self._seqs = seqs
+        return seqs
 
     @property
     def reference(self) -> str | None:
@@ -367,14 +407,9 @@ class RawFin:
     file_name: str = ""
 
 
-class _Lines:
-    """Offset → line number in the normalised text."""
-
-    def __init__(self, text: str) -> None:
-        self._starts = [0] + [m.end() for m in re.finditer("\n", text)]
-
-    def line(self, offset: int) -> int:
-        return bisect.bisect_right(self._starts, offset)
+def _line_of(text: str, offset: int) -> int:
+    """1-based line number of ``offset`` in the normalised text (one C-level count, no table to build)."""
+    return text.count("\n", 0, offset) + 1
 
 
 def normalise(text: str) -> str:
@@ -392,25 +427,37 @@ def split_fin(text: str, *, file_name: str = "") -> list[RawFin]:
         raise FinParseError(
             "binary content (NUL bytes): not a FIN message file",
             file_name=file_name,
-            line=_Lines(text).line(text.index("\x00")),
+            line=_line_of(text, text.index("\x00")),
         )
-    starts = [m.start() for m in re.finditer(r"\{1:", text)]
+    starts = [m.start() for m in _START_RE.finditer(text)]
     if not starts:
         raise FinParseError("no FIN message found (no '{1:' basic header block)", file_name=file_name, line=1)
-    lines = _Lines(text)
     out: list[RawFin] = []
     # A "{1:" inside another message's block 4 is impossible in valid FIN (braces are not in the X character set),
     # so each occurrence starts a message; the text up to the next one (minus trailing junk) belongs to it.
+    line, prev = 1, 0
+    count = text.count
     for n, start in enumerate(starts):
         end = starts[n + 1] if n + 1 < len(starts) else len(text)
-        chunk = text[start:end]
-        out.append(RawFin(chunk, n + 1, lines.line(start), file_name))
+        line += count("\n", prev, start)
+        prev = start
+        out.append(RawFin(text[start:end], n + 1, line, file_name))
     return out
 
 
 # --- parsing one message ------------------------------------------------------------------------------------------
 
-_FIELD_RE = re.compile(r"^:(\d{2}[A-Z]?):(.*)$", re.S)
+_START_RE = re.compile(r"\{1:")
+_BLOCK_START_RE = re.compile(r"\{([1-5A-Za-z]):")
+_TAG_RE = re.compile(r":(\d{2}[A-Z]?):")
+# Every field of block 4 at once: a line starting ":NNa:", then (generic) qualifier and data source scheme, then the
+# value with its continuation lines (lines not starting with ':').
+_FIELDS_RE = re.compile(r"\n:(\d{2}[A-Z]?):(?::([A-Z0-9]{4})/([A-Za-z0-9]*)/)?([^\n]*(?:\n(?!:)[^\n]*)*)")
+_BLOCK1_RE = re.compile(r"([FAL])(\d{2})([A-Z0-9]{12})([A-Z0-9]{4})?([A-Z0-9]{6})?")
+_BLOCK2_IN_RE = re.compile(r"I(\d{3})([A-Z0-9]{12})([SUN])?(\d)?(\d{3})?")
+_BLOCK2_OUT_RE = re.compile(
+    r"O(\d{3})(\d{4})(\d{6})([A-Z0-9]{12})([A-Z0-9]{4})([A-Z0-9]{6})(\d{6})(\d{4})([SUN])?"
+)
 _GENERIC_RE = re.compile(r"^:([A-Z0-9]{4})/([A-Za-z0-9]*)/(.*)$", re.S)
 _TAG_BLOCK_RE = re.compile(r"\{([A-Za-z0-9]+):([^{}]*)\}")
 
@@ -420,11 +467,10 @@ class _Reader:
         self.raw = raw
         self.text = raw.text
         self.strict = strict
-        self.lines = _Lines(self.text)
         self.problems: list[str] = []
 
     def line(self, offset: int) -> int:
-        return self.raw.start_line + self.lines.line(offset) - 1
+        return self.raw.start_line + self.text.count("\n", 0, offset)
 
     def fail(
         self, reason: str, offset: int | None = None, *, line: int | None = None, fld: str | None = None
@@ -454,13 +500,13 @@ class _Reader:
             # Skip whitespace between blocks; anything else after the last block is trailing junk.
             while pos < len(t) and t[pos] in " \t\n":
                 pos += 1
-            m = re.match(r"\{([1-5A-Za-z]):", t[pos:])
+            m = _BLOCK_START_RE.match(t, pos)
             if not m:
                 break
             bid = m.group(1)
             if bid in found:
                 break  # a second {1: etc. is the next message (split_fin cuts there already)
-            body_start = pos + m.end()
+            body_start = m.end()
             if bid == "4" and (body_start >= len(t) or t[body_start] != "{"):
                 end = t.find("\n-}", body_start)
                 if end < 0:
@@ -475,6 +521,12 @@ class _Reader:
                 pos = end + 3
                 continue
             # Brace-matched block (1, 2, 3, 5, S, and a service message's {4:{177:..}{451:0}}).
+            close = t.find("}", body_start)
+            if close >= 0 and t.find("{", body_start, close) < 0:
+                # No nested block (blocks 1 and 2, always): the first brace closes it.
+                found[bid] = (t[body_start:close], body_start)
+                pos = close + 1
+                continue
             depth, i = 1, body_start
             while i < len(t) and depth:
                 if t[i] == "{":
@@ -494,7 +546,7 @@ class _Reader:
     # Header blocks -----------------------------------------------------------------------------------------------
 
     def block1(self, content: str, offset: int) -> dict[str, str]:
-        m = re.fullmatch(r"([FAL])(\d{2})([A-Z0-9]{12})([A-Z0-9]{4})?([A-Z0-9]{6})?", content.strip())
+        m = _BLOCK1_RE.fullmatch(content.strip())
         if not m:
             raise self.fail(f"bad basic header block {{1:{content}}}", offset)
         return {
@@ -507,7 +559,7 @@ class _Reader:
 
     def block2(self, content: str, offset: int) -> dict[str, str]:
         c = content.strip()
-        m = re.fullmatch(r"I(\d{3})([A-Z0-9]{12})([SUN])?(\d)?(\d{3})?", c)
+        m = _BLOCK2_IN_RE.fullmatch(c)
         if m:
             return {
                 "direction": "I",
@@ -516,9 +568,7 @@ class _Reader:
                 "priority": m.group(3) or "",
             }
         # Session and ISN are digits in the standard, but real output (prowide's MT540 sample) has "5C3E".
-        m = re.fullmatch(
-            r"O(\d{3})(\d{4})(\d{6})([A-Z0-9]{12})([A-Z0-9]{4})([A-Z0-9]{6})(\d{6})(\d{4})([SUN])?", c
-        )
+        m = _BLOCK2_OUT_RE.fullmatch(c)
         if m:
             return {
                 "direction": "O",
@@ -540,47 +590,73 @@ class _Reader:
     # Block 4 -----------------------------------------------------------------------------------------------------
 
     def fields(self, content: str, offset: int) -> list[Field]:
+        """Block 4's fields. Fast path: one C-level ``findall`` cuts every field (a line starting ``:NNa:`` and the
+        continuation lines after it) into tag, qualifier, scheme and value; when anything is unusual (text before
+        the first field, a line starting ':' that is not a field, a malformed generic field) the block is read
+        again line by line, which raises the precise error."""
+        first = content.find("\n:")
+        if first < 0 or content[:first].strip() or len(found := _FIELDS_RE.findall(content)) != content.count("\n:"):
+            return self._fields_by_line(content, offset)
         out: list[Field] = []
+        append = out.append
+        new = tuple.__new__  # Field(...) without the Python-level __new__ of a NamedTuple
+        line_no = self.line(offset) + content.count("\n", 0, first) + 1
+        for tag, qualifier, issuer, value in found:
+            if qualifier:
+                if "\n" in value:
+                    n_lines = value.count("\n")
+                    lines = value.split("\n")
+                    value = "\n".join([lines[0], *(ln for ln in lines[1:] if ln.strip())])
+                    append(new(Field, (tag, qualifier, value, line_no, issuer or None)))
+                    line_no += n_lines + 1
+                    continue
+                append(new(Field, (tag, qualifier, value, line_no, issuer or None)))
+            else:
+                if value[:1] == ":":
+                    return self._fields_by_line(content, offset)  # a generic field that is not well formed
+                if "\n" in value:
+                    n_lines = value.count("\n")
+                    lines = value.split("\n")
+                    value = "\n".join([lines[0], *(ln for ln in lines[1:] if ln.strip())])
+                    append(new(Field, (tag, None, value, line_no, None)))
+                    line_no += n_lines + 1
+                    continue
+                append(new(Field, (tag, None, value, line_no, None)))
+            line_no += 1
+        return out
+
+    def _fields_by_line(self, content: str, offset: int) -> list[Field]:
+        # Line by line with the line number counted along: the reference reading, and the one that names faults.
+        out: list[Field] = []
+        append = out.append
+        make = self.make_field
+        match_tag = _TAG_RE.match
         tag: str | None = None
         parts: list[str] = []
         first_line = 0
-        first_offset = offset
-        cursor = offset
-
-        def flush() -> None:
-            if tag is None:
-                return
-            out.append(self.make_field(tag, "\n".join(parts), first_line, first_offset))
-
+        line_no = self.line(offset)
         for text_line in content.split("\n"):
-            line_no = self.line(cursor)
-            line_offset = cursor
-            cursor += len(text_line) + 1
-            if not text_line.strip():
-                continue
-            if text_line.startswith(":"):
-                m = re.match(r"^:(\d{2}[A-Z]?):", text_line)
-                if not m:
+            if text_line[:1] == ":":
+                m = match_tag(text_line)
+                if m is None:
                     raise self.fail(
                         f"bad field syntax {text_line[:40]!r}: a field starts with :NNa: (e.g. :20C:)",
                         line=line_no,
                     )
-                flush()
-                tag, parts, first_line, first_offset = (
-                    m.group(1),
-                    [text_line[m.end() :]],
-                    line_no,
-                    line_offset,
-                )
-                continue
-            if tag is None:
-                raise self.fail(f"text {text_line[:40]!r} before the first field of block 4", line=line_no)
-            parts.append(text_line)
-        flush()
+                if tag is not None:
+                    append(make(tag, parts[0] if len(parts) == 1 else "\n".join(parts), first_line))
+                tag, parts, first_line = m.group(1), [text_line[m.end() :]], line_no
+            elif text_line.strip():
+                if tag is None:
+                    raise self.fail(f"text {text_line[:40]!r} before the first field of block 4", line=line_no)
+                parts.append(text_line)
+            line_no += 1
+        if tag is not None:
+            append(make(tag, parts[0] if len(parts) == 1 else "\n".join(parts), first_line))
         return out
 
-    def make_field(self, tag: str, value: str, line: int, offset: int) -> Field:
-        if value.startswith(":"):
+    def make_field(self, tag: str, value: str, line: int) -> Field:
+        if value[:1] == ":":
             m = _GENERIC_RE.match(value)
             if not m:
                 raise self.fail(
@@ -594,29 +670,34 @@ class _Reader:
     def tree(self, fields: list[Field]) -> tuple[Sequence, list[Field]]:
         root = Sequence("")
         stack = [root]
+        top = root
         flat: list[Field] = []
+        add = flat.append
         for f in fields:
-            if f.tag == "16R":
-                seq = Sequence(f.value.strip(), line=f.line)
-                stack[-1].children.append(seq)
+            tag = f.tag
+            if tag == "16R":
+                seq = Sequence(f.value.strip(), [], [], f.line)
+                top.children.append(seq)
                 stack.append(seq)
-            elif f.tag == "16S":
+                top = seq
+            elif tag == "16S":
                 name = f.value.strip()
                 if len(stack) == 1:
                     self.tolerate(
                         f"16S:{name} closes a sequence that was never opened", line=f.line, fld=":16S:"
                     )
                     continue
-                if stack[-1].name != name:
+                if top.name != name:
                     self.tolerate(
-                        f"16S:{name} closes {stack[-1].name}, opened at line {stack[-1].line}",
+                        f"16S:{name} closes {top.name}, opened at line {top.line}",
                         line=f.line,
                         fld=":16S:",
                     )
                 stack.pop()
+                top = stack[-1]
             else:
-                stack[-1].fields.append(f)
-                flat.append(f)
+                top.fields.append(f)
+                add(f)
         for seq in reversed(stack[1:]):
             self.tolerate(
                 f"sequence {seq.name} opened at line {seq.line} is never closed (16S missing)", line=seq.line

@@ -72,17 +72,19 @@ class IncomingSettlement:
         return next((s for s in self.statuses if s.qualifier == qualifier), None)
 
     def to_json(self) -> dict[str, Any]:
-        def v(x: Any) -> Any:
+        # Runs once per message of a file: plain values pass through, the rest is converted by type.
+        out: dict[str, Any] = {}
+        for k in _JSON_KEYS:
+            x = getattr(self, k)
+            if x is None:
+                continue
             if isinstance(x, Decimal):
-                return str(x)
-            if isinstance(x, dt.date | dt.datetime):
-                return x.isoformat()
-            return x
-
-        out = {
-            k: v(getattr(self, k))
-            for k in self.__slots__  # type: ignore[attr-defined]
-            if k not in ("statuses",) and getattr(self, k) is not None
-        }
+                x = str(x)
+            elif isinstance(x, dt.date):  # date and datetime
+                x = x.isoformat()
+            out[k] = x
         out["statuses"] = [s.to_json() for s in self.statuses]
         return out
+
+
+_JSON_KEYS = tuple(k for k in IncomingSettlement.__slots__ if k != "statuses")  # type: ignore[attr-defined]

@@ -256,6 +256,10 @@ class BreakInvestigationPane(Pane):
         self.detail.attach_requested.connect(self.ask_attach)
         self.detail.save_attachment_requested.connect(self.ask_save)
         self.message.connect(self._show_message)
+        # Operations: statement files dropped on the work list are imported.
+        from app.views.operations.pane_hooks import attach_to_breaks
+
+        attach_to_breaks(self)
 
     # --- the query ------------------------------------------------------------------------------------------------
 

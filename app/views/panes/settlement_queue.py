@@ -231,6 +231,10 @@ class SettlementQueuePane(Pane):
         self._cutoff_timer = QTimer(self)
         self._cutoff_timer.setInterval(CUTOFFS_INTERVAL_MS)
         self._cutoff_timer.timeout.connect(self._load_cutoffs)
+        # Operations: message files dropped on the table are imported; a context menu on the rows (give-ups ...).
+        from app.views.operations.pane_hooks import attach_to_queue
+
+        attach_to_queue(self)
 
     # --- loading ------------------------------------------------------------------------------------------------
 

@@ -211,7 +211,7 @@ class PagedTableModel(QAbstractTableModel):
 
     def icon(self, look: Any, col: int) -> QIcon | None:
         """The icon of a cell (the row painters ask for it too)."""
-        return look.icons.get(col)  # type: ignore[no-any-return]
+        return look.icons.get(col)
 
     def make_sort(self, key: str, descending: bool) -> Any:
         return type(self.sort_order)(key, descending)
