@@ -473,6 +473,34 @@ def test_operations_menu_disables_what_the_role_may_not_do(
         window.deleteLater()
 
 
+def test_each_operations_entry_opens_its_dialog(qtbot: QtBot, demo_db: Database, tasks: TaskRunner) -> None:
+    actor = auth.login(demo_db, "supervisor", PASSWORD)
+    window = MainWindow(demo_db, actor, tasks, monitor_interval_ms=60_000, feed_interval_ms=60_000)
+    expected = {
+        "import_messages": MessageImportDialog,
+        "send_instructions": SendInstructionsDialog,
+        "generate_instructions": GenerateInstructionsDialog,
+        "accrue_penalties": AccruePenaltiesDialog,
+        "import_statements": StatementImportDialog,
+        "reconcile_files": ReconcileFilesDialog,
+        "recon_definitions": ReconDefinitionsDialog,
+        "raise_give_up": RaiseExceptionDialog,
+    }
+    try:
+        for key, cls in expected.items():
+            action = window.operations_actions[key]
+            assert action.isEnabled(), key
+            action.trigger()
+            dialog = window.operations_dialog  # type: ignore[attr-defined]
+            assert type(dialog) is cls and dialog.isVisible(), key
+            if isinstance(dialog, ReconDefinitionsDialog):
+                qtbot.waitUntil(lambda d=dialog: bool(d.definitions), timeout=WAIT)  # type: ignore[misc]
+            dialog.close()
+    finally:
+        window._finish_close()
+        window.deleteLater()
+
+
 def test_reconcile_two_files_shows_the_services_counts_and_writes_the_report(
     qtbot: QtBot, ws: Opener, show: Opener, tmp_path: Path
 ) -> None:
@@ -669,7 +697,8 @@ def test_an_auditor_sees_the_clearing_actions_disabled(
 def test_screenshots_of_dialogs_with_results(
     qtbot: QtBot, ws: Opener, show: Opener, demo_db: Database, tmp_path: Path
 ) -> None:
-    """docs/screenshots/operations_*.png: message import, statement import and two-file reconciliation results."""
+    """docs/screenshots/operations_*.png: message import, statement import and two-file reconciliation results, and
+    the definitions editor with an invalid edit."""
     shots = HERE.parent / "docs" / "screenshots"
     app = QApplication.instance()
     assert isinstance(app, QApplication)
@@ -686,7 +715,7 @@ def test_screenshots_of_dialogs_with_results(
             ],
         )
     )
-    messages.resize(980, 600)
+    messages.resize(980, 700)
     run(qtbot, messages)
     statements = show(
         StatementImportDialog(
@@ -698,10 +727,10 @@ def test_screenshots_of_dialogs_with_results(
             ],
         )
     )
-    statements.resize(980, 600)
+    statements.resize(980, 640)
     run(qtbot, statements)
     files = show(ReconcileFilesDialog(ws("clerk1")))
-    files.resize(980, 760)
+    files.resize(980, 860)
     with qtbot.waitSignal(files.columns_shown, timeout=WAIT):
         files.set_files(str(RECON / "ours.csv"), str(RECON / "theirs.csv"))
     files.set_key("trade_id")
@@ -709,7 +738,18 @@ def test_screenshots_of_dialogs_with_results(
     files.set_compare("settle_date", "days", "1")
     files.set_compare("quantity")
     run(qtbot, files)
-    for name, dialog in (("messages", messages), ("statements", statements), ("recon_files", files)):
+    editor = _editor(qtbot, show, ws("supervisor"))
+    editor.resize(1180, 720)
+    editor.structure.set_tolerance("amount", "days", "2")
+    assert editor.validate()  # the inline problem shows under the editor
+    qtbot.wait(200)  # let the layouts take the result tables in before grabbing
+    shown = (
+        ("messages", messages),
+        ("statements", statements),
+        ("recon_files", files),
+        ("definitions", editor),
+    )
+    for name, dialog in shown:
         image = dialog.grab()
         assert not image.isNull() and image.width() > 600
         assert image.save(str(shots / f"operations_{name}.png"))

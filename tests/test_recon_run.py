@@ -20,7 +20,7 @@ from app.services.errors import PermissionDenied, StaleEdit
 from app.services.permissions import SYSTEM, Actor
 from app.services.recon import definitions as defs
 from app.services.recon.config import ConfigError
-from app.services.recon.run import age_business_days, run_recon, seed_demo
+from app.services.recon.run import age_business_days, run_pairs, run_recon, seed_demo
 
 from .conftest import PASSWORD
 
@@ -139,10 +139,17 @@ def test_default_definitions_find_exactly_the_injected_differences(
             s.scalar(select(func.count()).select_from(ReconRun).where(ReconRun.status == RunStatus.COMPLETED))
             == 4
         )
-        matches = s.scalar(select(func.count()).select_from(ReconMatch))
-        assert matches == sum(r.matched for r in results.values())
-        pairs = s.execute(select(ReconMatch.left_refs, ReconMatch.right_refs).limit(3)).all()
-        assert all(len(lr) >= 1 and len(rr) >= 1 for lr, rr in pairs)
+        # Routine 1:1 pairs are kept compactly, one row per run and pass; matches people act on (aggregations)
+        # are recon_matches rows. Together they account for every match, and no record is in two pairs.
+        groups = s.scalar(select(func.count()).select_from(ReconMatch))
+    all_pairs = [run_pairs(db, users["auditor"], r.run_id) for r in results.values()]
+    n_pairs = sum(len(p) for per in all_pairs for p in per.values())
+    assert n_pairs > 0 and n_pairs + groups == sum(r.matched for r in results.values())
+    for per, r in zip(all_pairs, results.values(), strict=True):
+        for name, pairs in per.items():
+            assert len(pairs) == r.matched_by_pass[name]
+            assert len({a for a, _ in pairs}) == len({b for _, b in pairs}) == len(pairs)
+    with db.read() as s:
         # Amounts at stake are money, and each break says its currency.
         assert s.scalar(select(func.count()).select_from(Break).where(Break.currency.is_(None))) == 0
         assert s.scalar(select(func.count()).select_from(Break).where(Break.amount <= 0)) == 0
@@ -185,6 +192,12 @@ def test_break_lifecycle_across_runs(db: Database, book: demo.DemoSummary, users
     assert closed.status == BreakStatus.RESOLVED and closed.resolved_at is not None
     assert closed.version == mismatch.version + 1
     assert any(h.get("note") == f"matched by run {fixed.run_id}" for h in _history(db, mismatch.id))
+    # The pair that closed it is a match people can see (and unmatch) from the break, not just in the run's pairs.
+    with db.read() as s:
+        shown = s.execute(
+            select(ReconMatch.left_refs, ReconMatch.right_refs).where(ReconMatch.run_id == fixed.run_id)
+        ).all()
+    assert ([mismatch.internal_ref], [mismatch.external_ref]) in [(lr, rr) for lr, rr in shown]
 
     # The difference comes back: the same break reopens (never a second one).
     with db.write() as s:
@@ -279,6 +292,8 @@ def test_a_duplicated_statement_line_is_a_duplicate_key_break_never_paired(
     with db.read() as s:
         refs = [r for (r,) in s.execute(select(ReconMatch.left_refs))]
     assert [dup.internal_ref] not in refs  # the position was not paired with either line
+    paired = {a for pairs in run_pairs(db, users["auditor"], result.run_id).values() for a, _ in pairs}
+    assert paired and dup.internal_ref not in paired
 
 
 def test_definitions_are_created_once_and_edited_by_supervisors_only(

@@ -246,3 +246,81 @@ def test_settled_netted_obligation_cannot_be_un_netted_and_settles_its_trades(
         n = s.scalar(select(func.count()).select_from(SettlementInstruction))
         assert n == 1
     assert_consistent(db)
+
+
+# --- trade capture un-nets: a FIX cancel of a trade in a netted obligation ------------------------------------------
+
+
+def _fix_log(path, reports: list[dict]) -> None:  # noqa: ANN001
+    """A QuickFIX messages log of execution reports built by the fixture writer (right BodyLength/CheckSum)."""
+    import importlib.util
+
+    from .test_capture_refdata import FIXTURES
+
+    spec = importlib.util.spec_from_file_location("make_fix_logs", FIXTURES / "make_fix_logs.py")
+    assert spec is not None and spec.loader is not None
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    lines = []
+    for seq, r in enumerate(reports, start=1):
+        sent = f"20261119-15:{seq:02d}:00.000"
+        m = maker.er(seq, sent, isin="US0378331005", parties=[("CP1", "D", "17")], **r)
+        lines.append(sent.encode() + b" : " + m + b"\n")
+    path.write_bytes(b"".join(lines))
+
+
+def test_a_fix_cancel_of_a_netted_trade_unnets_the_obligation(
+    db: Database, users: dict[str, Actor], tmp_path
+) -> None:  # noqa: ANN001
+    from app.services.capture import import_trades
+
+    from .test_capture_refdata import TODAY, build_reference, trade_by_ref
+
+    build_reference(db)
+    clerk = users["clerk1"]
+    _fix_log(
+        tmp_path / "day.log",
+        [
+            dict(exec_id="E-A1", order_id="ORD-A", exec_type="F", qty="100", px="189.00"),
+            dict(exec_id="E-B1", order_id="ORD-B", exec_type="F", qty="50", px="189.10"),
+            dict(exec_id="E-C1", order_id="ORD-C", exec_type="F", side="2", qty="30", px="189.20"),
+        ],
+    )
+    report = import_trades(db, clerk, tmp_path / "day.log", today=TODAY)
+    assert report.accepted == 3, report.issues
+    a, b, c = (trade_by_ref(db, f"OMS-ORD-{x}") for x in "ABC")
+    assert {t.status for t in (a, b, c)} == {TradeStatus.VALIDATED}
+
+    result = generate.generate_instructions(db, users["supervisor"], net=True)
+    assert (result.netted, result.netted_trades) == (1, 3)
+    (net,) = _by_trade(db, b.id)
+    assert net.is_netted and net.quantity == Decimal("120") and net.instruction_type == InstructionType.RVP
+
+    # The front office cancels ORD-B's only fill (150=H): the trade is cancelled by capture ...
+    _fix_log(
+        tmp_path / "cancel.log",
+        [dict(exec_id="E-B2", order_id="ORD-B", exec_type="H", qty="50", px="189.10", exec_ref="E-B1")],
+    )
+    report = import_trades(db, clerk, tmp_path / "cancel.log", today=TODAY)
+    assert report.trades_cancelled == 1, report.issues
+    assert trade_by_ref(db, "OMS-ORD-B").status == TradeStatus.CANCELLED
+
+    # ... and the obligation is un-netted in the same import: cancelled, the two remaining trades re-netted into a
+    # new obligation that points back to it, the cancelled trade instructed by nothing.
+    with db.read() as s:
+        old = s.get(SettlementInstruction, net.id)
+        assert old is not None and old.status == S.CANCELLED
+    assert _by_trade(db, b.id) == []
+    (renet,) = _by_trade(db, a.id)
+    assert _by_trade(db, c.id)[0].id == renet.id
+    assert renet.is_netted and renet.replaces_id == net.id and renet.status == S.PENDING
+    assert renet.quantity == Decimal("70") and renet.instruction_type == InstructionType.RVP
+    assert _trades_of(db, renet.id) == sorted([a.id, c.id])
+    with db.read() as s:
+        actions = s.scalars(
+            select(AuditEntry.action).where(AuditEntry.entity_id == str(net.id)).order_by(AuditEntry.id)
+        ).all()
+    assert actions[-2:] == ["settlement_instructions.transition", "settlement_instructions.unnet"]
+    # Re-importing the cancel is a duplicate: nothing more is un-netted or created.
+    import_trades(db, clerk, tmp_path / "cancel.log", today=TODAY)
+    assert [i.id for i in _by_trade(db, a.id)] == [renet.id]

@@ -37,6 +37,14 @@ class SettlementInstruction(IdMixin, VersionedMixin, ClaimableMixin, Base):
     __table_args__ = (
         Index("ix_settlement_instructions_isd_id", "intended_settlement_date", "id"),
         Index("ix_settlement_instructions_status_id", "status", "id"),
+        # The settlement queue's sorts and filters at a million rows (keyset paging on (column, id)).
+        Index("ix_settlement_instructions_trade_date_id", "trade_date", "id"),
+        Index("ix_settlement_instructions_amount_id", "settlement_amount", "id"),
+        Index("ix_settlement_instructions_quantity_id", "quantity", "id"),
+        Index("ix_settlement_instructions_currency_id", "currency", "id"),
+        Index("ix_settlement_instructions_updated_at_id", "updated_at", "id"),
+        Index("ix_settlement_instructions_status_isd_id", "status", "intended_settlement_date", "id"),
+        Index("ix_settlement_instructions_reason_code", "reason_code"),
     )
 
     instruction_ref: Mapped[str] = mapped_column(String(35), unique=True)  # our :20C::SEME

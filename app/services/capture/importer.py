@@ -732,6 +732,11 @@ def _write_plan(
                 [stamp] * len(exceptions),
             ],
         )
+    if (trade_id >= 0).any():
+        # Settlement: the live instructions of amended or cancelled trades are cancelled, netted ones un-netted.
+        from ..settlement import generate as settlement  # late: settlement imports capture's bulk helpers
+
+        settlement.on_trades_changed(s, actor, trade_id[trade_id >= 0].tolist())
     is_new = trade_id < 0
     return _Written(
         status=status,

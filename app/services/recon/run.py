@@ -26,15 +26,17 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import Break, ReconDefinition, ReconMatch, ReconRun, utcnow
 from app.models.enums import BreakStatus, BreakType, ChangeAction, RunStatus
+from app.models.recon import ReconRunPairs
 
 from .. import audit
 from ..calendars import get_calendar
@@ -45,7 +47,7 @@ from ..jsonable import canonical_json, to_jsonable
 from ..permissions import Actor, Permission, require
 from . import definitions as defs
 from .config import ReconConfig
-from .engine import describe, reconcile
+from .engine import MATCHED, describe, reconcile
 from .sources import needed_columns, prepare, read_source
 
 ACTIVE = (BreakStatus.OPEN, BreakStatus.ASSIGNED, BreakStatus.PROPOSED)
@@ -101,17 +103,6 @@ def _manual_refs(s: Session, definition_id: int) -> tuple[set[str], set[str]]:
     return left, right
 
 
-def _json_list(ids: np.ndarray) -> list[str]:
-    """JSON arrays of one identity each, built without a json.dumps per row where no escaping is needed."""
-    arr = ids.astype(str)
-    needs = np.strings.find(arr, '"') >= 0
-    needs |= np.strings.find(arr, "\\") >= 0
-    out = np.strings.add(np.strings.add('["', arr), '"]').astype(object)
-    for i in np.flatnonzero(needs):
-        out[i] = json.dumps([str(ids[i])])
-    return out.tolist()
-
-
 def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = None) -> RunResult:
     """Run the definition ``name`` (or id) over both sides as of ``as_of`` (default: everything known today)."""
     require(actor, Permission.RUN_PROCESSES)
@@ -140,22 +131,29 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
         left = prepare(left_raw, cfg.left, cfg, "left")
         right = prepare(right_raw, cfg.right, cfg, "right")
         del left_raw, right_raw
-        scope_l = set(left["_id"].tolist())
-        scope_r = set(right["_id"].tolist())
-        in_manual_l = left["_id"].isin(manual_l).to_numpy()
-        in_manual_r = right["_id"].isin(manual_r).to_numpy()
+        # Every record read is in this run's scope (its breaks may close); records a person matched stay out of
+        # the matching and count as matched.
+        in_manual_l = _in(left["_id"], manual_l)
+        in_manual_r = _in(right["_id"], manual_r)
         manual = int(in_manual_l.sum() + in_manual_r.sum())
-        left, right = left.loc[~in_manual_l], right.loc[~in_manual_r]
+        keep_l, keep_r = ~in_manual_l, ~in_manual_r
         out_of_coverage = 0
         if cfg.coverage:
-            covered = _covered(left, right, cfg)
-            out_of_coverage = int((~covered).sum())
-            left = left.loc[covered]
-        result = reconcile(left, right, cfg)
+            covered = np.zeros(len(left), dtype=bool)
+            covered[keep_l] = _covered(left.loc[keep_l], right.loc[keep_r], cfg)
+            out_of_coverage = int((keep_l & ~covered).sum())
+            keep_l &= covered
+        pos_l, pos_r = np.flatnonzero(keep_l), np.flatnonzero(keep_r)
+        result = reconcile(
+            left if len(pos_l) == len(left) else left.iloc[pos_l].reset_index(drop=True),
+            right if len(pos_r) == len(right) else right.iloc[pos_r].reset_index(drop=True),
+            cfg,
+        )
         found = describe(result)
-        matched_l, matched_r = result.matched_ids()
-        matched_l |= manual_l
-        matched_r |= manual_r
+        matched_l, matched_r = in_manual_l.copy(), in_manual_r.copy()
+        matched_l[pos_l] |= result.state_left == MATCHED
+        matched_r[pos_r] |= result.state_right == MATCHED
+        sides = _Scope(left["_id"], right["_id"], matched_l, matched_r, pos_l, pos_r)
         timings["match"] = time.perf_counter() - t
         t = time.perf_counter()
         counts = _write(
@@ -167,8 +165,7 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
             run_date,
             result,
             found,
-            (scope_l, scope_r),
-            (matched_l, matched_r),
+            sides,
             {"manual": manual, "out_of_coverage": out_of_coverage, "as_of": as_of},
         )
         timings["write"] = time.perf_counter() - t
@@ -193,6 +190,35 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
         duration=time.perf_counter() - started,
         timings=timings,
     )
+
+
+def _in(ids: pd.Series, refs: set[str]) -> np.ndarray:
+    """Which identities are among ``refs`` (a few manual matches against a million records: one hash probe each)."""
+    if not refs:
+        return np.zeros(len(ids), dtype=bool)
+    return ids.isin(list(refs)).to_numpy(dtype=bool)
+
+
+@dataclass
+class _Scope:
+    """Every record a run read (identities), which of them ended up matched, and where the engine's frames sit."""
+
+    left_ids: pd.Series
+    right_ids: pd.Series
+    matched_left: np.ndarray
+    matched_right: np.ndarray
+    pos_left: np.ndarray  # engine position -> position among the records read
+    pos_right: np.ndarray
+
+    def lookup(self, which: str, refs: set[str]) -> tuple[set[str], set[str]]:
+        """(refs read by the run, refs matched by it) among ``refs``."""
+        ids = self.left_ids if which == "left" else self.right_ids
+        matched = self.matched_left if which == "left" else self.matched_right
+        hit = _in(ids, refs)
+        if not hit.any():
+            return set(), set()
+        vals = ids.to_numpy(dtype=object)[hit]
+        return set(vals.tolist()), set(vals[matched[hit]].tolist())
 
 
 def _covered(left: pd.DataFrame, right: pd.DataFrame, cfg: ReconConfig) -> np.ndarray:
@@ -230,33 +256,60 @@ def _record_failure(db: Database, actor: Actor, def_id: int, run_date: dt.date, 
         pass
 
 
-def _break_row(
-    b: dict[str, Any], def_id: int, fp: str, run_id: int, run_date: dt.date, now: dt.datetime, actor: Actor
-) -> dict[str, Any]:
-    return {
-        "definition_id": def_id,
-        "fingerprint": fp,
-        "first_run_id": run_id,
-        "last_run_id": run_id,
-        "break_type": BreakType(b["break_type"]),
-        "status": BreakStatus.OPEN,
-        "category": (b["category"] or None) and str(b["category"])[:32],
-        "root_cause": b["root_cause"],
-        "internal_ref": None if b["internal_ref"] is None else str(b["internal_ref"])[:128],
-        "external_ref": None if b["external_ref"] is None else str(b["external_ref"])[:128],
-        "internal_record": to_jsonable(b["internal_record"]),
-        "external_record": to_jsonable(b["external_record"]),
-        "differences": to_jsonable(b["differences"]),
-        "amount": b["amount"],
-        "currency": b["currency"],
-        "as_of_date": run_date,
-        "opened_at": now,
-        "resolved_at": None,
-        "version": 1,
-        "created_at": now,
-        "updated_at": now,
-        "updated_by_id": actor.user_id,
+def _json(value: Any) -> str | None:
+    """A break's JSON column as text (SQL NULL for None); describe() hands out JSON-able values already."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return json.dumps(to_jsonable(value))
+
+
+def _insert_breaks(
+    s: Session,
+    rows: list[tuple[dict[str, Any], str]],
+    def_id: int,
+    run_id: int,
+    run_date: dt.date,
+    now: dt.datetime,
+    actor: Actor,
+) -> None:
+    """New breaks in bulk (COPY on PostgreSQL, executemany on SQLite), column by column."""
+    n = len(rows)
+    found = [b for b, _ in rows]
+    stamp = bulk.timestamp(now, s)
+    amounts = np.array(
+        [int(Decimal(b["amount"]).scaleb(4).to_integral_value()) for b in found], dtype=np.int64
+    )
+
+    def text_(key: str, size: int) -> list[str | None]:
+        return [None if b[key] is None else str(b[key])[:size] for b in found]
+
+    columns = {
+        "definition_id": [def_id] * n,
+        "fingerprint": [fp for _, fp in rows],
+        "first_run_id": [run_id] * n,
+        "last_run_id": [run_id] * n,
+        "break_type": [BreakType(b["break_type"]).value for b in found],
+        "status": [BreakStatus.OPEN.value] * n,
+        "category": [(b["category"] or None) and str(b["category"])[:32] for b in found],
+        "root_cause": [b["root_cause"] for b in found],
+        "internal_ref": text_("internal_ref", 128),
+        "external_ref": text_("external_ref", 128),
+        "internal_record": [_json(b["internal_record"]) for b in found],
+        "external_record": [_json(b["external_record"]) for b in found],
+        "differences": [_json(b["differences"]) for b in found],
+        "amount": bulk.numbers(amounts, 4, s),
+        "currency": [b["currency"] for b in found],
+        "as_of_date": [run_date.isoformat()] * n,
+        "opened_at": [stamp] * n,
+        "version": [1] * n,
+        "created_at": [stamp] * n,
+        "updated_at": [stamp] * n,
+        "updated_by_id": [actor.user_id] * n,
     }
+    bulk.insert_rows(s, "breaks", list(columns), list(columns.values()))
 
 
 def _record_ids(rec: dict[str, Any] | None) -> list[str]:
@@ -276,8 +329,7 @@ def _write(
     run_date: dt.date,
     result: Any,
     found: list[dict[str, Any]],
-    scope: tuple[set[str], set[str]],
-    matched: tuple[set[str], set[str]],
+    sides: _Scope,
     extra: dict[str, Any],
 ) -> dict[str, int]:
     now = utcnow()
@@ -308,7 +360,7 @@ def _write(
                 ).where(Break.definition_id == def_id)
             )
         }
-        new_rows: list[dict[str, Any]] = []
+        new_rows: list[tuple[dict[str, Any], str]] = []
         refresh: list[dict[str, Any]] = []
         reopen: list[tuple[int, dict[str, Any]]] = []
         seen: set[str] = set()
@@ -319,7 +371,7 @@ def _write(
             seen.add(fp)
             old = existing.get(fp)
             if old is None:
-                new_rows.append(_break_row(b, def_id, fp, run_id, run_date, now, actor))
+                new_rows.append((b, fp))
                 continue
             values = {
                 "b_id": old.id,
@@ -335,8 +387,6 @@ def _write(
             else:
                 refresh.append(values)
         # Breaks of this definition not found again: close those whose records this run read.
-        scope_l, scope_r = scope
-        matched_l, matched_r = matched
         gone = [r for fp, r in existing.items() if fp not in seen and r.status in ACTIVE]
         dup_ids: dict[int, tuple[list[str], list[str]]] = {}
         dup_gone = [r.id for r in gone if r.break_type == BreakType.DUPLICATE_KEY]
@@ -345,11 +395,20 @@ def _write(
                 select(Break.id, Break.internal_record, Break.external_record).where(Break.id.in_(dup_gone))
             ):
                 dup_ids[bid] = (_record_ids(irec), _record_ids(erec))
-        resolve: list[tuple[int, str]] = []
-        for r in gone:
-            lids, rids = dup_ids.get(
+        refs_of = {
+            r.id: dup_ids.get(
                 r.id, ([r.internal_ref] if r.internal_ref else [], [r.external_ref] if r.external_ref else [])
             )
+            for r in gone
+        }
+        # Look up only the identities these breaks name, not every identity the run read.
+        scope_l, matched_l = sides.lookup("left", {i for lids, _ in refs_of.values() for i in lids})
+        scope_r, matched_r = sides.lookup("right", {i for _, rids in refs_of.values() for i in rids})
+        resolve: list[tuple[int, str]] = []
+        closed_l: set[str] = set()
+        closed_r: set[str] = set()
+        for r in gone:
+            lids, rids = refs_of[r.id]
             if not (any(i in scope_l for i in lids) or any(i in scope_r for i in rids)):
                 continue  # its records were not part of this run (another date, filtered out): leave it alone
             is_matched = (not lids or all(i in matched_l for i in lids)) and (
@@ -357,9 +416,12 @@ def _write(
             )
             note = f"matched by run {run_id}" if is_matched else f"no longer found by run {run_id}"
             resolve.append((r.id, note))
+            if is_matched:
+                closed_l.update(lids)
+                closed_r.update(rids)
 
         if new_rows:
-            s.execute(insert(Break.__table__), new_rows)
+            _insert_breaks(s, new_rows, def_id, run_id, run_date, now, actor)
         table = Break.__table__
         if refresh:
             s.execute(
@@ -427,7 +489,7 @@ def _write(
                 bid,
                 after={"status": BreakStatus.RESOLVED.value, "note": note},
             )
-        n_matches = _write_matches(s, run_id, def_id, result, now)
+        n_matches, n_pairs = _write_matches(s, run_id, def_id, result, now, closed_l, closed_r)
         stats = {
             "definition": def_name,
             "left_records": result.left.n,
@@ -440,6 +502,7 @@ def _write(
             "reopened": len(reopen),
             "resolved": len(resolve),
             "match_rows": n_matches,
+            "pair_rows": n_pairs,
             "manual": extra["manual"],
             "out_of_coverage": extra["out_of_coverage"],
             "as_of": extra["as_of"].isoformat() if extra["as_of"] else None,
@@ -465,28 +528,87 @@ def _write(
     }
 
 
-def _write_matches(s: Session, run_id: int, def_id: int, result: Any, now: dt.datetime) -> int:
-    """One ``recon_matches`` row per match group, COPY on PostgreSQL and executemany on SQLite."""
-    n_pairs = len(result.pair_left)
-    n = n_pairs + len(result.groups)
-    if n == 0:
-        return 0
+def _write_matches(
+    s: Session,
+    run_id: int,
+    def_id: int,
+    result: Any,
+    now: dt.datetime,
+    closed_left: set[str],
+    closed_right: set[str],
+) -> tuple[int, int]:
+    """The run's matches: every 1:1 pair in ``recon_run_pairs`` (one row per pass), and in ``recon_matches`` the
+    aggregation groups and the pairs that closed a break (what people look at and may unmatch).
+
+    Returns (recon_matches rows, recon_run_pairs rows)."""
+    L, R = result.left, result.right
+    pair_rows: list[list[Any]] = [[], [], [], [], [], []]
+    for i, name in enumerate(result.pass_names):
+        sel = np.flatnonzero(result.pair_pass == i)
+        if not len(sel):
+            continue
+        lids = L.ids_at(result.pair_left[sel]).tolist()
+        rids = R.ids_at(result.pair_right[sel]).tolist()
+        for col, v in zip(
+            pair_rows, (run_id, def_id, name, len(sel), json.dumps(lids), json.dumps(rids)), strict=True
+        ):
+            col.append(v)
+    if pair_rows[0]:
+        bulk.insert_rows(
+            s,
+            "recon_run_pairs",
+            ["run_id", "definition_id", "pass_name", "pairs", "left_refs", "right_refs"],
+            pair_rows,
+        )
     names = np.array(result.pass_names, dtype=object)
-    pass_col = names[result.pair_pass].tolist() + [g[0] for g in result.groups]
-    left_col = _json_list(result.left.ids[result.pair_left]) + [
-        json.dumps(result.left.ids[g[1]].tolist()) for g in result.groups
-    ]
-    right_col = _json_list(result.right.ids[result.pair_right]) + [
-        json.dumps(result.right.ids[g[2]].tolist()) for g in result.groups
-    ]
-    stamp = bulk.timestamp(now, s)
-    bulk.insert_rows(
-        s,
-        "recon_matches",
-        ["run_id", "definition_id", "pass_name", "left_refs", "right_refs", "matched_at"],
-        [[run_id] * n, [def_id] * n, pass_col, left_col, right_col, [stamp] * n],
-    )
-    return n
+    pass_col: list[str] = []
+    left_col: list[str] = []
+    right_col: list[str] = []
+    if closed_left or closed_right:  # the pairs that closed a break: a person will want to see them
+        pl, pr = L.ids_at(result.pair_left), R.ids_at(result.pair_right)
+        hit = np.zeros(len(pl), dtype=bool)
+        if closed_left:
+            hit |= pd.Series(pl, dtype=object).isin(list(closed_left)).to_numpy(dtype=bool)
+        if closed_right:
+            hit |= pd.Series(pr, dtype=object).isin(list(closed_right)).to_numpy(dtype=bool)
+        for k in np.flatnonzero(hit).tolist():
+            pass_col.append(names[result.pair_pass[k]])
+            left_col.append(json.dumps([pl[k]]))
+            right_col.append(json.dumps([pr[k]]))
+    if result.groups:  # identities of every group's records in one take per side, then split per group
+        lids = L.ids_at(np.concatenate([g[1] for g in result.groups])).tolist()
+        rids = R.ids_at(np.concatenate([g[2] for g in result.groups])).tolist()
+        a = b = 0
+        for name, lp, rp in result.groups:
+            pass_col.append(name)
+            left_col.append(json.dumps(lids[a : a + len(lp)]))
+            right_col.append(json.dumps(rids[b : b + len(rp)]))
+            a, b = a + len(lp), b + len(rp)
+    n = len(pass_col)
+    if n:
+        stamp = bulk.timestamp(now, s)
+        bulk.insert_rows(
+            s,
+            "recon_matches",
+            ["run_id", "definition_id", "pass_name", "left_refs", "right_refs", "matched_at"],
+            [[run_id] * n, [def_id] * n, pass_col, left_col, right_col, [stamp] * n],
+        )
+    return n, len(pair_rows[0])
+
+
+def run_pairs(db: Database, actor: Actor, run_id: int) -> dict[str, list[tuple[str, str]]]:
+    """Every one-to-one match a run made, by pass: [(internal identity, external identity), ...] (for audit)."""
+    require(actor, Permission.VIEW)
+    out: dict[str, list[tuple[str, str]]] = {}
+    with db.read() as s:
+        rows = s.execute(
+            select(ReconRunPairs.pass_name, ReconRunPairs.left_refs, ReconRunPairs.right_refs)
+            .where(ReconRunPairs.run_id == run_id)
+            .order_by(ReconRunPairs.id)
+        )
+        for name, lrefs, rrefs in rows:
+            out.setdefault(name, []).extend(zip(json.loads(lrefs), json.loads(rrefs), strict=True))
+    return out
 
 
 def age_business_days(opened_at: dt.datetime, today: dt.date | None = None, calendar: str = "XNYS") -> int:
@@ -504,4 +626,4 @@ def seed_demo(db: Database, actor: Actor, *, as_of: dt.date | None = None) -> di
     return {name: run_recon(db, actor, name, as_of=as_of) for name in defs.DEFAULTS}
 
 
-__all__ = ["RunResult", "age_business_days", "fingerprint", "run_recon", "seed_demo"]
+__all__ = ["RunResult", "age_business_days", "fingerprint", "run_pairs", "run_recon", "seed_demo"]

@@ -423,10 +423,10 @@ def _read_sqlite(raw: Any, src: Source, sql: str, params: dict[str, Any], cols: 
             frame[c] = _sqlite_units(values, kind)
         else:
             try:
-                text_ = pd.array(values, dtype="str")
+                arrow = pa.array(values, type=pa.large_string(), from_pandas=True)
             except (TypeError, ValueError, pa.ArrowException):  # a number in a text column: as its text
-                text_ = pd.array([None if v is None else str(v) for v in values], dtype="str")
-            frame[c] = pd.Series(text_, index=frame.index)
+                arrow = pa.array([None if v is None else str(v) for v in values], type=pa.large_string())
+            frame[c] = pd.Series(pd.arrays.ArrowStringArray(arrow), index=frame.index)
     return frame
 
 

@@ -657,6 +657,32 @@ def on_trade_changed(session: Session, actor: Actor, trade_id: int) -> UnnetResu
     return result
 
 
+def on_trades_changed(session: Session, actor: Actor, trade_ids: Iterable[int]) -> UnnetResult:
+    """``on_trade_changed`` for the trades of an import that amended or cancelled existing trades: one query finds
+    those with a live instruction (usually none), and only they are worked, one after the other."""
+    ids = sorted({int(t) for t in trade_ids})
+    result = UnnetResult()
+    affected: list[int] = []
+    for i in range(0, len(ids), 900):
+        affected += session.scalars(
+            select(InstructionTrade.trade_id)
+            .join(SettlementInstruction, SettlementInstruction.id == InstructionTrade.instruction_id)
+            .where(
+                InstructionTrade.trade_id.in_(ids[i : i + 900]),
+                SettlementInstruction.status != InstructionStatus.CANCELLED,
+                SettlementInstruction.exception_kind.is_(None),
+            )
+            .distinct()
+        ).all()
+    for trade_id in sorted(set(affected)):
+        sub = on_trade_changed(session, actor, trade_id)
+        result.cancelled += sub.cancelled
+        result.created += sub.created
+        result.untouched += sub.untouched
+        result.notes += sub.notes
+    return result
+
+
 def netting_configured(session: Session, counterparty_id: int) -> bool:
     return bool(session.scalar(select(Counterparty.netting).where(Counterparty.id == counterparty_id)))
 

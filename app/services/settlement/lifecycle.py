@@ -36,6 +36,7 @@ instruction it changed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -437,25 +438,109 @@ def _chunks(values: list[Any], n: int) -> Iterator[list[Any]]:
 def load_states(
     session: Session, *, ids: Iterable[int] = (), refs: Iterable[str] = ()
 ) -> list[InstructionState]:
-    """The states of the instructions with these ids and/or references (unknown ones are simply absent)."""
-    cols = [getattr(SettlementInstruction, c) for c in _STATE_COLUMNS]
-    n = 10_000 if session.get_bind().dialect.name == "postgresql" else _CHUNK
+    """The states of the instructions with these ids and/or references (unknown ones are simply absent).
+
+    One driver-level query per chunk (a file may name 100,000 instructions): PostgreSQL hands back decimals and
+    dates as they are; SQLite's floats and ISO text are converted here exactly as the model's types would.
+    """
+    pg = session.get_bind().dialect.name == "postgresql"
+    conn = session.connection()
+    cols = ", ".join(_STATE_COLUMNS)
     out: list[InstructionState] = []
     for column, wanted in (
-        (SettlementInstruction.id, sorted({int(i) for i in ids})),
-        (SettlementInstruction.instruction_ref, sorted({r for r in refs if r})),
+        ("id", sorted({int(i) for i in ids})),
+        ("instruction_ref", sorted({r for r in refs if r})),
     ):
-        for part in _chunks(wanted, n):
-            for row in session.execute(select(*cols).where(column.in_(part))):
-                st = InstructionState(*row)
-                st.status = InstructionStatus(st.status)
-                st.instruction_type = InstructionType(st.instruction_type)
-                st.settled_quantity = st.settled_quantity if st.settled_quantity is not None else Decimal(0)
-                st.settled_amount = st.settled_amount if st.settled_amount is not None else Decimal(0)
-                st.version = st.version or 1
-                st.loaded_version = st.version
-                out.append(st)
+        if not wanted:
+            continue
+        if pg:
+            rows: Iterable[Any] = conn.exec_driver_sql(
+                f"SELECT {cols} FROM settlement_instructions WHERE {column} = ANY(%(v)s)", {"v": wanted}
+            ).all()
+        else:
+            rows = []
+            for part in _chunks(wanted, _CHUNK):
+                rows += conn.exec_driver_sql(
+                    f"SELECT {cols} FROM settlement_instructions WHERE {column} IN ({', '.join('?' * len(part))})",
+                    tuple(part),
+                ).all()
+        make = _state_from_pg if pg else _state_from_sqlite
+        out.extend(make(row) for row in rows)
     return out
+
+
+_STATUS = {s.value: s for s in InstructionStatus}
+_TYPE = {t.value: t for t in InstructionType}
+
+
+def _state_from_pg(row: Any) -> InstructionState:
+    st = InstructionState(*row)
+    st.status = _STATUS[st.status]
+    st.instruction_type = _TYPE[st.instruction_type]
+    st.settled_quantity = st.settled_quantity if st.settled_quantity is not None else Decimal(0)
+    st.settled_amount = st.settled_amount if st.settled_amount is not None else Decimal(0)
+    st.version = st.version or 1
+    st.loaded_version = st.version
+    return st
+
+
+@functools.lru_cache(maxsize=65536)
+def _sqlite_decimal(value: float | int | str, scale: int) -> Decimal:
+    # What SQLAlchemy's Numeric(asdecimal) result processor makes of SQLite's REAL: the value to the column's scale
+    # (SQLite's NUMERIC affinity may hand back an integer, or text it could not convert).
+    return Decimal(f"{value if isinstance(value, int | float) else float(value):.{scale}f}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _sqlite_date(value: str) -> dt.date:
+    return dt.date.fromisoformat(value[:10])
+
+
+def _state_from_sqlite(row: Any) -> InstructionState:
+    (
+        iid,
+        ref,
+        itype,
+        kind,
+        acct,
+        cpty,
+        inst,
+        qty,
+        amount,
+        ccy,
+        isd,
+        status,
+        code,
+        text_,
+        sq,
+        sa,
+        asd,
+        at,
+        version,
+    ) = row
+    version = version or 1
+    return InstructionState(
+        iid,
+        ref,
+        _TYPE[itype],
+        kind,
+        acct,
+        cpty,
+        inst,
+        _sqlite_decimal(qty, 6),
+        _sqlite_decimal(amount, 4),
+        ccy,
+        _sqlite_date(isd),
+        _STATUS[status],
+        code,
+        text_,
+        _sqlite_decimal(sq or 0.0, 6),
+        _sqlite_decimal(sa or 0.0, 4),
+        _sqlite_date(asd) if asd else None,
+        dt.datetime.fromisoformat(at).replace(tzinfo=dt.UTC) if at else None,
+        version,
+        version,
+    )
 
 
 class Batch:
@@ -572,7 +657,9 @@ class Batch:
             if step.sync:
                 synced[step.state.id] = step.state
         self._write_rows(list(changed.values()))
-        trades_by_instruction = self._sync_trades(list(synced.values()), per_row=len(steps) <= PER_ROW_AUDIT_MAX)
+        trades_by_instruction = self._sync_trades(
+            list(synced.values()), per_row=len(steps) <= PER_ROW_AUDIT_MAX
+        )
         self._audit(steps, trades_by_instruction)
         for st in changed.values():
             st.loaded_version = st.version
@@ -735,19 +822,23 @@ class Batch:
                     summary={"action": "transition", "from": step.old.value, "to": step.new.value},
                 )
             return
-        # One entry for the batch: every transition in order, as columns and rows (compact; exact decimals).
+        # One entry for the batch: every transition in order, one compact JSON array per row (a string each, so the
+        # hashing of a 100,000-row entry does not walk a million values twice; decimals exact, as text).
         columns = ["id", "instruction_ref", "from", "to", "before", "after", "note", "details"]
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         rows = [
-            [
-                step.state.id,
-                step.state.instruction_ref,
-                step.old.value,
-                step.new.value,
-                _compact(step.before),
-                _compact(step.after),
-                step.note,
-                to_jsonable(step.details) if step.details else None,
-            ]
+            dumps(
+                [
+                    step.state.id,
+                    step.state.instruction_ref,
+                    step.old.value,
+                    step.new.value,
+                    _compact(step.before),
+                    _compact(step.after),
+                    step.note,
+                    to_jsonable(step.details) if step.details else None,
+                ]
+            )
             for step in steps
         ]
         moves: dict[str, int] = {}
@@ -767,7 +858,7 @@ class Batch:
                 "moves": moves,
                 "snapshot_columns": list(_state_snapshot(steps[0].state)),
                 "columns": columns,
-                "rows": rows,
+                "rows": rows,  # each a JSON array in the order of "columns"
                 "trades": "the trades of every instruction whose status moved followed it (instruction_trades)",
             },
             change=ChangeAction.BULK,
@@ -782,7 +873,16 @@ def _sqlite_stamp(v: dt.datetime) -> str:
 
 
 def _compact(snapshot: dict[str, Any]) -> list[Any]:
-    return [to_jsonable(v) for v in snapshot.values()]
+    out: list[Any] = []
+    for v in snapshot.values():
+        if isinstance(v, Decimal):
+            v = format(v.normalize(), "f")
+        elif isinstance(v, InstructionStatus):
+            v = v.value
+        elif v is not None and not isinstance(v, str | int):
+            v = to_jsonable(v)
+        out.append(v)
+    return out
 
 
 def transition_many(session: Session, actor: Actor, changes: Iterable[Change]) -> list[InstructionState]:

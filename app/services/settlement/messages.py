@@ -361,6 +361,11 @@ def detect_format(data: bytes) -> str:
 
 def parse_file(data: bytes, file_name: str, *, csv_profile: CsvProfile | None = None) -> list[_Unit]:
     """The messages of one file, each either readable (``incoming``) or with the reason it is not (``error``)."""
+    with _gc_paused():
+        return _parse_file(data, file_name, csv_profile=csv_profile)
+
+
+def _parse_file(data: bytes, file_name: str, *, csv_profile: CsvProfile | None = None) -> list[_Unit]:
     if not data.strip():
         raise FileRefused(f"{file_name}: the file is empty")
     if b"\x00" in data:
@@ -626,16 +631,16 @@ def import_bytes(
     require(actor, Permission.IMPORT)
     result = result if result is not None else MessageImportResult()
     result.files += 1
-    try:
-        units = parse_file(data, file_name, csv_profile=csv_profile)
-    except (FileRefused, fin.FinParseError) as err:
-        result.refused_files.append(file_name)
-        result.issues.append(
-            {"file": file_name, "message": None, "type": None, "outcome": "refused", "reason": str(err)}
-        )
-        return result
     as_of = as_of or dt.date.today()
     with _gc_paused():
+        try:
+            units = parse_file(data, file_name, csv_profile=csv_profile)
+        except (FileRefused, fin.FinParseError) as err:
+            result.refused_files.append(file_name)
+            result.issues.append(
+                {"file": file_name, "message": None, "type": None, "outcome": "refused", "reason": str(err)}
+            )
+            return result
         for u in units:
             u.content_hash = _sha(u.raw.replace("\r\n", "\n"))
             if u.incoming is not None:
@@ -745,17 +750,18 @@ def _import_units(
                     "reason": u.reason,
                 }
             )
-    batch.flush()
-    result.instructions_changed += len(changed)
-    if not live:
-        return
-    batch_entry = batch.lifecycle.audit_entry_id
-    if batch_entry is not None:
-        for u in live:
-            if u.instruction_id is not None and u.outcome == "applied":
-                # The instruction's history for a large file: this message, and the entry listing the change.
-                u.parsed["transition_audit_entry"] = batch_entry
-    _insert_messages(s, live, file_name)
+    with bulk.bulk_write(s):  # SQLite: a page cache that holds the indexes being updated
+        batch.flush()
+        result.instructions_changed += len(changed)
+        if not live:
+            return
+        batch_entry = batch.lifecycle.audit_entry_id
+        if batch_entry is not None:
+            for u in live:
+                if u.instruction_id is not None and u.outcome == "applied":
+                    # The instruction's history for a large file: this message, and the entry listing the change.
+                    u.parsed["transition_audit_entry"] = batch_entry
+        _insert_messages(s, live, file_name)
     counts = Counter(u.outcome for u in live)
     audit.record(
         s,

@@ -338,14 +338,14 @@ def _add_aggregated(
     existing: set[tuple[Any, Any]] = set()
     firsts = sorted({k[0] for k in sums})
     for i in range(0, len(firsts), 900):
-        existing.update(
-            (a, b) for a, b in session.execute(select(k1, k2).where(k1.in_(firsts[i : i + 900])))
-        )
+        existing.update((a, b) for a, b in session.execute(select(k1, k2).where(k1.in_(firsts[i : i + 900]))))
     items = [(k, v) for k, v in sums.items() if v != 0 or k not in existing]
     upd = (
         update(table)
         .where(table.c[keys[0]] == bindparam("k1"), table.c[keys[1]] == bindparam("k2"))
-        .values({settled: table.c[settled] + bindparam("delta", type_=table.c[settled].type), "updated_at": now})
+        .values(
+            {settled: table.c[settled] + bindparam("delta", type_=table.c[settled].type), "updated_at": now}
+        )
     )
     rows = [{"k1": k[0], "k2": k[1], "delta": v} for k, v in items if k in existing]
     if rows:

@@ -583,7 +583,13 @@ T_ID, T_TD, T_SD, T_CREATED, T_TIME, T_INST, T_OWNER, T_STATUS, T_AFFIRMED, T_RE
 _T_ANCHOR = {"trade_date": T_TD, "settlement_date": T_SD, "created_at": T_CREATED, "trade_time": T_TIME}
 
 
-def shared_trades_sql(kinds: set[str], pg: bool) -> str:
+def shared_trades_sql(kinds: set[str], pg: bool, anchors: set[str] | None = None) -> str:
+    """The one read of trades for the trade SLAs; anchor columns no active rule uses are read as 0 (cheaper)."""
+    used = set(_T_ANCHOR) if anchors is None else anchors
+
+    def col(name: str, expr: str) -> str:
+        return expr if name in used else "0"
+
     status = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _T_STATUS.items())
     reported = (
         "CASE WHEN EXISTS (SELECT 1 FROM regulatory_reports r WHERE r.trade_id = t.id AND r.regime = 'MIFIR') "
@@ -601,8 +607,9 @@ def shared_trades_sql(kinds: set[str], pg: bool) -> str:
     if "regulatory_report" in kinds:
         conds.append(f"({SOURCES['regulatory_report'].open_where})")
     return (
-        f"SELECT t.id, {_days('t.trade_date', pg)}, {_days('t.settlement_date', pg)}, {_secs('t.created_at', pg)}, "
-        f"{_secs('t.trade_time', pg)}, COALESCE(t.instrument_id, -1), COALESCE(t.owner_id, -1), "
+        f"SELECT t.id, {col('trade_date', _days('t.trade_date', pg))}, {_days('t.settlement_date', pg)}, "
+        f"{col('created_at', _secs('t.created_at', pg))}, {col('trade_time', _secs('t.trade_time', pg))}, "
+        "COALESCE(t.instrument_id, -1), COALESCE(t.owner_id, -1), "
         f"CASE t.status {status} WHEN 'CANCELLED' THEN 5 ELSE 4 END, "
         f"CASE WHEN t.affirmed_at IS NULL THEN 0 ELSE 1 END, {reported} "
         f"FROM trades t WHERE {' OR '.join(conds) or '1 = 0'}"
@@ -633,7 +640,8 @@ def _trade_rows(shared: np.ndarray, rule: SlaRule) -> np.ndarray:
 def read_open(session: Session, slas: list[SlaInfo], pg: bool) -> dict[int, np.ndarray]:
     """The open rows of every SLA (COLUMNS layout), with the trades table read once: the whole bulk read."""
     kinds = {i.rule.kind for i in slas if i.rule.kind in TRADE_KINDS}
-    shared = read_ints(session, shared_trades_sql(kinds, pg), 10) if kinds else None
+    anchors = {i.rule.anchor for i in slas if i.rule.kind in TRADE_KINDS}
+    shared = read_ints(session, shared_trades_sql(kinds, pg, anchors), 10) if kinds else None
     out = {}
     for info in slas:
         if info.rule.kind in TRADE_KINDS:

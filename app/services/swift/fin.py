@@ -595,7 +595,11 @@ class _Reader:
         the first field, a line starting ':' that is not a field, a malformed generic field) the block is read
         again line by line, which raises the precise error."""
         first = content.find("\n:")
-        if first < 0 or content[:first].strip() or len(found := _FIELDS_RE.findall(content)) != content.count("\n:"):
+        if (
+            first < 0
+            or content[:first].strip()
+            or len(found := _FIELDS_RE.findall(content)) != content.count("\n:")
+        ):
             return self._fields_by_line(content, offset)
         out: list[Field] = []
         append = out.append
@@ -648,7 +652,9 @@ class _Reader:
                 tag, parts, first_line = m.group(1), [text_line[m.end() :]], line_no
             elif text_line.strip():
                 if tag is None:
-                    raise self.fail(f"text {text_line[:40]!r} before the first field of block 4", line=line_no)
+                    raise self.fail(
+                        f"text {text_line[:40]!r} before the first field of block 4", line=line_no
+                    )
                 parts.append(text_line)
             line_no += 1
         if tag is not None:

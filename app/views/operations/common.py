@@ -1,8 +1,8 @@
 """What every Operations dialog shares: inputs, a Run button, progress, the result, and the refusal when there is one.
 
 :class:`OperationDialog` is the frame: a title and a line saying what the process does, the dialog's own inputs (a
-form), then a progress bar with a Cancel button while the service runs on the TaskRunner, and at the end a summary
-(rich text) with result tables under it. A service that refuses (no permission, a bad file, a stale edit) shows its
+form), then a progress bar while the service runs on the TaskRunner (with Cancel where the work stops between
+files: the imports), and at the end a summary (rich text) with result tables under it. A service that refuses (no permission, a bad file, a stale edit) shows its
 own sentence in a red notice and leaves the inputs as they were, so the user can correct and run again.
 
 Actions the signed-in user's role may not do are disabled with a tooltip saying who may (:func:`who_may`), both in
@@ -115,7 +115,11 @@ class ResultTable(QTableWidget):
         ]
 
     def fit_height(self, rows: int, most: int = 8) -> None:
-        self.setMaximumHeight(self.horizontalHeader().height() + 6 + ROW_HEIGHT * max(1, min(rows, most)))
+        """As tall as ``rows`` rows (at most ``most``; a scroll bar beyond)."""
+        header = max(self.horizontalHeader().sizeHint().height(), ROW_HEIGHT + 6)
+        height = header + 8 + ROW_HEIGHT * max(1, min(rows, most))
+        self.setMinimumHeight(height)
+        self.setMaximumHeight(height)
 
 
 class OptionalDate(QWidget):
@@ -190,8 +194,8 @@ class FileList(QWidget):
         self.list = QListWidget()
         self.list.setObjectName("operationFiles")
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.list.setMinimumHeight(90)
-        self.list.setMaximumHeight(140)
+        self.list.setMinimumHeight(72)
+        self.list.setMaximumHeight(96)
         self.list.setToolTip("The files to import; you can also drop files here")
         self._drop = FileDropFilter(self.add, self)
         self.list.viewport().setAcceptDrops(True)
@@ -243,6 +247,10 @@ class OperationDialog(QDialog):
     run_label = "Run"
     permission: Permission | None = None
     task_label = ""
+    #: Work done file by file stops between files on Cancel; a single service call cannot be interrupted, so its
+    #: dialog offers no Cancel (it would only hide a result that was committed anyway).
+    cancellable = False
+    cancelled_text = "Cancelled."
 
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -250,7 +258,7 @@ class OperationDialog(QDialog):
         self.setObjectName("operationDialog")
         self.setWindowTitle(self.title)
         self.setWindowModality(Qt.WindowModality.WindowModal)
-        self.resize(820, 560)
+        self.resize(900, 660)
         self._task: TaskHandle | None = None
         self.result_value: Any = None
 
@@ -267,6 +275,7 @@ class OperationDialog(QDialog):
         self.form = QFormLayout(self.inputs)
         self.form.setContentsMargins(0, 6, 0, 6)
         self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
         layout.addWidget(self.inputs)
 
         self.step = QLabel("")
@@ -359,7 +368,7 @@ class OperationDialog(QDialog):
         self.clear_results()
         self.inputs.setEnabled(False)
         self.run_button.hide()
-        self.cancel_button.show()
+        self.cancel_button.setVisible(self.cancellable)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)
         self.progress.show()
@@ -377,13 +386,13 @@ class OperationDialog(QDialog):
         )
 
     def cancel(self) -> None:
-        if self._task is not None:
-            self.step.setText("Cancelling… (the file or run in progress is rolled back)")
+        if self._task is not None and self.cancellable:
+            self.step.setText("Cancelling after the file in progress…")
             self.cancel_button.setEnabled(False)
             self._task.cancel()
 
     def reject(self) -> None:
-        # Escape while running means Cancel, not "leave it running unseen".
+        # Escape while running means Cancel (where the work can stop), never "leave it running unseen".
         if self._task is not None:
             self.cancel()
             return
@@ -426,7 +435,7 @@ class OperationDialog(QDialog):
 
     def _cancelled(self) -> None:
         self._idle()
-        self.show_notice("Cancelled: what was in progress was rolled back; nothing of it was kept.", "warn")
+        self.show_notice(self.cancelled_text, "warn")
 
     # --- showing --------------------------------------------------------------------------------------------------
 
@@ -445,6 +454,8 @@ class OperationDialog(QDialog):
         self.summary.show()
 
     def add_result(self, widget: QWidget, stretch: int = 0) -> QWidget:
+        if stretch and isinstance(widget, ResultTable):
+            widget.setMinimumHeight(4 * ROW_HEIGHT + 30)  # a list the user can scroll, never squeezed away
         self.results.addWidget(widget, stretch)
         return widget
 

@@ -98,6 +98,11 @@ class MessageImportDialog(OperationDialog):
         "reason, or recognised as a duplicate. One transaction per file."
     )
     run_label = "Import"
+    cancellable = True
+    cancelled_text = (
+        "Cancelled: every file already started was imported in full (one transaction each) and stays; the files "
+        "after it were not imported."
+    )
     permission = Permission.IMPORT
     task_label = "Importing settlement messages"
 

@@ -74,6 +74,10 @@ class ReconcileFilesDialog(OperationDialog):
     permission = None  # reads two files and writes one: nothing in the database, anyone may
     task_label = "Reconciling two files"
 
+    def __init__(self, workspace: Any, parent: QWidget | None = None) -> None:
+        super().__init__(workspace, parent)
+        self.resize(940, 800)
+
     #: The columns of both files were read and listed.
     columns_shown = Signal(list)
 
@@ -193,8 +197,8 @@ class ReconcileFilesDialog(OperationDialog):
             self._rows[col] = (key, compare, tol, amount)
         self.columns.resizeColumnsToContents()
         self.columns.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        # As tall as its rows (up to ten): the room below is the result's.
-        rows_height = sum(self.columns.rowHeight(r) for r in range(min(len(common), 10)))
+        # As tall as its rows (up to eight): the room below is the result's.
+        rows_height = sum(self.columns.rowHeight(r) for r in range(min(len(common), 8)))
         self.columns.setFixedHeight(self.columns.horizontalHeader().height() + rows_height + 4)
         self.columns_shown.emit(common)
 
@@ -258,11 +262,8 @@ class ReconcileFilesDialog(OperationDialog):
         if summary.get("out"):
             text += f"<br>Break report written to {summary['out']}."
         self.set_summary(text)
+        self.summary.setToolTip("\n".join(words for _k, words in COUNTS))
         self.counts = {k: int(summary[k]) for k, _ in COUNTS}
-        self.counts_table = ResultTable(["Outcome", "Count"])
-        self.counts_table.fill([[words, int(summary[k])] for k, words in COUNTS])
-        self.counts_table.fit_height(len(COUNTS), 5)
-        self.add_result(self.counts_table)
         if rows:
             shown = f" (first {len(rows):,})" if len(rows) == PREVIEW_ROWS else ""
             self.add_caption(f"Breaks{shown}")

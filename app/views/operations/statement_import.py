@@ -74,6 +74,11 @@ class StatementImportDialog(OperationDialog):
         "refused as a whole; one imported before changes nothing; balances and sequences are checked."
     )
     run_label = "Import"
+    cancellable = True
+    cancelled_text = (
+        "Cancelled: every file already started was imported in full (one transaction each) and stays; the files "
+        "after it were not imported."
+    )
     permission = Permission.IMPORT
     task_label = "Importing statements"
 
