@@ -9,7 +9,7 @@
   movements reversed), or withdrawn. Actions the state does not allow are disabled saying why; a role that may not
   work settlement items sees them all disabled with who may.
 
-Everything runs on the TaskRunner through :mod:`.clearing_api`; a refusal shows the service's sentence.
+Everything runs on the TaskRunner through :mod:`app.services.settlement.clearing`; a refusal shows the service's sentence.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def kind_of_ref(instruction_ref: str | None) -> str | None:
 
 def _api() -> Any:
     # Imported on the worker thread: the fails service pulls in pandas.
-    from app.views.operations import clearing_api
+    from app.services.settlement import clearing as clearing_api
 
     return clearing_api
 

@@ -1,12 +1,9 @@
-"""Worker-side adapter to the futures give-up and out-trade service (``app.services.settlement.fails``).
+"""Futures give-ups and out-trades as units of work: the entry the GUI (and scripts) call.
 
-The service's give-up and out-trade functions take a session (the demo and the netting code call them inside larger
-units of work) and have no ``db``-level entry and no CLI. This module is that entry for the GUI: each function opens
-one unit of work (``db.write()`` / ``db.read()``), calls the service function — which checks the actor, the state
-and writes the audit — and returns plain values. It runs on the TaskRunner's worker threads only.
-
-Layer note: the two small reads below (the exception of an instruction, the active counterparties) use the ORM
-because the service offers no read function for them; they belong in ``fails.py`` and should move there.
+The rules live in :mod:`.fails`, whose functions take a session because the demo and the netting code call them
+inside larger units of work. Each function here opens one unit of work (``db.write()`` / ``db.read()``), calls the
+rule function — which checks the actor and the state and writes the audit — and returns plain values, so a caller
+holds no ORM object.
 """
 
 from __future__ import annotations
@@ -22,7 +19,8 @@ from app.models.settlement import ClearingException
 from app.services.db import Database
 from app.services.errors import NotFound, ValidationFailed
 from app.services.permissions import Actor, Permission, require
-from app.services.settlement import fails
+
+from . import fails
 
 GIVE_UP = SettlementExceptionKind.GIVE_UP.value
 OUT_TRADE = SettlementExceptionKind.OUT_TRADE.value
