@@ -17,7 +17,8 @@ Timed in the same run, on the same two frames:
   on one join, no passes, no aggregation, no duplicate handling, floats);
 - **end to end with a database round trip** (SQLite file and PostgreSQL): the two sides loaded once as ``trades``
   and confirmation ``statement_lines`` (not timed), then ``recon.run.run_recon``: read both sides from the
-  database, all passes, write the run, its match rows and the breaks, in one transaction.
+  database, all passes, write the run, its matches (1:1 pairs compactly in ``recon_run_pairs``, aggregations as
+  ``recon_matches`` rows) and the breaks, in one transaction. The stored pairs are read back and checked too.
 
     .venv/bin/python bench/bench_recon.py                 # 1,000,000 vs 1,000,000, both backends
     .venv/bin/python bench/bench_recon.py --rows 20000 --backends sqlite
@@ -50,7 +51,7 @@ from app.services.permissions import SYSTEM  # noqa: E402
 from app.services.recon.config import parse_config  # noqa: E402
 from app.services.recon.definitions import validate  # noqa: E402
 from app.services.recon.engine import describe, reconcile  # noqa: E402
-from app.services.recon.run import run_recon  # noqa: E402
+from app.services.recon.run import run_pairs, run_recon  # noqa: E402
 
 EPOCH = np.datetime64("1970-01-01", "D")
 DAY0 = int((np.datetime64("2026-11-09", "D") - EPOCH).astype(np.int64))
@@ -508,7 +509,7 @@ def db_round_trip(
     t, result = timed(lambda: run_recon(db, SYSTEM, "bench"))
     from sqlalchemy import select  # noqa: PLC0415
 
-    from app.models import Break, ReconMatch  # noqa: PLC0415
+    from app.models import Break, ReconMatch, ReconRun  # noqa: PLC0415
 
     with db.read() as s:
         breaks = [
@@ -532,12 +533,17 @@ def db_round_trip(
                 )
             )
         ]
+        stats = s.scalar(select(ReconRun.stats).where(ReconRun.id == result.run_id)) or {}
     right_ref = dict(zip(external["_id"], external["ref"], strict=True))
     problems = check(breaks, groups, answer, right_ref)
+    pairs = run_pairs(db, SYSTEM, result.run_id)
+    if sum(len(p) for p in pairs.values()) + len(groups) != result.matched:
+        problems.append("the stored pairs and groups do not add up to the matches")
     print(
         f"  {label}: run_recon {t:.2f} s (read {result.timings['read']:.2f}, match {result.timings['match']:.2f},"
-        f" write {result.timings['write']:.2f}); {sum(result.breaks.values()):,} breaks written, "
-        f"{result.matched:,} match rows",
+        f" write {result.timings['write']:.2f}); {sum(result.breaks.values()):,} breaks written; "
+        f"{result.matched:,} matches stored as {stats.get('pair_rows', 0)} recon_run_pairs rows (1:1 pairs) "
+        f"+ {stats.get('match_rows', 0):,} recon_matches rows (aggregations)",
         flush=True,
     )
     db.dispose()

@@ -495,3 +495,181 @@ def test_invariant_reports_a_position_changed_without_a_movement(
     assert any("settled 105" in p for p in problems)
     assert any("no position row" in p for p in problems)
     assert any("cash balance" in p for p in problems)
+
+
+# --- many at once: transition_many, apply_settlements -------------------------------------------------------------
+
+
+def _audit_of(
+    db: Database, iid: int | None, action: str = "settlement_instructions.transition"
+) -> list[AuditEntry]:
+    with db.read() as s:
+        q = select(AuditEntry).where(AuditEntry.action == action)
+        q = (
+            q.where(AuditEntry.entity_id == str(iid))
+            if iid is not None
+            else q.where(AuditEntry.entity_id.is_(None))
+        )
+        return list(s.scalars(q.order_by(AuditEntry.id)))
+
+
+def test_transition_many_applies_the_same_rules_in_order(db: Database, users: dict[str, Actor]) -> None:
+    book = make_book(db)
+    clerk = users["clerk1"]
+    a = make_instruction(db, book, S.INSTRUCTED)
+    b = make_instruction(db, book, S.MATCHED)
+    with db.write() as s:
+        states = lifecycle.transition_many(
+            s,
+            clerk,
+            [
+                lifecycle.Change(a, S.MATCHED, note="matched"),
+                lifecycle.Change(b, S.FAILED, reason_code="lack", reason_text="no securities"),
+                lifecycle.Change(a, S.FAILED, reason_code="MONY"),  # sees MATCHED from the change before
+                lifecycle.Change(b, S.INSTRUCTED),  # re-instructed: the reason is cleared
+            ],
+        )
+    assert [(st.id, st.status, st.reason_code) for st in states] == [
+        (a, S.FAILED, "MONY"),
+        (b, S.INSTRUCTED, None),
+    ]
+    with db.read() as s:
+        ia, ib = s.get(SettlementInstruction, a), s.get(SettlementInstruction, b)
+        assert ia is not None and ib is not None
+        assert (ia.status, ia.reason_code, ia.version) == (S.FAILED, "MONY", 3)
+        assert (ib.status, ib.reason_code, ib.reason_text, ib.updated_by_id) == (
+            S.INSTRUCTED,
+            None,
+            None,
+            clerk.user_id,
+        )
+        assert ib.instructed_at is not None
+    assert status_of_trades(db, a) == {TradeStatus.FAILED.value}
+    assert status_of_trades(db, b) == {TradeStatus.INSTRUCTED.value}
+    # A small batch is audited per transition, exactly as one by one: before/after, note, trades.
+    entries = _audit_of(db, a)
+    assert [(e.before["status"], e.after["status"]) for e in entries] == [
+        ("INSTRUCTED", "MATCHED"),
+        ("MATCHED", "FAILED"),
+    ]
+    assert entries[0].after["note"] == "matched" and entries[0].after["trades"]
+    with db.read() as s:
+        from app.services import audit
+
+        assert audit.verify_chain(s).intact
+
+
+def test_transition_many_refuses_as_a_whole(db: Database, users: dict[str, Actor]) -> None:
+    book = make_book(db)
+    clerk = users["clerk1"]
+    a = make_instruction(db, book, S.INSTRUCTED)
+    done = make_instruction(db, book, S.SETTLED)
+    with pytest.raises(InvalidTransition, match="SETTLED is final"), db.write() as s:
+        lifecycle.transition_many(
+            s, clerk, [lifecycle.Change(a, S.MATCHED), lifecycle.Change(done, S.FAILED, "LACK")]
+        )
+    with pytest.raises(InvalidTransition, match="market reason code"), db.write() as s:
+        lifecycle.transition_many(s, clerk, [lifecycle.Change(a, S.FAILED)])
+    with pytest.raises(errors.PermissionDenied), db.write() as s:
+        lifecycle.transition_many(s, users["auditor"], [lifecycle.Change(a, S.MATCHED)])
+    with db.read() as s:
+        ia = s.get(SettlementInstruction, a)
+        assert ia is not None and ia.status == S.INSTRUCTED and ia.version == 1
+    assert _audit_of(db, a) == []
+
+
+def test_a_batch_refuses_to_overwrite_a_concurrent_change(db: Database, users: dict[str, Actor]) -> None:
+    book = make_book(db)
+    a = make_instruction(db, book, S.INSTRUCTED)
+    with db.write() as s:
+        batch = lifecycle.Batch(s, users["clerk1"])
+        (state,) = batch.load(ids=[a])
+        batch.transition(state, S.MATCHED)
+        # Someone else's change lands between the read and the write.
+        s.execute(
+            SettlementInstruction.__table__.update()
+            .where(SettlementInstruction.id == a)
+            .values(version=SettlementInstruction.version + 1)
+        )
+        with pytest.raises(errors.StaleEdit, match="changed by someone else"):
+            batch.flush()
+
+
+def test_a_large_batch_is_one_audit_entry_listing_every_transition(
+    db: Database, users: dict[str, Actor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lifecycle, "PER_ROW_AUDIT_MAX", 2)
+    book = make_book(db)
+    ids = [make_instruction(db, book, S.INSTRUCTED) for _ in range(3)]
+    with db.write() as s:
+        lifecycle.transition_many(
+            s, users["clerk1"], [lifecycle.Change(i, S.MATCHED, note="bulk") for i in ids]
+        )
+    assert all(_audit_of(db, i) == [] for i in ids)
+    (entry,) = _audit_of(db, None)
+    import json
+
+    rows = [json.loads(r) for r in entry.after["rows"]]
+    assert entry.after["moves"] == {"INSTRUCTED->MATCHED": 3}
+    assert [(r[0], r[2], r[3], r[6]) for r in rows] == [(i, "INSTRUCTED", "MATCHED", "bulk") for i in ids]
+    status_at = entry.after["snapshot_columns"].index("status")
+    assert all(r[4][status_at] == "INSTRUCTED" and r[5][status_at] == "MATCHED" for r in rows)
+    assert all(status_of_trades(db, i) == {TradeStatus.INSTRUCTED.value} for i in ids)
+
+
+def test_apply_settlements_in_bulk_keeps_the_invariant(db: Database, users: dict[str, Actor]) -> None:
+    book = make_book(db)
+    clerk = users["clerk1"]
+    buy = make_instruction(db, book, S.MATCHED, side=Side.BUY, qty="300", price="200")  # pays 60,000
+    sell = make_instruction(db, book, S.INSTRUCTED, side=Side.SELL, qty="100", price="210")  # receives 21,000
+    on = ISD + dt.timedelta(days=1)
+    with db.write() as s:
+        movements.apply_settlements(
+            s,
+            clerk,
+            [
+                movements.SettlementItem(buy, Decimal(100), Decimal(20000), ISD),
+                movements.SettlementItem(sell, Decimal(100), Decimal(21000), ISD),
+                movements.SettlementItem(
+                    buy, Decimal(200), Decimal(40000), on
+                ),  # the remainder, after the partial
+            ],
+        )
+    with db.read() as s:
+        i = s.get(SettlementInstruction, buy)
+        assert i is not None and (i.status, i.settled_quantity, i.actual_settlement_date) == (
+            S.SETTLED,
+            300,
+            on,
+        )
+        pos = s.scalar(select(Position).where(Position.account_id == book.account))
+        cash = s.scalar(select(CashBalance).where(CashBalance.account_id == book.account))
+        assert pos is not None and pos.settled_quantity == Decimal(200)
+        assert cash is not None and cash.settled_amount == Decimal(-60000 + 21000)
+        moves = s.scalars(
+            select(SecuritiesMovement)
+            .where(SecuritiesMovement.instruction_id == buy)
+            .order_by(SecuritiesMovement.id)
+        ).all()
+        assert [(m.quantity, m.value_date) for m in moves] == [(Decimal(100), ISD), (Decimal(200), on)]
+        assert all(m.trade_id is not None for m in moves)  # a gross instruction's movements name its trade
+    assert status_of_trades(db, buy) == {TradeStatus.SETTLED.value}
+    assert [e.after["status"] for e in _audit_of(db, buy)] == ["PARTIALLY_SETTLED", "SETTLED"]
+    assert_consistent(db)
+    # Refused as a whole: the second item over-settles, so the first posts nothing either.
+    other = make_instruction(db, book, S.MATCHED, qty="100", price="200")
+    with pytest.raises(movements.OverSettlement), db.write() as s:
+        movements.apply_settlements(
+            s,
+            clerk,
+            [
+                movements.SettlementItem(other, Decimal(60), Decimal(12000), ISD),
+                movements.SettlementItem(other, Decimal(41), Decimal(8200), ISD),
+            ],
+        )
+    with db.read() as s:
+        assert (
+            s.scalars(select(SecuritiesMovement).where(SecuritiesMovement.instruction_id == other)).all()
+            == []
+        )
+    assert_consistent(db)

@@ -532,3 +532,70 @@ def test_cli_import_and_export(
     assert code == 0 and out["written"] == 1 and out["files"][0].endswith("OUT0001.fin")
     code = main(["--db", db.url, "--user", "auditor", "import", "messages", str(SWIFT / "MT548_matched.fin")])
     assert code == 1
+
+
+# --- one file, many messages: order per instruction, a refused message undoes only itself, large files ------------
+
+
+def test_several_messages_about_one_instruction_in_one_file_apply_in_order(
+    db: Database, ref: dict[str, int]
+) -> None:
+    _instr(db, ref, "OPSTEST0001")  # 1000 SAP against 241,500
+    _instr(db, ref, "OPSTEST0009", qty="100", amount="24150")
+    partial = (SWIFT / "MT545_partial_settlement.fin").read_text()  # 400 against 96,600
+    remainder = (SWIFT / "MT545_remainder_settled.fin").read_text()  # 600 against 144,900
+    matched = (SWIFT / "MT548_matched.fin").read_text().replace("OPSTEST0001", "OPSTEST0009")
+    # The partial again under another reference: 400 more would over-settle after the remainder.
+    over = partial.replace("CUST0001PART1", "CUST0001PART9")
+    text_ = "\n$".join([partial, matched, remainder, over])
+    r = messages.import_bytes(db, SYSTEM, text_.encode(), "day.fin", as_of=ISD)
+    assert (r.messages, r.applied, r.quarantined) == (4, 3, 1), r.issues
+    assert "over-settle" in r.issues[0]["reason"] and r.issues[0]["message"] == 4
+    i = _get(db, "OPSTEST0001")
+    # The remainder saw the partial before it (PARTIALLY_SETTLED -> SETTLED), the refused one changed nothing.
+    assert (i.status, i.settled_quantity, i.settled_amount) == (S.SETTLED, Decimal(1000), Decimal(241500))
+    assert _get(db, "OPSTEST0009").status == S.MATCHED
+    with db.read() as s:
+        assert s.scalar(select(Position.settled_quantity)) == Decimal(1000)
+        assert movements.check_invariant(s) == []
+        history = s.scalars(
+            select(AuditEntry)
+            .where(
+                AuditEntry.entity_id == str(i.id), AuditEntry.action == "settlement_instructions.transition"
+            )
+            .order_by(AuditEntry.id)
+        ).all()
+        assert [(e.before["status"], e.after["status"]) for e in history] == [
+            ("INSTRUCTED", "PARTIALLY_SETTLED"),
+            ("PARTIALLY_SETTLED", "SETTLED"),
+        ]
+
+
+def test_a_large_file_is_audited_by_one_entry_its_messages_name(
+    db: Database, ref: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.services.settlement import lifecycle
+
+    monkeypatch.setattr(lifecycle, "PER_ROW_AUDIT_MAX", 1)
+    codes = ["OPSTEST0001", "OPSTEST0009"]
+    for code in codes:
+        _instr(db, ref, code)
+    matched = (SWIFT / "MT548_matched.fin").read_text()
+    text_ = "\n$".join(
+        matched.replace("OPSTEST0001", c).replace(":20C::SEME//", f":20C::SEME//{n}")
+        for n, c in enumerate(codes)
+    )
+    r = messages.import_bytes(db, SYSTEM, text_.encode(), "big.fin", as_of=ISD)
+    assert r.applied == 2 and all(_get(db, c).status == S.MATCHED for c in codes)
+    with db.read() as s:
+        (entry,) = s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "settlement_instructions.transition")
+        ).all()
+        assert entry.entity_id is None and entry.after["transitions"] == 2
+        msgs = s.scalars(select(SettlementMessage).order_by(SettlementMessage.id)).all()
+        assert {m.parsed["transition_audit_entry"] for m in msgs} == {entry.id}
+        assert {m.instruction_id for m in msgs} == {_get(db, c).id for c in codes}
+        imported = s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "settlement_messages.import")
+        ).one()
+        assert imported.after["transition_audit_entry"] == entry.id

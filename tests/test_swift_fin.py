@@ -11,6 +11,7 @@ import pytest
 from app.services.errors import OpsDeskError
 from app.services.swift.fin import (
     FinParseError,
+    RawFin,
     bic_from_lt,
     decode_bytes,
     parse_fin,
@@ -368,3 +369,67 @@ def test_dates_quantities_amounts_prices() -> None:
     for fn, bad in [(swift_quantity, "100,"), (swift_amount, "1234,56"), (swift_price, "ACTU/11.1")]:
         with pytest.raises(ValueError):
             fn(bad)
+
+
+# --- the fast path reads exactly what the line-by-line reading reads ----------------------------------------------
+
+
+def _both_readings(raw: RawFin, strict: bool) -> tuple[object, object]:
+    """(fast, reference) reading of a message's block 4: the tree and flat fields as JSON, the problems, or the
+    error text; the reference is the line-by-line reading followed by the tree."""
+    from app.services.swift import fin as fin_module
+
+    out = []
+    for fast in (True, False):
+        reader = fin_module._Reader(raw, strict)
+        try:
+            blocks, _ = reader.blocks()
+        except FinParseError:
+            return None, None  # the message ends before block 4 can be read: nothing to compare
+        if "4" not in blocks or blocks["4"][0].startswith("{"):
+            return None, None
+        try:
+            if fast:
+                root, flat = reader.fields_tree(*blocks["4"])
+            else:
+                root, flat = reader.tree(reader._fields_by_line(*blocks["4"]))
+            out.append((root.to_json(), [f.to_json() for f in flat], list(reader.problems)))
+        except FinParseError as err:
+            out.append(str(err))
+    return out[0], out[1]
+
+
+def _variants(text: str) -> list[str]:
+    """A message and damaged copies of it: a multi-line value with a blank line, a sequence closed wrongly, one never
+    closed, a bad tag, a malformed generic field, text before the first field."""
+    out = [text]
+    if ":16S:" in text:
+        out.append(text.replace(":16S:", ":16S:X", 1))
+        i = text.rfind("\n:16S:")
+        out.append(text[:i] + text[text.index("\n", i + 1) :])
+    if "\n:20C::" in text:
+        out.append(text.replace("\n:20C::", "\n:20C::SEME//A\n\nsecond line\n:20C::", 1))
+        out.append(text.replace("\n:20C::", "\n:2X0C::", 1))
+        out.append(text.replace("\n:20C::", "\n:20C::SE/", 1))
+    if "{4:\n" in text:
+        out.append(text.replace("{4:\n", "{4:\nstray text\n", 1))
+    return out
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_fast_block4_reading_equals_the_line_by_line_reading(strict: bool) -> None:
+    files = sorted(REAL.glob("*.fin")) + sorted((Path(__file__).parent / "fixtures" / "swift").glob("*.fin"))
+    assert len(files) > 10
+    compared = 0
+    for path in files:
+        text = path.read_text(encoding="latin-1")
+        for variant in _variants(text):
+            try:
+                raws = split_fin(variant, file_name=path.name)
+            except FinParseError:
+                continue
+            for raw in raws:
+                fast, reference = _both_readings(raw, strict)
+                assert fast == reference, (path.name, raw.index)
+                compared += fast is not None
+    assert compared > 100

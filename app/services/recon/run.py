@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -264,6 +265,20 @@ def _json(value: Any) -> str | None:
         return json.dumps(value)
     except TypeError:
         return json.dumps(to_jsonable(value))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def _json_strings(ids: list[Any]) -> str:
+    """A JSON array of identities. A million of them: one join, and json.dumps only if some need escaping."""
+    try:
+        body = '","'.join(ids)
+    except TypeError:  # not all text
+        return json.dumps(ids)
+    if body.count('"') == 2 * max(len(ids) - 1, 0) and "\\" not in body and not _CONTROL.search(body):
+        return f'["{body}"]' if ids else "[]"
+    return json.dumps(ids)
 
 
 def _insert_breaks(
@@ -550,7 +565,7 @@ def _write_matches(
         lids = L.ids_at(result.pair_left[sel]).tolist()
         rids = R.ids_at(result.pair_right[sel]).tolist()
         for col, v in zip(
-            pair_rows, (run_id, def_id, name, len(sel), json.dumps(lids), json.dumps(rids)), strict=True
+            pair_rows, (run_id, def_id, name, len(sel), _json_strings(lids), _json_strings(rids)), strict=True
         ):
             col.append(v)
     if pair_rows[0]:

@@ -423,9 +423,10 @@ def _read_sqlite(raw: Any, src: Source, sql: str, params: dict[str, Any], cols: 
             frame[c] = _sqlite_units(values, kind)
         else:
             try:
-                arrow = pa.array(values, type=pa.large_string(), from_pandas=True)
+                arrow = pa.array(values, type=pa.large_string())
             except (TypeError, ValueError, pa.ArrowException):  # a number in a text column: as its text
                 arrow = pa.array([None if v is None else str(v) for v in values], type=pa.large_string())
+            # Arrow strings: the engine dictionary-encodes them without touching a Python object again.
             frame[c] = pd.Series(pd.arrays.ArrowStringArray(arrow), index=frame.index)
     return frame
 
@@ -478,9 +479,13 @@ def _apply_where(frame: pd.DataFrame, side: SideSpec) -> pd.DataFrame:
 
 def _identity(frame: pd.DataFrame, cols: tuple[str, ...]) -> pd.Series:
     """Each record's identity: its identity column ('' where missing), or the columns joined with '|'."""
-    if len(cols) == 1 and isinstance(frame[cols[0]].dtype, pd.StringDtype):
+    if len(cols) == 1:
         s = frame[cols[0]]
-        return s.fillna("") if s.hasnans else s
+        if isinstance(s.dtype, pd.StringDtype) or (
+            s.dtype == object and (len(s) == 0 or isinstance(s.iloc[0], str))
+        ):
+            null = s.isna()
+            return s.where(~null, "") if null.any() else s
     parts = [frame[c].astype(object).where(frame[c].notna(), "").astype(str) for c in cols]
     ident = parts[0]
     for p in parts[1:]:

@@ -387,6 +387,9 @@ class InstructionState:
     instructed_at: dt.datetime | None
     version: int
     loaded_version: int = 0  # what the database had: the bulk UPDATE only touches rows still at it
+    loaded: tuple[
+        Any, ...
+    ] = ()  # the written columns as the database had them (only changed ones are written)
 
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, c) for c in _WRITTEN)
@@ -481,6 +484,7 @@ def _state_from_pg(row: Any) -> InstructionState:
     st.settled_amount = st.settled_amount if st.settled_amount is not None else Decimal(0)
     st.version = st.version or 1
     st.loaded_version = st.version
+    st.loaded = st.values()
     return st
 
 
@@ -519,7 +523,7 @@ def _state_from_sqlite(row: Any) -> InstructionState:
         version,
     ) = row
     version = version or 1
-    return InstructionState(
+    st = InstructionState(
         iid,
         ref,
         _TYPE[itype],
@@ -541,6 +545,8 @@ def _state_from_sqlite(row: Any) -> InstructionState:
         version,
         version,
     )
+    st.loaded = st.values()
+    return st
 
 
 class Batch:
@@ -663,6 +669,7 @@ class Batch:
         self._audit(steps, trades_by_instruction)
         for st in changed.values():
             st.loaded_version = st.version
+            st.loaded = st.values()
         # The UPDATEs bypassed the identity map: ORM objects of these rows already loaded must be read again.
         for obj in list(self.session.identity_map.values()):
             if (isinstance(obj, SettlementInstruction) and obj.id in changed) or (
@@ -686,8 +693,8 @@ class Batch:
         def day(v: dt.date | None) -> Any:
             return v if v is None or pg else v.isoformat()
 
-        rows = [
-            (
+        def row(st: InstructionState) -> tuple[Any, ...]:
+            return (
                 InstructionStatus(st.status).value,
                 st.reason_code,
                 st.reason_text,
@@ -701,10 +708,9 @@ class Batch:
                 st.id,
                 st.loaded_version,
             )
-            for st in states
-        ]
+
         conn = session.connection()
-        if pg and len(rows) >= _PG_COPY_MIN:
+        if pg and len(states) >= _PG_COPY_MIN:
             conn.exec_driver_sql(
                 "CREATE TEMP TABLE lc_batch (status varchar(20), reason_code varchar(8), reason_text varchar(500), "
                 "settled_quantity numeric(20, 6), settled_amount numeric(20, 4), actual_settlement_date date, "
@@ -713,8 +719,8 @@ class Batch:
             )
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             with cursor.copy("COPY lc_batch FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+                for st in states:
+                    copy.write_row(row(st))
             cursor.close()
             done = conn.exec_driver_sql(
                 "UPDATE settlement_instructions SET status = b.status, reason_code = b.reason_code, "
@@ -728,16 +734,27 @@ class Batch:
         else:
             from ..capture import bulk  # a service helper, imported late to keep this module's imports light
 
-            done = bulk.execute_many(
-                session,
-                "UPDATE settlement_instructions SET status = ?, reason_code = ?, reason_text = ?, "
-                "settled_quantity = ?, settled_amount = ?, actual_settlement_date = ?, instructed_at = ?, "
-                "version = ?, updated_by_id = ?, updated_at = ? WHERE id = ? AND version = ?",
-                rows,
-            )
-        if done != len(rows):
+            # Only the columns that changed are SET: SQLite rewrites the entries of every index on a SET column,
+            # changed or not (a matched status leaves the reason-code index alone).
+            groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+            for st in states:
+                full = row(st)
+                vals = st.values()
+                # The 7 data columns of _WRITTEN (version is always written).
+                cols = tuple(k for k in range(7) if not st.loaded or vals[k] != st.loaded[k])
+                groups.setdefault(cols, []).append(tuple(full[k] for k in cols) + full[7:])
+            done = 0
+            for cols, params in groups.items():
+                sets = "".join(f"{_WRITTEN[k]} = ?, " for k in cols)
+                done += bulk.execute_many(
+                    session,
+                    f"UPDATE settlement_instructions SET {sets}version = ?, updated_by_id = ?, updated_at = ? "
+                    "WHERE id = ? AND version = ?",
+                    params,
+                )
+        if done != len(states):
             raise errors.StaleEdit(
-                f"{len(rows) - done} of {len(rows)} settlement instruction(s) were changed by someone else while "
+                f"{len(states) - done} of {len(states)} settlement instruction(s) were changed by someone else while "
                 "this batch was applied; nothing was saved — run it again."
             )
 

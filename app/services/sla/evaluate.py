@@ -497,10 +497,12 @@ class SlaResult:
 
     def ids(self, state: SlaState | str | None = None) -> list[int]:
         """Item ids in a state (None: every open item), most urgent first."""
-        frame = self.items
+        ids = self.items["item_id"].to_numpy()
+        due = self.items["due_s"].to_numpy()
         if state is not None:
-            frame = frame[frame["state"] == STATE_CODE[SlaState(state)]]
-        return frame.sort_values("due_s", kind="stable")["item_id"].astype(int).tolist()
+            keep = self.items["state"].to_numpy() == STATE_CODE[SlaState(state)]
+            ids, due = ids[keep], due[keep]
+        return ids[np.argsort(due, kind="stable")].tolist()
 
 
 @dataclass

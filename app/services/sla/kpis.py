@@ -260,8 +260,9 @@ def _sees_workload(actor: Actor) -> bool:
 # --- SLA tiles --------------------------------------------------------------------------------------------------------
 
 
-def outcomes(s: Session, lo: dt.date, hi: dt.date) -> pd.DataFrame:
-    """MET and BREACHED items per SLA and business date (distinct items) from the event history."""
+def outcomes(s: Session, lo: dt.date, hi: dt.date) -> dict[int, dict[dt.date, tuple[int, int]]]:
+    """(MET, BREACHED) distinct items per SLA and business date, from the event history (a GROUP BY; a few
+    hundred rows at most, so plain dicts rather than a pandas pivot)."""
     rows = s.execute(
         select(
             SlaEvent.sla_id,
@@ -276,19 +277,15 @@ def outcomes(s: Session, lo: dt.date, hi: dt.date) -> pd.DataFrame:
         )
         .group_by(SlaEvent.sla_id, SlaEvent.business_date, SlaEvent.state)
     ).all()
-    frame = pd.DataFrame(
-        [(r[0], r[1], getattr(r[2], "value", r[2]), int(r[3])) for r in rows],
-        columns=["sla_id", "day", "state", "n"],
-    )
-    if frame.empty:
-        return pd.DataFrame(columns=["sla_id", "day", "MET", "BREACHED"])
-    wide = frame.pivot_table(
-        index=["sla_id", "day"], columns="state", values="n", aggfunc="sum", fill_value=0
-    )
-    for col in ("MET", "BREACHED"):
-        if col not in wide.columns:
-            wide[col] = 0
-    return wide.reset_index()[["sla_id", "day", "MET", "BREACHED"]]
+    out: dict[int, dict[dt.date, tuple[int, int]]] = {}
+    for sla_id, day, state, n in rows:
+        met, br = out.setdefault(int(sla_id), {}).get(day, (0, 0))
+        if getattr(state, "value", state) == "MET":
+            met += int(n)
+        else:
+            br += int(n)
+        out[int(sla_id)][day] = (met, br)
+    return out
 
 
 def _tiles(s: Session, ev: Evaluation, lo: dt.date, day: dt.date, cap: int | None) -> list[Tile]:
@@ -296,14 +293,13 @@ def _tiles(s: Session, ev: Evaluation, lo: dt.date, day: dt.date, cap: int | Non
     days = [lo + dt.timedelta(days=i) for i in range((day - lo).days + 1)]
     tiles = []
     for r in ev.results:
-        mine = out[out["sla_id"] == r.sla.id] if len(out) else out
-        by_day = {row.day: (int(row.MET), int(row.BREACHED)) for row in mine.itertuples()}
+        by_day = out.get(r.sla.id, {})
         trend = []
         for d in days:
             met, br = by_day.get(d, (0, 0))
             trend.append((d, _pct(met, met + br)))
-        met_all = int(mine["MET"].sum()) if len(mine) else 0
-        br_all = int(mine["BREACHED"].sum()) if len(mine) else 0
+        met_all = sum(m for m, _ in by_day.values())
+        br_all = sum(b for _, b in by_day.values())
         today = by_day.get(day, (0, 0))
         ids = {st.value: (r.ids(st)[:cap] if cap else r.ids(st)) for st in STATES[:3]}
         nxt = None

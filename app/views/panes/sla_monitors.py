@@ -10,6 +10,7 @@ approvals) through ``open_items``. Supervisors, admins and auditors also see the
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -130,6 +131,9 @@ class SlaMonitorsPane(Pane):
         self.content_layout.addWidget(self.health_detail)
         self.content_layout.addStretch(1)
         self._built = True
+        # Like start-up (app/gui.py): the charts brought pyqtgraph and thousands of long-lived objects; freezing
+        # them keeps every later full collection (which holds the GIL) from walking them mid-refresh.
+        gc.freeze()
 
     def _tile(self, code: str) -> Any:
         from app.views.sla.tile import SlaTile
@@ -182,14 +186,15 @@ class SlaMonitorsPane(Pane):
                 tile.hide()  # an SLA switched off since the last refresh
         h = d.headline()
         if d.tiles:
-            self.summary_label.setText(
+            text = (
                 f"<b>{h['open_items']:,}</b> open SLA items · <b style='color:#b26a00'>{h['at_risk']:,}</b> at risk · "
-                f"<b style='color:#c62828'>{h['breached']:,}</b> breached · evaluated in {ev.seconds * 1000:.0f} ms"
+                f"<b style='color:#c62828'>{h['breached']:,}</b> breached"
             )
         else:
-            self.summary_label.setText(
-                "No SLA is defined yet: a supervisor creates the defaults (opsdesk sla defaults)."
-            )
+            text = "No SLA is defined yet: a supervisor creates the defaults (opsdesk sla defaults)."
+        if text != self.summary_label.text():
+            self.summary_label.setText(text)
+        self.summary_label.setToolTip(f"Evaluated {ev.items:,} open items in {ev.seconds * 1000:.0f} ms")
         self.charts.update_charts(d)
         health = list(d.health)
         audit_now = next((x for x in health if x.check == "Audit chain intact"), None)

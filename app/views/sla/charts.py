@@ -57,6 +57,24 @@ def _curve(plot: pg.PlotWidget, name: str, colour: str) -> pg.PlotDataItem:
     )
 
 
+def _signature(d: Dashboard) -> tuple[Any, ...]:
+    """Everything the charts show, as comparable values."""
+
+    def frame(f: Any) -> Any:
+        return f.to_numpy().tobytes() if len(f) else b""
+
+    workload = None if d.workload is None else tuple(d.workload.itertuples(index=False, name=None))
+    return (
+        frame(d.settlement[["due", "on_time"]]) + str(list(d.settlement["day"])).encode(),
+        frame(d.stp[["trades", "stp"]]) + str(list(d.stp["day"])).encode(),
+        frame(d.affirmation[["trades", "on_time"]]) + str(list(d.affirmation["day"])).encode(),
+        tuple((label, n) for label, n, _ in d.ageing),
+        frame(d.throughput),
+        workload,
+        d.zone,
+    )
+
+
 def nearest(xs: np.ndarray, x: float, tolerance: float) -> int | None:
     """Index of the value in ``xs`` closest to ``x`` if within ``tolerance``."""
     if len(xs) == 0:
@@ -127,6 +145,7 @@ class DashboardCharts(QWidget):
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
 
+        self._signature: tuple[Any, ...] | None = None
         # Plain data behind the points, for the click handlers.
         self._settle_x = np.zeros(0)
         self._stp_x = np.zeros(0)
@@ -144,6 +163,11 @@ class DashboardCharts(QWidget):
     # --- update in place ----------------------------------------------------------------------------------------
 
     def update_charts(self, d: Dashboard) -> None:
+        """Feed new numbers to the charts; a chart whose numbers did not change is not touched (no repaint)."""
+        sig = _signature(d)
+        if sig == self._signature:
+            return
+        self._signature = sig
         s = d.settlement
         self._settle_x = np.array([day_seconds(x) for x in s["day"]], dtype=float)
         self.fail_curve.setData(self._settle_x, s["fail_rate"].to_numpy(dtype=float))

@@ -107,6 +107,8 @@ class SlaTile(QFrame):
     # --- update in place ----------------------------------------------------------------------------------------
 
     def update_tile(self, tile: Tile, zone: str) -> None:
+        if tile == self.tile:
+            return  # unchanged since the last refresh: nothing to repaint (most minute-timer refreshes)
         self.tile = tile
         self.name_label.setText(tile.name)
         self.setToolTip(
