@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from pathlib import Path
 
 import exchange_calendars as xcals
 import numpy as np
@@ -209,3 +210,26 @@ def test_extra_closures_from_market_holidays(db: Database) -> None:
     # Without a session there is no market row to consult: the code must be a calendar name.
     with pytest.raises(ValidationFailed, match="no business-day calendar named 'XOFF'"):
         is_business_day("XOFF", veterans_day)
+
+
+def test_a_derived_calendar_is_kept_between_runs_and_equals_a_fresh_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second process start reads the cache file instead of rebuilding from exchange-calendars."""
+    monkeypatch.setenv("OPSDESK_DATA_DIR", str(tmp_path))
+    calendars._base_calendar.cache_clear()
+    try:
+        first = calendars._base_calendar("XLON")  # built and stored
+        assert calendars._cache_file().is_file()
+        calendars._base_calendar.cache_clear()
+        cached = calendars._cached("XLON")
+        assert cached is not None
+        assert cached.weekmask == first.weekmask
+        assert np.array_equal(cached.holidays, calendars._build_calendar("XLON").holidays)
+        # 2026-12-25 and 2026-12-28 (Boxing Day observed) are London holidays, read from the cache.
+        assert calendars._base_calendar("XLON").holidays.tolist().count(dt.date(2026, 12, 28)) == 1
+        # A damaged cache file is ignored, not trusted.
+        calendars._cache_file().write_text("{not json", encoding="utf-8")
+        assert calendars._cached("XLON") is None
+    finally:
+        calendars._base_calendar.cache_clear()

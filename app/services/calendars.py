@@ -25,9 +25,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
+import os
+import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -184,9 +189,61 @@ def known_calendar_codes() -> frozenset[str]:
     return frozenset(xcals.get_calendar_names(include_aliases=True))
 
 
+def _cache_file() -> Path:
+    """Where the derived calendars are kept between runs: keyed by the library's version and our date range, so an
+    upgrade of exchange-calendars (new holidays) or a wider range builds them afresh."""
+    from importlib.metadata import version
+
+    from app.config import data_dir
+
+    key = f"{version('exchange-calendars')}-{CALENDAR_START:%Y%m%d}-{CALENDAR_END:%Y%m%d}"
+    return data_dir() / "cache" / f"calendars-{key}.json"
+
+
+def _cached(code: str) -> BusinessCalendar | None:
+    try:
+        entry = json.loads(_cache_file().read_text(encoding="utf-8")).get(code)
+    except (OSError, ValueError, PackageNotFoundError):
+        return None
+    if not entry:
+        return None
+    holidays = np.array(entry["holidays"], dtype="datetime64[D]")
+    holidays.setflags(write=False)
+    return BusinessCalendar(code=code, weekmask=entry["weekmask"], holidays=holidays)
+
+
+def _store(cal: BusinessCalendar) -> None:
+    """Add one calendar to the cache file (best effort: a read-only or full disk only costs the next start time)."""
+    try:
+        path = _cache_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        data[cal.code] = {"weekmask": cal.weekmask, "holidays": [str(d) for d in cal.holidays]}
+        # Written aside and renamed: another process reading the file sees the old or the new one, never half.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except (OSError, PackageNotFoundError):
+        pass
+
+
 @functools.lru_cache(maxsize=64)
 def _base_calendar(code: str) -> BusinessCalendar:
-    """Build the exchange calendar once per process (the slow part) and keep only what numpy needs."""
+    """The calendar once per process: from the cache file when an earlier run derived it, else built from
+    exchange-calendars (1-3 s each, most of a pane's first load) and stored for the next run."""
+    cal = _cached(code)
+    if cal is None:
+        cal = _build_calendar(code)
+        _store(cal)
+    return cal
+
+
+def _build_calendar(code: str) -> BusinessCalendar:
+    """Build the exchange calendar (the slow part) and keep only what numpy needs."""
     import exchange_calendars as xcals
 
     if code not in known_calendar_codes():
