@@ -10,11 +10,13 @@ Printed side by side, in the same run:
 
 * **parse only** — detect, split, parse every FIN message, read it into the settlement facts (the reference);
 * **parse + apply** — ``messages.import_bytes``: the above, plus duplicate check by hash (bulk), instruction
-  lookup by reference (bulk), one ``lifecycle.transition`` per status advice and one ``movements.apply_settlement``
-  per confirmation (each audited), message rows inserted in bulk, one transaction.
+  states loaded by reference (bulk), every message applied in file order with the lifecycle's and the settlement's
+  rules to in-memory states (``movements.SettlementBatch``), then instructions, trades, movements, positions, cash
+  balances, the audit trail and the message rows written set-based, one transaction.
 
-    .venv/bin/python bench/bench_messages.py                    # 100,000 messages, SQLite
-    .venv/bin/python bench/bench_messages.py --messages 5000     # a quick look
+    .venv/bin/python bench/bench_messages.py                               # 100,000 messages, SQLite
+    .venv/bin/python bench/bench_messages.py --backend both                # SQLite, then a throwaway PostgreSQL
+    .venv/bin/python bench/bench_messages.py --messages 5000               # a quick look
 """
 
 from __future__ import annotations
@@ -118,30 +120,24 @@ def generate(n: int) -> bytes:
     return "\n$".join(out).encode()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--messages", type=int, default=100_000)
-    ap.add_argument("--url", help="database URL (default: a fresh SQLite file)")
-    a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Database(a.url or f"sqlite:///{tmp}/bench.sqlite")
-        schema.upgrade(db)
-        setup(db, a.messages)
-        data = generate(a.messages)
-        t = time.perf_counter()
-        units = messages.parse_file(data, "bench.fin")
-        parse_s = time.perf_counter() - t
-        assert all(u.incoming is not None for u in units), [u.error for u in units if u.error][:3]
-        t = time.perf_counter()
-        result = messages.import_bytes(db, SYSTEM, data, "bench.fin", as_of=ISD)
-        total_s = time.perf_counter() - t
-        with db.read() as s:
-            by_status = dict(
-                s.execute(select(SettlementInstruction.status, func.count()).group_by("status")).all()
-            )
-            problems = movements.check_invariant(s)
-        db.dispose()
-    n = a.messages
+def run(db: Database, n: int) -> None:
+    schema.upgrade(db)
+    setup(db, n)
+    data = generate(n)
+    t = time.perf_counter()
+    units = messages.parse_file(data, "bench.fin")
+    parse_s = time.perf_counter() - t
+    assert all(u.incoming is not None for u in units), [u.error for u in units if u.error][:3]
+    del units
+    t = time.perf_counter()
+    result = messages.import_bytes(db, SYSTEM, data, "bench.fin", as_of=ISD)
+    total_s = time.perf_counter() - t
+    with db.read() as s:
+        by_status = {
+            str(getattr(k, "value", k)): v
+            for k, v in s.execute(select(SettlementInstruction.status, func.count()).group_by("status")).all()
+        }
+        problems = movements.check_invariant(s)
     print(
         f"{db.backend}: {n:,} messages ({result.applied:,} applied, {result.quarantined + result.unmatched:,} not)"
     )
@@ -149,7 +145,49 @@ def main() -> None:
     print(
         f"  parse + apply          : {total_s:7.2f} s  ({n / total_s:,.0f} msg/s)   target < 10 s for 100,000"
     )
-    print(f"  instructions now       : {by_status}; invariant problems: {len(problems)}")
+    print(f"  instructions now       : {by_status}; invariant problems: {len(problems)}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    ap.add_argument("--url", help="database URL (default: a fresh SQLite file / a throwaway PostgreSQL)")
+    a = ap.parse_args()
+    if a.url:
+        db = Database(a.url)
+        try:
+            run(db, a.messages)
+        finally:
+            db.dispose()
+        return
+    if a.backend in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Database(f"sqlite:///{tmp}/bench.sqlite")
+            try:
+                run(db, a.messages)
+            finally:
+                db.dispose()
+    if a.backend in ("postgresql", "both"):
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        from tests.pgserver import TempPostgres
+
+        server = TempPostgres()
+        url = server.start()
+        try:
+            admin = create_engine(url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as c:
+                c.exec_driver_sql('CREATE DATABASE "bench_messages"')
+            admin.dispose()
+            db = Database(make_url(url).set(database="bench_messages").render_as_string(hide_password=False))
+            try:
+                run(db, a.messages)
+            finally:
+                db.dispose()
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":

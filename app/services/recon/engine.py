@@ -544,10 +544,25 @@ def _display(spec: FieldSpec, col: _Col, pos: np.ndarray) -> list[Any]:
     if spec.type == "date":
         days = (_EPOCH + vals.astype("timedelta64[D]")).astype(str)
         return [None if n else d for d, n in zip(days.tolist(), null.tolist(), strict=True)]
-    scale = spec.scale or 0
-    return [
-        None if n else _dec_text(int(v), scale) for v, n in zip(vals.tolist(), null.tolist(), strict=True)
-    ]
+    return [None if n else t for t, n in zip(_dec_texts(vals, spec.scale or 0), null.tolist(), strict=True)]
+
+
+def _dec_texts(units: np.ndarray, scale: int) -> list[str]:
+    """Integer units of 10^-scale as exact decimal text without trailing zeros ('1234.5', '-0.01', '100'),
+    vectorised: the integer and fraction parts are split with integer arithmetic, never through a float."""
+    units = np.asarray(units, dtype=np.int64)
+    if scale == 0 or not len(units):
+        return [str(int(v)) for v in units.tolist()]
+    if (np.abs(units) >= 2**62).any():  # out of the vectorised range: exact one by one
+        return [_dec_text(int(v), scale) for v in units.tolist()]
+    mag = np.abs(units)
+    whole, frac = np.divmod(mag, 10**scale)
+    frac_text = np.strings.rstrip(np.strings.zfill(frac.astype(str), scale), "0")
+    text = np.where(
+        frac_text == "", whole.astype(str), np.strings.add(np.strings.add(whole.astype(str), "."), frac_text)
+    )
+    text = np.where(units < 0, np.strings.add("-", text), text)
+    return text.tolist()
 
 
 def _dec_text(units: int, scale: int) -> str:

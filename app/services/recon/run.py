@@ -14,6 +14,11 @@ Break lifecycle across runs (the rules clerks rely on):
 - Records in an active manual match (``recon_matches`` with ``pass_name = 'manual'``, made by a person) are taken
   out of the run before matching: a run never re-breaks them and never undoes the match.
 
+What is stored of the matches (auditability without a million rows a run): every one-to-one pair a pass made goes
+to ``recon_run_pairs``, one row per run and pass holding the two identity lists side by side (``run_pairs`` reads
+them back); ``recon_matches`` gets a row for each aggregation group, for each pair that closed a break (so the
+break shows what it matched and can be unmatched), and for people's manual matches.
+
 Reads happen in a read session; the writes in one unit of work that first locks the definition row (PostgreSQL),
 so two runs of one definition never interleave (SQLite write transactions are serial already). If the run fails,
 nothing of it is written except a FAILED run row saying why.

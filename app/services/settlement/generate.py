@@ -204,7 +204,10 @@ def generate_in_session(
         or 0
     )
     if pg:
+        # Row count and rough distinct counts are all the planner needs for the two hash steps: a small sample.
+        conn.exec_driver_sql("SET LOCAL default_statistics_target = 10")
         conn.exec_driver_sql("ANALYZE sg_t")
+        conn.exec_driver_sql("RESET default_statistics_target")
     n_trades = int(conn.exec_driver_sql("SELECT count(*) FROM sg_t").scalar() or 0)
     if n_trades == 0:
         _drop_temp(session)
@@ -213,16 +216,12 @@ def generate_in_session(
 
     key = ", ".join(_KEY)
 
-    def new_id(offset: int = 0) -> str:
-        # Ids relative to the range reserved below once the counts are known (no per-row nextval, no sort).
-        return f"{offset} + row_number() OVER ()"
-
-    # Netted groups: one row per obligation, with its id.
+    # Netted groups: one row per obligation, with its id (1..n_groups, relative to the range reserved below).
     session.execute(
         text(
             temp.format(name="sg_g")
             + f"""
-            SELECT {new_id()} AS instr_id, g.* FROM (
+            SELECT row_number() OVER () AS instr_id, g.* FROM (
                 SELECT {key}, count(*) AS n, sum(sq) AS q, round(sum(sc), 4) AS c, max(trade_date) AS trade_date
                 FROM sg_t WHERE nettable
                 GROUP BY {key}
@@ -232,30 +231,29 @@ def generate_in_session(
         )
     )
     n_groups = int(conn.exec_driver_sql("SELECT count(*) FROM sg_g").scalar() or 0)
+    # Every trade with the instruction it goes to, in one pass: its group's obligation, or a gross instruction of
+    # its own numbered after the groups by a running count (a window without ORDER BY: no sort). Both the gross
+    # instructions and every link are then read from this one table.
     join = " AND ".join(f"t.{k} = g.{k}" for k in _KEY)
     session.execute(
         text(
-            temp.format(name="sg_l")
-            + f"SELECT g.instr_id, t.trade_id FROM sg_t t JOIN sg_g g ON {join} WHERE t.nettable"
-        )
-    )
-    if not pg:
-        conn.exec_driver_sql("CREATE INDEX sg_l_trade ON sg_l (trade_id)")
-    else:
-        conn.exec_driver_sql("ANALYZE sg_l")
-    # Gross: every other trade, one instruction each.
-    session.execute(
-        text(
-            temp.format(name="sg_x")
+            temp.format(name="sg_a")
             + f"""
-            SELECT {new_id(n_groups)} AS instr_id, t.*
-            FROM sg_t t WHERE NOT EXISTS (SELECT 1 FROM sg_l l WHERE l.trade_id = t.trade_id)
+            SELECT coalesce(g.instr_id, {n_groups}
+                            + sum(CASE WHEN g.instr_id IS NULL THEN 1 ELSE 0 END) OVER (ROWS UNBOUNDED PRECEDING))
+                       AS instr_id,
+                   g.instr_id IS NOT NULL AS in_group, t.*
+            FROM sg_t t LEFT JOIN sg_g g ON t.nettable AND {join}
             """
         )
     )
-    n_gross = int(conn.exec_driver_sql("SELECT count(*) FROM sg_x").scalar() or 0)
+    n_linked, n_gross = (
+        int(v or 0)
+        for v in conn.exec_driver_sql(
+            "SELECT sum(CASE WHEN in_group THEN 1 ELSE 0 END), sum(CASE WHEN in_group THEN 0 ELSE 1 END) FROM sg_a"
+        ).one()
+    )
     base = _reserve_ids(session, n_groups + n_gross)
-    n_linked = int(conn.exec_driver_sql("SELECT count(*) FROM sg_l").scalar() or 0)
 
     ref = "'SEME' || lpad(CAST({c} AS text), 12, '0')" if pg else "printf('SEME%012d', {c})"
     cols = (
@@ -294,20 +292,20 @@ def generate_in_session(
                             ELSE (CASE WHEN net_amount = 0 THEN 'DFP' ELSE 'DVP' END) END,
                        :netted, account_id, counterparty_id, instrument_id, quantity, net_amount, currency,
                        trade_date, isd, 0, 0, '{pending}', our_ssi_id, their_ssi_id, 1, :now, :now, CAST(:uid AS BIGINT)
-                FROM sg_x
+                FROM sg_a WHERE NOT in_group
                 """
             ).bindparams(*types),
             {**stamp, "netted": False},
         )
         conn.exec_driver_sql(
-            "INSERT INTO instruction_trades (instruction_id, trade_id) "
-            f"SELECT {base} + instr_id, trade_id FROM sg_l UNION ALL SELECT {base} + instr_id, trade_id FROM sg_x"
+            f"INSERT INTO instruction_trades (instruction_id, trade_id) SELECT {base} + instr_id, trade_id FROM sg_a"
         )
     by_type = session.execute(
         text(
             "SELECT CASE WHEN q > 0 THEN 'RVP' ELSE 'DVP' END AS k, count(*) FROM sg_g GROUP BY 1 "
             "UNION ALL SELECT CASE WHEN side = 'BUY' THEN (CASE WHEN net_amount = 0 THEN 'RFP' ELSE 'RVP' END) "
-            "ELSE (CASE WHEN net_amount = 0 THEN 'DFP' ELSE 'DVP' END) END AS k, count(*) FROM sg_x GROUP BY 1"
+            "ELSE (CASE WHEN net_amount = 0 THEN 'DFP' ELSE 'DVP' END) END AS k, count(*) FROM sg_a "
+            "WHERE NOT in_group GROUP BY 1"
         )
     ).all()
     for k, n in by_type:
@@ -354,7 +352,7 @@ def _reserve_ids(session: Session, n: int) -> int:
 
 def _drop_temp(session: Session) -> None:
     conn = session.connection()
-    for name in ("sg_x", "sg_l", "sg_g", "sg_t"):
+    for name in ("sg_a", "sg_g", "sg_t"):
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
 
 
