@@ -599,3 +599,11 @@ def test_a_large_file_is_audited_by_one_entry_its_messages_name(
             select(AuditEntry).where(AuditEntry.action == "settlement_messages.import")
         ).one()
         assert imported.after["transition_audit_entry"] == entry.id
+        # The instruction's history still shows what changed it: its row of the batch entry.
+        (h,) = lifecycle.history(s, _get(db, codes[1]).id)
+        assert (h["action"], h["before"]["status"], h["after"]["status"]) == (
+            "settlement_instructions.transition",
+            "INSTRUCTED",
+            "MATCHED",
+        )
+        assert "matched" in h["after"]["note"]

@@ -349,6 +349,7 @@ class MainWindow(QMainWindow):
         if self._close_state == "done":
             self.monitor.stop()
             self.feed.stop()
+            self.alert_watcher.stop()
             event.accept()
             self.closed.emit()
             return
@@ -358,6 +359,7 @@ class MainWindow(QMainWindow):
         self._close_state = "saving"
         self.monitor.stop()
         self.feed.stop()
+        self.alert_watcher.stop()
         self.status.show_message("Saving your layout…", 0)
         self.tasks.call(
             preferences.put,

@@ -300,6 +300,11 @@ class TaskRunner(QObject):
         if fg:
             fg[-1].handle.cancel()
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` ran: timers that outlive their window must not start work any more."""
+        return self._closed
+
     def shutdown(self, timeout_ms: int = 3000) -> bool:
         """Cancel everything and wait up to ``timeout_ms`` for the workers; True if they all stopped in time."""
         self._closed = True

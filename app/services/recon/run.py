@@ -127,8 +127,8 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
             )
         cfg = defs.validate(raw)
         t = time.perf_counter()
-        left_raw = read_source(s, cfg.left.source, as_of, needed_columns(cfg, "left"))
-        right_raw = read_source(s, cfg.right.source, as_of, needed_columns(cfg, "right"))
+        left_raw = read_source(s, cfg.left.source, as_of, needed_columns(cfg, "left"), db=db)
+        right_raw = read_source(s, cfg.right.source, as_of, needed_columns(cfg, "right"), db=db)
         manual_l, manual_r = _manual_refs(s, def_id)
         timings["read"] = time.perf_counter() - t
     run_date = as_of or dt.datetime.now(dt.UTC).date()

@@ -36,6 +36,8 @@ from sqlalchemy.orm import Session
 
 from app.models.enums import StatementKind
 
+from .. import columnar
+from ..db import Database
 from .config import SCALES, ConfigError, FieldSpec, ReconConfig, SideSpec
 
 # Column kinds: t text, d date, i integer, q quantity (1e-6), p price (1e-8), m money (1e-4).
@@ -332,37 +334,62 @@ def needed_columns(config: ReconConfig, which: str) -> list[str]:
 
 
 def read_source(
-    session: Session, name: str, as_of: dt.date | None = None, columns: list[str] | None = None
+    session: Session,
+    name: str,
+    as_of: dt.date | None = None,
+    columns: list[str] | None = None,
+    *,
+    db: Database | None = None,
 ) -> pd.DataFrame:
     """Rows of a source as a typed frame (numbers Int64 of the column's scale, dates Int64 day numbers, text as
     Arrow-backed strings).
 
-    Only ``columns`` are fetched (default: all), in one query through the driver's own connection: no ORM, no
-    SQLAlchemy row objects. PostgreSQL streams the rows as CSV (``COPY (query) TO STDOUT``), converted to exact
-    integers and day numbers by the server and parsed by Arrow's multi-threaded CSV reader; SQLite hands back its
-    rows in one ``fetchall`` that numpy turns into columns.
+    Only ``columns`` are fetched (default: all), in one query, no ORM, no row objects. With ``db`` the rows come
+    columnar through ADBC (``app.services.columnar``: committed data, Arrow buffers straight into the frame);
+    without it, or where ADBC is unavailable (logged there), through the session's own driver connection:
+    PostgreSQL streams CSV (``COPY (query) TO STDOUT``) parsed by Arrow, SQLite hands back one ``fetchall``.
     """
     src = SOURCES[name]
     sql, params = src.sql(as_of)
     cols = columns or list(src.columns)
+    pg = session.get_bind().dialect.name == "postgresql"
+    if db is not None:
+        with columnar.reader(db) as r:
+            if r.via == "adbc":
+                return _read_columnar(r, src, sql, params, cols, pg)
     conn = session.connection()
     raw = conn.connection.driver_connection
-    if session.get_bind().dialect.name == "postgresql":
+    if pg:
         return _read_postgres(raw, src, sql, params, cols)
     return _read_sqlite(raw, src, sql, params, cols)
 
 
+_COLUMNAR_KIND = {"t": "text", "d": "days", "i": "int"}
+
+
+def _read_columnar(
+    r: columnar.Reader, src: Source, sql: str, params: dict[str, Any], cols: list[str], pg: bool
+) -> pd.DataFrame:
+    if pg:
+        # Exact integers and day numbers made by the server (cheaper on the wire than numeric text).
+        outer = f"SELECT {', '.join(_pg_expr(src, c) for c in cols)} FROM ({sql}) q"
+        kinds = {c: "text" if src.columns[c] == "t" else "int" for c in cols}
+        return r.frame(outer, params, kinds)
+    kinds = {c: _COLUMNAR_KIND.get(src.columns[c]) or f"units:{KIND_SCALE[src.columns[c]]}" for c in cols}
+    return r.frame(sql, params, kinds)
+
+
+def _pg_expr(src: Source, c: str) -> str:
+    kind = src.columns[c]
+    if kind in ("q", "p", "m"):
+        return f"{_num('q.' + c, kind)} AS {c}"  # exact: numeric arithmetic in the server
+    if kind == "d":
+        return f"(q.{c} - DATE '1970-01-01') AS {c}"  # day numbers, whatever the DateStyle
+    return f"q.{c}"
+
+
 def _read_postgres(raw: Any, src: Source, sql: str, params: dict[str, Any], cols: list[str]) -> pd.DataFrame:
-    exprs = []
-    for c in cols:
-        kind = src.columns[c]
-        if kind in ("q", "p", "m"):
-            exprs.append(f"{_num('q.' + c, kind)} AS {c}")  # exact: numeric arithmetic in the server
-        elif kind == "d":
-            exprs.append(f"(q.{c} - DATE '1970-01-01') AS {c}")  # day numbers, whatever the DateStyle
-        else:
-            exprs.append(f"q.{c}")
-    outer = f"SELECT {', '.join(exprs)} FROM ({sql}) q"
+    outer = f"SELECT {', '.join(_pg_expr(src, c) for c in cols)} FROM ({sql}) q"
     outer = outer.replace(":as_of", "%(as_of)s").replace(":kind", "%(kind)s")
     buf = io.BytesIO()
     cur = raw.cursor()
@@ -515,9 +542,14 @@ def _rescale(s: pd.Series, f: FieldSpec, kind: str) -> pd.Series:
 
 
 def read_side(
-    session: Session, config: ReconConfig, which: str, as_of: dt.date | None = None
+    session: Session,
+    config: ReconConfig,
+    which: str,
+    as_of: dt.date | None = None,
+    *,
+    db: Database | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(raw source frame, engine frame) for one side of a definition."""
     side = config.left if which == "left" else config.right
-    raw = read_source(session, side.source, as_of, needed_columns(config, which))
+    raw = read_source(session, side.source, as_of, needed_columns(config, which), db=db)
     return raw, prepare(raw, side, config, which)

@@ -18,10 +18,14 @@ settlement amount the net cash we pay (RVP) or receive (DVP) - negative when the
 securities (we receive securities and cash). Its trades are linked through ``instruction_trades``. Groups of one
 trade, and groups that net to zero securities, stay gross.
 
-How: a handful of INSERT ... SELECT statements over temporary tables, the same SQL on both backends except for
-ids (PostgreSQL ``nextval`` of the table's sequence; SQLite ``max(id) + row_number()`` inside the BEGIN IMMEDIATE
-transaction). Nothing goes through Python per row. A large run defers the secondary indexes of the two tables it
-fills (``capture.bulk.deferred_indexes``). One audit entry per run.
+How: three working tables, each one pass: the eligible trades (``sg_t``), the netted groups (``sg_g``, a hash
+aggregate) and every trade with the instruction it goes to (``sg_a``: its group's, or a gross one numbered by a running
+count); the instructions and all their links are then inserted from those with INSERT ... SELECT, the same SQL on
+both backends except for ids (PostgreSQL: the table's sequence moved past the range in one step; SQLite
+``max(id) + n`` inside the BEGIN IMMEDIATE transaction). Nothing goes through Python per row. A large run defers the
+secondary indexes (and on PostgreSQL the foreign keys) of the two tables it fills and rebuilds them once
+(``capture.bulk.deferred_indexes``). One audit entry per run. Trade capture calls :func:`on_trades_changed` when a
+file or a FIX log amends or cancels trades.
 
 Un-netting (``unnet``, ``on_trade_changed``): a netted obligation whose trade is amended or cancelled is CANCELLED
 through the lifecycle and replaced - by gross instructions, or by a new netted one of the trades that remain - each

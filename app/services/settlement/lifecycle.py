@@ -918,3 +918,37 @@ def transition_many(session: Session, actor: Actor, changes: Iterable[Change]) -
         batch.transition(state, c.new, reason_code=c.reason_code, reason_text=c.reason_text, note=c.note)
     batch.flush()
     return [batch.states[i] for i in dict.fromkeys(c.instruction_id for c in changes)]
+
+
+def history(session: Session, instruction_id: int) -> list[dict[str, Any]]:
+    """One instruction's audit history, oldest first, as the queue's detail shows it (occurred_at, username,
+    action, before, after): its own entries, and its rows of the batch entries that audited a large message file
+    (found through the messages applied to it, which name their batch entry)."""
+    from app.models import AuditEntry, SettlementMessage  # local: only this reader needs them
+
+    out: list[tuple[int, int, dict[str, Any]]] = [
+        (e.id, 0, {"occurred_at": e.occurred_at, "username": e.username, "action": e.action,
+                   "before": e.before, "after": e.after})
+        for e in audit.history(session, "settlement_instructions", instruction_id)
+    ]  # fmt: skip
+    batch_ids: set[int] = set()
+    for parsed in session.scalars(
+        select(SettlementMessage.parsed).where(SettlementMessage.instruction_id == instruction_id)
+    ):
+        entry_id = parsed.get("transition_audit_entry") if isinstance(parsed, dict) else None
+        if isinstance(entry_id, int):
+            batch_ids.add(entry_id)
+    for entry_id in sorted(batch_ids):
+        e = session.get(AuditEntry, entry_id)
+        if e is None or not isinstance(e.after, dict):
+            continue
+        names = e.after.get("snapshot_columns") or []
+        for n, text_row in enumerate(e.after.get("rows") or []):
+            row = json.loads(text_row)
+            if row[0] != instruction_id:
+                continue
+            before = dict(zip(names, row[4], strict=False))
+            after = {**dict(zip(names, row[5], strict=False)), "note": row[6], **(row[7] or {})}
+            out.append((e.id, n + 1, {"occurred_at": e.occurred_at, "username": e.username, "action": e.action,
+                                      "before": before, "after": after}))  # fmt: skip
+    return [item for _, _, item in sorted(out, key=lambda t: (t[0], t[1]))]

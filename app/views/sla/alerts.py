@@ -95,6 +95,9 @@ class AlertWatcher(QObject):
             self._task.cancel()
 
     def poll(self) -> None:
+        if self.tasks.closed:
+            self.stop()  # the window's runner is gone (window closed): nothing may start any more
+            return
         if self._task is not None:
             return  # the last poll is still running (slow link): skip this tick
         db, actor, since, max_age = self.db, self.actor, self.last_event_id, self.max_age
