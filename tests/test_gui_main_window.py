@@ -231,7 +231,9 @@ def test_a_visible_pane_refreshes_when_the_feed_reports_its_items(
     assert sla.loaded_at is None and sla.stale
     window.go_to("sla_monitors")
     wait_loaded(qtbot, window, "sla_monitors")
-    assert sla.evaluation is not None and sla.evaluation.items == 0  # no SLA rules defined yet: nothing to rate
+    assert (
+        sla.evaluation is not None and sla.evaluation.items == 0
+    )  # no SLA rules defined yet: nothing to rate
 
 
 @sqlite_only
