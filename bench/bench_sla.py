@@ -38,7 +38,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from app.models import Instrument, Market, ReconDefinition, User  # noqa: E402
 from app.models.enums import AssetClass, Liquidity, Role  # noqa: E402
-from app.services import schema  # noqa: E402
+from app.services import columnar, schema  # noqa: E402
 from app.services.db import Database  # noqa: E402
 from app.services.permissions import SYSTEM  # noqa: E402
 from app.services.sla import rules  # noqa: E402
@@ -184,8 +184,8 @@ def bare_read(db: Database) -> tuple[float, int]:
     """The reads evaluate_all does (the trades table once for its four SLAs, one query per other SLA), only."""
     t0 = time.perf_counter()
     slas = rules.list_slas(db, SYSTEM, active_only=True)
-    with db.read() as s:
-        rows = read_open(s, slas, db.is_postgres)
+    with db.read() as s, columnar.reader(db) as r:  # as evaluate_all reads: columnar where ADBC is there
+        rows = read_open(s, slas, db.is_postgres, r)
     return time.perf_counter() - t0, sum(len(r) for r in rows.values())
 
 

@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -112,22 +113,45 @@ def pg_db(pg_admin_url: str, pg_template: str) -> Iterator[Database]:
 # --- SQLite -------------------------------------------------------------------------------------------------------
 
 
+def sqlite_copy(template: Path, path: Path) -> Database:
+    """A database on a fresh copy of a template SQLite file."""
+    shutil.copy(template, path)
+    return Database(f"sqlite:///{path}")
+
+
+def close_template(db: Database) -> None:
+    """Fold the WAL into the file and close it, so a plain file copy carries everything that was written."""
+    with db.engine.connect() as c:
+        c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.dispose()
+
+
+def demo_template_file(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, *, trades: int, seed: int
+) -> Path:
+    """A demo book (``build_demo``, users signed in with PASSWORD) built once into a copy of the migrated
+    template; GUI tests copy it per test with ``sqlite_copy``."""
+    from app.services import demo  # the demo builder is heavy; only the GUI tests that ask for it load it
+
+    path = tmp_path_factory.mktemp("demo") / "demo.sqlite"
+    db = sqlite_copy(sqlite_template, path)
+    demo.build_demo(db, SYSTEM, trades=trades, seed=seed, password=PASSWORD)
+    close_template(db)
+    return path
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tpl") / "template.sqlite"
     db = Database(f"sqlite:///{path}")
     schema.upgrade(db)
-    with db.engine.connect() as c:
-        c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.dispose()
+    close_template(db)
     return path
 
 
 @pytest.fixture
 def sqlite_db(tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:
-    path = tmp_path / "opsdesk.sqlite"
-    shutil.copy(sqlite_template, path)
-    db = Database(f"sqlite:///{path}")
+    db = sqlite_copy(sqlite_template, tmp_path / "opsdesk.sqlite")
     yield db
     db.dispose()
 
@@ -155,3 +179,14 @@ def users(db: Database) -> dict[str, Actor]:
     ]:
         out[name] = auth.create_user(db, admin, name, role, PASSWORD, full_name=name.title())
     return out
+
+
+@pytest.fixture
+def tasks(qtbot: Any) -> Iterator[Any]:
+    """The GUI tests' background task runner, shut down (its workers waited for) when the test ends."""
+    # Imported here so the service tests never load Qt.
+    from app.views.tasks import TaskRunner
+
+    runner = TaskRunner()
+    yield runner
+    runner.shutdown(10_000)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
 
-from app.cli import main
 from app.models.enums import Role
 from app.services import auth, schema
 from app.services.db import Database
 from app.services.permissions import SYSTEM
 
 from .conftest import PASSWORD
+from .helpers import run_cli
 from .test_capture_refdata import FIXTURES, build_reference, line, write_csv
 
 
@@ -32,15 +31,9 @@ def url(tmp_path: Path, monkeypatch) -> str:
     return url
 
 
-def run(capsys, *argv: str) -> tuple[int, dict]:
-    code = main(list(argv))
-    out = capsys.readouterr().out
-    return code, (json.loads(out) if out.strip().startswith("{") else {"text": out})
-
-
 def test_import_json_summary_and_exit_codes(capsys, url: str, tmp_path: Path) -> None:
     clean = write_csv(tmp_path / "clean.csv", line("T1"), line("T2", account="NOPE"))
-    code, out = run(
+    code, out = run_cli(
         capsys,
         "--db",
         url,
@@ -64,12 +57,12 @@ def test_import_json_summary_and_exit_codes(capsys, url: str, tmp_path: Path) ->
     }
     assert out["issues"][0]["code"] == "ACCOUNT_UNKNOWN" and out["issues"][0]["line"] == 3
     # The same file again: a duplicate, nothing changed, still a success.
-    code, out = run(capsys, "--db", url, "--user", "clerk1", "--json", "import", "trades", str(clean))
+    code, out = run_cli(capsys, "--db", url, "--user", "clerk1", "--json", "import", "trades", str(clean))
     assert code == 0 and out["duplicate_file"] is True and out["duplicates"] == 2 and out["accepted"] == 0
     # Rejected lines: imported, exit code 4, the per-line report written.
     mixed = write_csv(tmp_path / "mixed.csv", line("T3"), line("T4", qty="x"))
     report = tmp_path / "report.csv"
-    code, out = run(
+    code, out = run_cli(
         capsys,
         "--db",
         url,
@@ -95,21 +88,21 @@ def test_import_json_summary_and_exit_codes(capsys, url: str, tmp_path: Path) ->
 def test_import_refusals_exit_1_and_change_nothing(capsys, url: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"\x00\x01\x02binary")
-    code, out = run(capsys, "--db", url, "--user", "clerk1", "--json", "import", "trades", str(bad))
+    code, out = run_cli(capsys, "--db", url, "--user", "clerk1", "--json", "import", "trades", str(bad))
     assert code == 1 and out["ok"] is False and "bad.csv was not imported: it is binary" in out["error"]
     good = write_csv(tmp_path / "good.csv", line("T1"))
-    code, out = run(capsys, "--db", url, "--user", "audrey", "--json", "import", "trades", str(good))
+    code, out = run_cli(capsys, "--db", url, "--user", "audrey", "--json", "import", "trades", str(good))
     assert code == 1 and "may not import files and messages" in out["error"]
-    code, out = run(capsys, "--db", url, "--json", "import", "trades", str(good))
+    code, out = run_cli(capsys, "--db", url, "--json", "import", "trades", str(good))
     assert code == 1 and "--user" in out["error"]
-    code, out = run(
+    code, out = run_cli(
         capsys, "--db", url, "--user", "clerk1", "--json", "import", "trades", str(good), "--profile", "nope"
     )
     assert code == 1 and "Known profiles: de_oms, default, us_blotter" in out["error"]
 
 
 def test_import_a_fix_log_and_list_profiles(capsys, url: str) -> None:
-    code, out = run(
+    code, out = run_cli(
         capsys,
         "--db",
         url,
@@ -127,12 +120,12 @@ def test_import_a_fix_log_and_list_profiles(capsys, url: str) -> None:
         and out["format"] == "fix"
         and (out["accepted"], out["duplicates"], out["skipped"]) == (3, 1, 3)
     )
-    code, out = run(capsys, "--db", url, "--json", "import", "profiles")
+    code, out = run_cli(capsys, "--db", url, "--json", "import", "profiles")
     assert code == 0 and set(out["profiles"]) == {"default", "de_oms", "us_blotter"}
 
 
 def test_export_blotter(capsys, url: str, tmp_path: Path) -> None:
-    run(
+    run_cli(
         capsys,
         "--db",
         url,
@@ -145,7 +138,7 @@ def test_export_blotter(capsys, url: str, tmp_path: Path) -> None:
         "2026-11-20",
     )
     out_file = tmp_path / "sells.csv"
-    code, out = run(
+    code, out = run_cli(
         capsys,
         "--db",
         url,
@@ -164,7 +157,7 @@ def test_export_blotter(capsys, url: str, tmp_path: Path) -> None:
         ["Trade ref", "Side", "Net"],
         ["T2", "SELL", "18915.0100"],
     ]  # 18,925 - 9.46 commission - 0.53 SEC fee
-    code, out = run(
+    code, out = run_cli(
         capsys,
         "--db",
         url,
@@ -179,5 +172,5 @@ def test_export_blotter(capsys, url: str, tmp_path: Path) -> None:
         "repair",
     )
     assert code == 0 and out["rows"] == 1 and out["format"] == "xlsx"
-    code, out = run(capsys, "--db", url, "--json", "export", "blotter", "--out", str(tmp_path / "x.txt"))
+    code, out = run_cli(capsys, "--db", url, "--json", "export", "blotter", "--out", str(tmp_path / "x.txt"))
     assert code == 1 and "give a file ending in .csv or .xlsx" in out["error"]

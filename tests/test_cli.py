@@ -15,6 +15,7 @@ from app.models import AuditEntry
 from app.services.db import Database
 
 from .conftest import PASSWORD
+from .helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,28 +25,22 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'cli.sqlite'}"
 
 
-def run(capsys, *argv: str) -> tuple[int, dict]:
-    code = main(list(argv))
-    out = capsys.readouterr().out
-    return code, (json.loads(out) if out.strip().startswith("{") else {"text": out})
-
-
 def test_upgrade_then_status(capsys, url: str) -> None:
-    code, out = run(capsys, "--db", url, "--json", "db", "upgrade")
+    code, out = run_cli(capsys, "--db", url, "--json", "db", "upgrade")
     assert code == 0 and out["from"] is None and out["to"]
-    code, out = run(capsys, "--db", url, "--json", "db", "status")
+    code, out = run_cli(capsys, "--db", url, "--json", "db", "status")
     assert code == 0 and out["up_to_date"] is True
 
 
 def test_first_admin_then_users_added_as_that_admin(capsys, url: str, monkeypatch) -> None:
     monkeypatch.setenv("OPSDESK_NEW_PASSWORD", PASSWORD)
-    code, out = run(capsys, "--db", url, "--json", "user", "add", "boss", "--role", "admin")
+    code, out = run_cli(capsys, "--db", url, "--json", "user", "add", "boss", "--role", "admin")
     assert code == 0 and out["by"] == "system"
     # Now the database has a user: the next change must name who acts.
-    code, out = run(capsys, "--db", url, "--json", "user", "add", "clerk1", "--role", "clerk")
+    code, out = run_cli(capsys, "--db", url, "--json", "user", "add", "clerk1", "--role", "clerk")
     assert code == 1 and "--user" in out["error"]
     monkeypatch.setenv("OPSDESK_PASSWORD", PASSWORD)
-    code, out = run(
+    code, out = run_cli(
         capsys, "--db", url, "--user", "boss", "--json", "user", "add", "clerk1", "--role", "clerk"
     )
     assert code == 0 and out["by"] == "boss"
@@ -60,14 +55,18 @@ def test_first_admin_then_users_added_as_that_admin(capsys, url: str, monkeypatc
 
 def test_refusals_have_exit_code_1_and_a_message(capsys, url: str, monkeypatch) -> None:
     monkeypatch.setenv("OPSDESK_NEW_PASSWORD", PASSWORD)
-    run(capsys, "--db", url, "user", "add", "boss", "--role", "admin")
+    run_cli(capsys, "--db", url, "user", "add", "boss", "--role", "admin")
     monkeypatch.setenv("OPSDESK_PASSWORD", "wrong-password")
-    code, out = run(capsys, "--db", url, "--user", "boss", "--json", "user", "add", "x1", "--role", "clerk")
+    code, out = run_cli(
+        capsys, "--db", url, "--user", "boss", "--json", "user", "add", "x1", "--role", "clerk"
+    )
     assert code == 1 and out["error"] == "Wrong user name or password."
     monkeypatch.setenv("OPSDESK_PASSWORD", PASSWORD)
-    code, out = run(capsys, "--db", url, "--user", "boss", "--json", "user", "add", "x1", "--role", "clerk")
+    code, out = run_cli(
+        capsys, "--db", url, "--user", "boss", "--json", "user", "add", "x1", "--role", "clerk"
+    )
     assert code == 0
-    code, out = run(capsys, "--db", url, "--user", "x1", "--json", "user", "add", "x2", "--role", "admin")
+    code, out = run_cli(capsys, "--db", url, "--user", "x1", "--json", "user", "add", "x2", "--role", "admin")
     assert code == 1 and "may not manage users" in out["error"]
 
 
@@ -78,14 +77,14 @@ def test_usage_errors_exit_2(url: str) -> None:
 
 
 def test_unreachable_database_exit_3(capsys) -> None:
-    code, out = run(capsys, "--db", "postgresql://nobody@127.0.0.1:1/none", "--json", "db", "status")
+    code, out = run_cli(capsys, "--db", "postgresql://nobody@127.0.0.1:1/none", "--json", "db", "status")
     assert code == 3 and "Cannot connect" in out["error"]
 
 
 def test_audit_verify(capsys, url: str, monkeypatch) -> None:
     monkeypatch.setenv("OPSDESK_NEW_PASSWORD", PASSWORD)
-    run(capsys, "--db", url, "user", "add", "boss", "--role", "admin")
-    code, out = run(capsys, "--db", url, "--json", "audit", "verify")
+    run_cli(capsys, "--db", url, "user", "add", "boss", "--role", "admin")
+    code, out = run_cli(capsys, "--db", url, "--json", "audit", "verify")
     assert code == 0 and out["intact"] is True and out["entries"] == 1
 
 

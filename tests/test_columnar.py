@@ -209,3 +209,20 @@ def test_a_value_beyond_64_bit_units_is_refused_not_wrapped(db: Database) -> Non
             "SELECT id, net_amount * 1000000000000 AS big FROM trades",
             kinds={"id": "int", "big": "units:8"},
         )
+
+
+def test_columnar_reads_between_writes_leave_the_database_sound(db: Database) -> None:
+    """Reads interleaved with committed writes: every write commits, every read sees the committed count (on SQLite
+    the driver's own copy of SQLite must not break the application's locks)."""
+    for i in range(6):
+        n = (
+            columnar.read_arrow(db, "SELECT COUNT(*) AS n FROM trades", kinds={"n": "int"})
+            .column("n")[0]
+            .as_py()
+        )
+        assert n == i
+        with db.write() as s:
+            s.execute(insert(Trade), [trade_row(500 + i, random.Random(i), latest=dt.date(2026, 11, 20))])
+    if db.backend == "sqlite":
+        with db.read() as s:
+            assert s.execute(text("PRAGMA integrity_check")).scalar() == "ok"

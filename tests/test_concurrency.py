@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
 import pytest
@@ -14,6 +13,7 @@ from app.services.db import Database
 from app.services.errors import AlreadyClaimed, PermissionDenied, StaleEdit, ValidationFailed
 
 from .factories import make_trade
+from .helpers import WON, race
 
 
 def _second_workstation(db: Database) -> Database:
@@ -24,29 +24,17 @@ def _second_workstation(db: Database) -> Database:
 def test_exactly_one_of_two_competing_clerks_wins_the_claim(db, users) -> None:
     trade_id = make_trade(db)
     other = _second_workstation(db)
-    barrier = threading.Barrier(2)
-    outcomes: dict[str, object] = {}
 
     def attempt(name: str, database: Database) -> None:
-        barrier.wait()
-        try:
-            with database.write() as s:
-                concurrency.claim(s, users[name], Trade, trade_id)
-            outcomes[name] = "won"
-        except AlreadyClaimed as err:
-            outcomes[name] = err
+        with database.write() as s:
+            concurrency.claim(s, users[name], Trade, trade_id)
 
-    threads = [
-        threading.Thread(target=attempt, args=("clerk1", db)),
-        threading.Thread(target=attempt, args=("clerk2", other)),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    outcomes = race(
+        {"clerk1": lambda: attempt("clerk1", db), "clerk2": lambda: attempt("clerk2", other)}, AlreadyClaimed
+    )
     other.dispose()
 
-    winners = [n for n, o in outcomes.items() if o == "won"]
+    winners = [n for n, o in outcomes.items() if o == WON]
     losers = [o for o in outcomes.values() if isinstance(o, AlreadyClaimed)]
     assert len(winners) == 1 and len(losers) == 1
     assert f"already claimed by {winners[0]}" in str(losers[0])

@@ -8,7 +8,7 @@ are checked in the database.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from app.views.panes.base import Workspace
 from app.views.qt_models.approvals_model import ApprovalsModel
 from app.views.tasks import TaskRunner
 
+from .gui_helpers import show_pane
 from .test_worklist import seed_breaks
 
 sqlite_only = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
@@ -58,21 +59,10 @@ def proposed(db: Database, users: dict[str, Actor]) -> list[int]:
 
 
 @pytest.fixture
-def tasks(qtbot: QtBot) -> Iterator[TaskRunner]:
-    runner = TaskRunner()
-    yield runner
-    runner.shutdown(5000)
-
-
-@pytest.fixture
 def open_pane(qtbot: QtBot, db: Database, tasks: TaskRunner) -> PaneFactory:
     def factory(actor: Actor) -> ApprovalsInboxPane:
         pane = ApprovalsInboxPane(Workspace(db=db, actor=actor, tasks=tasks))
-        qtbot.addWidget(pane)
-        pane.resize(1300, 800)
-        with qtbot.waitSignal(pane.refreshed, timeout=10_000):
-            pane.show()
-        return pane
+        return show_pane(qtbot, pane, (1300, 800), pane.refreshed)
 
     return factory
 

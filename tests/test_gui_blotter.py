@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,7 @@ from app.views.qt_models.blotter_model import LOADING_TEXT, BlotterModel, TradeI
 from app.views.tasks import TaskRunner
 
 from . import factories
+from .gui_helpers import show_pane, wait_idle
 
 N = 437  # not a multiple of the page size: the last page is partial
 PAGE = 50
@@ -63,42 +64,16 @@ def book(db: Database, users: dict[str, Actor]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def tasks(qtbot: QtBot) -> Iterator[TaskRunner]:
-    runner = TaskRunner()
-    yield runner
-    runner.shutdown(5000)
-
-
-@pytest.fixture
 def open_pane(qtbot: QtBot, db: Database, tasks: TaskRunner, monkeypatch: pytest.MonkeyPatch) -> PaneFactory:
     monkeypatch.setattr(TradeBlotterPane, "page_size", PAGE)
 
     def factory(actor: Actor, *, wait_columns: bool = True) -> TradeBlotterPane:
         pane = TradeBlotterPane(Workspace(db=db, actor=actor, tasks=tasks))
-        qtbot.addWidget(pane)
-        pane.resize(1200, 700)
-        if wait_columns:
-            with qtbot.waitSignal(pane.columns_restored, timeout=10_000):
-                pane.show()
-        else:
-            pane.show()
+        show_pane(qtbot, pane, (1200, 700), *([pane.columns_restored] if wait_columns else []))
         wait_idle(qtbot, pane)
         return pane
 
     return factory
-
-
-def wait_idle(qtbot: QtBot, pane: TradeBlotterPane) -> None:
-    """The query and its exact count are in, and the rows on screen are loaded."""
-    model = pane.model
-
-    def ready() -> bool:
-        if not model.loaded or model.loading or not model.count_exact:
-            return False
-        first, last = pane.table.visible_rows()
-        return all(model.is_row_loaded(r) for r in range(first, last + 1))
-
-    qtbot.waitUntil(ready, timeout=10_000)
 
 
 def all_rows(qtbot: QtBot, model: BlotterModel) -> list[tuple[Any, ...]]:

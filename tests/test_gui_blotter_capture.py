@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import shutil
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,10 +22,10 @@ from pytestqt.qtbot import QtBot
 from sqlalchemy import func, select, text
 
 from app.models import Trade
-from app.services import auth, demo
+from app.services import auth
 from app.services.blotter import COLUMN_KEYS, COLUMNS, BlotterFilter, Sort
 from app.services.db import Database
-from app.services.permissions import SYSTEM, Actor
+from app.services.permissions import Actor
 from app.views.blotter import capture_api
 from app.views.blotter.detail_panel import CHANGED_BACKGROUND, VERSION_META, label_of
 from app.views.blotter.import_dialog import ImportDialog
@@ -36,7 +35,8 @@ from app.views.panes.base import Workspace
 from app.views.panes.trade_blotter import TradeBlotterPane
 from app.views.tasks import TaskRunner
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, demo_template_file, sqlite_copy
+from .gui_helpers import show_pane
 
 sqlite_only = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 
@@ -67,21 +67,10 @@ def write_csv(path: Path, lines: list[list[str]]) -> Path:
 
 
 @pytest.fixture
-def tasks(qtbot: QtBot) -> Iterator[TaskRunner]:
-    runner = TaskRunner()
-    yield runner
-    runner.shutdown(5000)
-
-
-@pytest.fixture
 def open_pane(qtbot: QtBot, db: Database, tasks: TaskRunner) -> Callable[[Actor], TradeBlotterPane]:
     def factory(actor: Actor) -> TradeBlotterPane:
         pane = TradeBlotterPane(Workspace(db=db, actor=actor, tasks=tasks))
-        qtbot.addWidget(pane)
-        pane.resize(1200, 700)
-        with qtbot.waitSignal(pane.refreshed, timeout=10_000):
-            pane.show()
-        return pane
+        return show_pane(qtbot, pane, (1200, 700), pane.refreshed)
 
     return factory
 
@@ -206,21 +195,12 @@ def test_an_auditor_cannot_import(
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Path:
     """A 300-trade demo book built once per session (4 s) and copied per test."""
-    path = tmp_path_factory.mktemp("demo") / "demo.sqlite"
-    shutil.copy(sqlite_template, path)
-    db = Database(f"sqlite:///{path}")
-    demo.build_demo(db, SYSTEM, trades=300, seed=3, password=PASSWORD)
-    with db.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.dispose()
-    return path
+    return demo_template_file(tmp_path_factory, sqlite_template, trades=300, seed=3)
 
 
 @pytest.fixture
 def demo_db(tmp_path: Path, demo_template: Path) -> Iterator[Database]:
-    path = tmp_path / "demo.sqlite"
-    shutil.copy(demo_template, path)
-    db = Database(f"sqlite:///{path}")
+    db = sqlite_copy(demo_template, tmp_path / "demo.sqlite")
     yield db
     db.dispose()
 
@@ -232,10 +212,7 @@ def demo_pane(
     def factory(username: str) -> tuple[TradeBlotterPane, Actor]:
         actor = auth.login(demo_db, username, PASSWORD)
         pane = TradeBlotterPane(Workspace(db=demo_db, actor=actor, tasks=tasks))
-        qtbot.addWidget(pane)
-        pane.resize(1300, 800)
-        with qtbot.waitSignal(pane.refreshed, timeout=10_000):
-            pane.show()
+        show_pane(qtbot, pane, (1300, 800), pane.refreshed)
         qtbot.waitUntil(lambda: pane.model.count_exact, timeout=10_000)
         return pane, actor
 

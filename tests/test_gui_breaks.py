@@ -9,7 +9,7 @@ services the pane calls, and results are checked in the database.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ from app.views.panes.break_investigation import BreakInvestigationPane
 from app.views.qt_models.breaks_model import BreaksModel
 from app.views.tasks import TaskRunner
 
+from .gui_helpers import show_pane
 from .test_worklist import seed_breaks
 
 N = 83
@@ -44,23 +45,12 @@ def book(db: Database, users: dict[str, Actor]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def tasks(qtbot: QtBot) -> Iterator[TaskRunner]:
-    runner = TaskRunner()
-    yield runner
-    runner.shutdown(5000)
-
-
-@pytest.fixture
 def open_pane(qtbot: QtBot, db: Database, tasks: TaskRunner, monkeypatch: pytest.MonkeyPatch) -> PaneFactory:
     monkeypatch.setattr(BreakInvestigationPane, "page_size", PAGE)
 
     def factory(actor: Actor) -> BreakInvestigationPane:
         pane = BreakInvestigationPane(Workspace(db=db, actor=actor, tasks=tasks))
-        qtbot.addWidget(pane)
-        pane.resize(1300, 850)
-        with qtbot.waitSignal(pane.refreshed, timeout=10_000):
-            pane.show()
-        return pane
+        return show_pane(qtbot, pane, (1300, 850), pane.refreshed)
 
     return factory
 

@@ -114,13 +114,6 @@ def clerk(pg_db: Database) -> Actor:
     return auth.create_user(pg_db, SYSTEM, "clerk1", Role.CLERK, PASSWORD)
 
 
-@pytest.fixture
-def tasks(qtbot: QtBot) -> Iterator[TaskRunner]:
-    runner = TaskRunner()
-    yield runner
-    runner.shutdown(10_000)
-
-
 def _open(qtbot: QtBot, db: Database, actor: Actor, tasks: TaskRunner, **intervals: int) -> MainWindow:
     window = MainWindow(db, actor, tasks, **intervals)
     with qtbot.waitSignal(window.layout_restored, timeout=10_000):

@@ -6,7 +6,6 @@ press Sign in) and wait for the answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,6 @@ from app.views.tasks import TaskRunner
 from .conftest import PASSWORD
 
 sqlite_only = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def tasks(qtbot: QtBot) -> Iterator[TaskRunner]:
-    runner = TaskRunner()
-    yield runner
-    runner.shutdown(5000)
 
 
 def open_dialog(qtbot: QtBot, db: Database, tasks: TaskRunner, **options: object) -> LoginDialog:

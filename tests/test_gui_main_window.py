@@ -39,13 +39,6 @@ WindowFactory = Callable[[Actor], MainWindow]
 
 
 @pytest.fixture
-def tasks(qtbot: QtBot) -> Iterator[TaskRunner]:
-    runner = TaskRunner()
-    yield runner
-    runner.shutdown(5000)
-
-
-@pytest.fixture
 def open_window(qtbot: QtBot, db: Database, tasks: TaskRunner) -> Iterator[WindowFactory]:
     """Open a main window for an actor, as run_gui does, and close every window properly at the end."""
     windows: list[MainWindow] = []

@@ -9,7 +9,6 @@ database (before/after) or from the service run on the same input, never written
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,9 +32,8 @@ from app.models import (
 )
 from app.models.enums import AssetClass, InstructionStatus, MessageDirection, TradeStatus
 from app.models.settlement import ClearingException
-from app.services import auth, demo
+from app.services import auth
 from app.services.db import Database
-from app.services.permissions import SYSTEM
 from app.services.recon import definitions as defs
 from app.services.recon.files import reconcile_files
 from app.views import resources
@@ -55,7 +53,8 @@ from app.views.panes.break_investigation import BreakInvestigationPane
 from app.views.panes.settlement_queue import SettlementQueuePane
 from app.views.tasks import TaskRunner
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, demo_template_file, sqlite_copy
+from .gui_helpers import show_pane
 
 HERE = Path(__file__).resolve().parent
 SWIFT = HERE / "fixtures" / "swift"
@@ -75,21 +74,12 @@ S = InstructionStatus
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Path:
     """A 300-trade demo book built once per session and copied per test."""
-    path = tmp_path_factory.mktemp("ops-demo") / "demo.sqlite"
-    shutil.copy(sqlite_template, path)
-    db = Database(f"sqlite:///{path}")
-    demo.build_demo(db, SYSTEM, trades=300, seed=7, password=PASSWORD)
-    with db.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.dispose()
-    return path
+    return demo_template_file(tmp_path_factory, sqlite_template, trades=300, seed=7)
 
 
 @pytest.fixture
 def demo_db(tmp_path: Path, demo_template: Path) -> Iterator[Database]:
-    path = tmp_path / "demo.sqlite"
-    shutil.copy(demo_template, path)
-    db = Database(f"sqlite:///{path}")
+    db = sqlite_copy(demo_template, tmp_path / "demo.sqlite")
     # Every connection the GUI thread takes is counted: while a dialog runs, the test itself reads nothing, so any
     # checkout on the main thread then is the GUI touching the database (see ``run``).
     event.listen(
@@ -99,13 +89,6 @@ def demo_db(tmp_path: Path, demo_template: Path) -> Iterator[Database]:
     )
     yield db
     db.dispose()
-
-
-@pytest.fixture
-def tasks(qtbot: QtBot) -> Iterator[TaskRunner]:
-    runner = TaskRunner()
-    yield runner
-    runner.shutdown(10_000)
 
 
 @pytest.fixture
@@ -259,11 +242,7 @@ def test_an_auditor_may_not_import_and_is_told_who_may(qtbot: QtBot, ws: Opener,
 def queue_pane(qtbot: QtBot, ws: Opener) -> Callable[[str], SettlementQueuePane]:
     def factory(username: str) -> SettlementQueuePane:
         pane = SettlementQueuePane(ws(username))
-        qtbot.addWidget(pane)
-        pane.resize(1300, 760)
-        with qtbot.waitSignal(pane.refreshed, timeout=WAIT):
-            pane.show()
-        return pane
+        return show_pane(qtbot, pane, (1300, 760), pane.refreshed, timeout=WAIT)
 
     return factory
 
@@ -399,10 +378,7 @@ def test_dropping_a_statement_on_the_break_list_imports_it(
     qtbot: QtBot, ws: Opener, demo_db: Database
 ) -> None:
     pane = BreakInvestigationPane(ws("clerk1"))
-    qtbot.addWidget(pane)
-    pane.resize(1200, 700)
-    with qtbot.waitSignal(pane.refreshed, timeout=WAIT):
-        pane.show()
+    show_pane(qtbot, pane, (1200, 700), pane.refreshed, timeout=WAIT)
     with demo_db.read() as s:
         before = s.scalar(select(func.count()).select_from(Statement))
     drop(pane.table.viewport(), [MT940 / "generic.txt"])

@@ -10,7 +10,7 @@ are small (40 rows) so keyset, from-the-end and offset pages all happen here as 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ from app.views.settlement.bulk_dialog import BulkActionDialog
 from app.views.settlement.cutoff_strip import CutoffStrip
 from app.views.tasks import TaskRunner
 
+from .gui_helpers import show_pane, wait_idle
 from .test_settlement_queue import AS_OF, book, expected  # noqa: F401
 
 S = InstructionStatus
@@ -40,40 +41,18 @@ PaneFactory = Callable[..., SettlementQueuePane]
 
 
 @pytest.fixture
-def tasks(qtbot: QtBot) -> Iterator[TaskRunner]:
-    runner = TaskRunner()
-    yield runner
-    runner.shutdown(5000)
-
-
-@pytest.fixture
 def open_pane(qtbot: QtBot, db: Database, tasks: TaskRunner, monkeypatch: pytest.MonkeyPatch) -> PaneFactory:
     monkeypatch.setattr(SettlementQueuePane, "page_size", PAGE)
 
     def factory(actor: Actor, view: str = "Everything") -> SettlementQueuePane:
         pane = SettlementQueuePane(Workspace(db=db, actor=actor, tasks=tasks))
-        qtbot.addWidget(pane)
         pane.filter_bar.set_view(view)
-        pane.resize(1400, 800)
-        with qtbot.waitSignals([pane.refreshed, pane.cutoffs_shown], timeout=10_000):
-            pane.show()
+        show_pane(qtbot, pane, (1400, 800), pane.refreshed, pane.cutoffs_shown)
         # The cut-offs build the markets' calendars and the rows are read again with business-day ages.
         wait_idle(qtbot, pane)
         return pane
 
     return factory
-
-
-def wait_idle(qtbot: QtBot, pane: SettlementQueuePane) -> None:
-    model = pane.model
-
-    def ready() -> bool:
-        if not model.loaded or model.loading or not model.count_exact:
-            return False
-        first, last = pane.table.visible_rows()
-        return all(model.is_row_loaded(r) for r in range(first, last + 1))
-
-    qtbot.waitUntil(ready, timeout=10_000)
 
 
 def all_refs(qtbot: QtBot, pane: SettlementQueuePane) -> list[str]:

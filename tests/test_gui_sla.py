@@ -19,19 +19,12 @@ from app.views.panes.base import Workspace
 from app.views.panes.sla_monitors import SlaMonitorsPane
 from app.views.sla.alerts import AlertWatcher
 from app.views.status_bar import OpsStatusBar
-from app.views.tasks import TaskRunner
 
 from .conftest import PASSWORD
+from .gui_helpers import show_pane
 from .test_sla_support import SlaBook
 
 LOAD_MS = 20_000
-
-
-@pytest.fixture
-def tasks(qtbot):
-    runner = TaskRunner()
-    yield runner
-    runner.shutdown(5000)
 
 
 @pytest.fixture
@@ -68,11 +61,7 @@ def setup(sqlite_db):
 
 def _pane(qtbot, db, actor, tasks) -> SlaMonitorsPane:
     pane = SlaMonitorsPane(Workspace(db=db, actor=actor, tasks=tasks))
-    qtbot.addWidget(pane)
-    pane.resize(1200, 1400)
-    with qtbot.waitSignal(pane.refreshed, timeout=LOAD_MS):
-        pane.show()
-    return pane
+    return show_pane(qtbot, pane, (1200, 1400), pane.refreshed, timeout=LOAD_MS)
 
 
 def test_tiles_show_counts_and_drill_down_to_exact_ids(qtbot, setup, tasks) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 import pytest
@@ -13,13 +12,8 @@ from app.services.db import Database
 from app.services.permissions import Actor
 
 from .conftest import PASSWORD
+from .helpers import run_cli
 from .test_settlement_lifecycle import ISD, add_trade, make_book, make_instruction
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
-    code = main(list(argv))
-    out = capsys.readouterr().out
-    return code, (json.loads(out) if out.strip().startswith("{") else {"text": out})
 
 
 def test_generate_penalties_and_fails_from_the_shell(
@@ -33,16 +27,16 @@ def test_generate_penalties_and_fails_from_the_shell(
     failing = make_instruction(db, book, InstructionStatus.FAILED, side=Side.SELL, reason="LACK")
     base = ["--db", db.url]
 
-    code, out = run(capsys, *base, "--json", "--user", "clerk1", "settle", "generate", "--gross")
+    code, out = run_cli(capsys, *base, "--json", "--user", "clerk1", "settle", "generate", "--gross")
     assert (
         code == 0 and out["ok"] and out["instructions"] == 3 and out["netted"] == 0 and out["net"] == "gross"
     )
-    code, out = run(
+    code, out = run_cli(
         capsys, *base, "--json", "--user", "clerk1", "settle", "generate", "--date", ISD.isoformat()
     )
     assert code == 0 and out["instructions"] == 0  # idempotent
 
-    code, out = run(
+    code, out = run_cli(
         capsys, *base, "--json", "--user", "clerk1", "settle", "penalties", "--as-of", "2026-11-24"
     )
     assert (
@@ -50,10 +44,12 @@ def test_generate_penalties_and_fails_from_the_shell(
         and out["penalties_added"] == 2
         and Decimal(out["totals"]["EUR"]["DEBIT"]) == Decimal("4.00")
     )
-    code, out = run(capsys, *base, "--user", "clerk1", "settle", "penalties", "--as-of", "2026-11-24")
+    code, out = run_cli(capsys, *base, "--user", "clerk1", "settle", "penalties", "--as-of", "2026-11-24")
     assert code == 0 and "No new penalties" in out["text"]
 
-    code, out = run(capsys, *base, "--json", "--user", "auditor", "settle", "fails", "--as-of", "2026-11-24")
+    code, out = run_cli(
+        capsys, *base, "--json", "--user", "auditor", "settle", "fails", "--as-of", "2026-11-24"
+    )
     assert code == 0 and out["count"] >= 1
     item = next(i for i in out["items"] if i["id"] == failing)
     assert (
@@ -61,7 +57,7 @@ def test_generate_penalties_and_fails_from_the_shell(
         and item["age_days"] == 2
         and Decimal(item["penalty_debit"]) == Decimal(4)
     )
-    code, out = run(capsys, *base, "--user", "auditor", "settle", "fails", "--as-of", "2026-11-24")
+    code, out = run_cli(capsys, *base, "--user", "auditor", "settle", "fails", "--as-of", "2026-11-24")
     assert code == 0 and "lack of securities" in out["text"] and "failing or overdue" in out["text"]
 
 
@@ -70,9 +66,9 @@ def test_refusals_and_usage(
 ) -> None:
     monkeypatch.setenv("OPSDESK_PASSWORD", PASSWORD)
     base = ["--db", db.url]
-    code, out = run(capsys, *base, "--json", "settle", "generate")
+    code, out = run_cli(capsys, *base, "--json", "settle", "generate")
     assert code == 1 and "--user" in out["error"]
-    code, out = run(capsys, *base, "--json", "--user", "auditor", "settle", "generate")
+    code, out = run_cli(capsys, *base, "--json", "--user", "auditor", "settle", "generate")
     assert code == 1 and "may not" in out["error"]
     with pytest.raises(SystemExit) as info:
         main([*base, "settle", "generate", "--net", "--gross"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -42,6 +41,7 @@ from app.services.settlement import actions, queue
 from app.services.settlement.queue import COL, QueueFilter, Sort
 
 from . import factories
+from .helpers import WON, race
 
 S = InstructionStatus
 N = 263  # not a multiple of the page size
@@ -496,27 +496,15 @@ def test_detail_has_messages_trades_movements_penalties_and_history(db, users, b
 def test_exactly_one_of_two_clerks_claims_an_instruction(db, users, book) -> None:
     item = next(r for r in book if r["owner_id"] is None)["id"]
     other = Database(db.url)  # another workstation: its own pool
-    barrier = threading.Barrier(2)
-    outcomes: dict[str, object] = {}
-
-    def attempt(name: str, database: Database) -> None:
-        barrier.wait()
-        try:
-            actions.claim(database, users[name], item)
-            outcomes[name] = "won"
-        except AlreadyClaimed as err:
-            outcomes[name] = err
-
-    threads = [
-        threading.Thread(target=attempt, args=("clerk1", db)),
-        threading.Thread(target=attempt, args=("clerk2", other)),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    outcomes = race(
+        {
+            "clerk1": lambda: actions.claim(db, users["clerk1"], item),
+            "clerk2": lambda: actions.claim(other, users["clerk2"], item),
+        },
+        AlreadyClaimed,
+    )
     other.dispose()
-    winners = [n for n, o in outcomes.items() if o == "won"]
+    winners = [n for n, o in outcomes.items() if o == WON]
     losers = [o for o in outcomes.values() if isinstance(o, AlreadyClaimed)]
     assert len(winners) == 1 and len(losers) == 1
     assert f"claimed by {winners[0]}" in str(losers[0])

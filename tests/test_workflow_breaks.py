@@ -8,8 +8,8 @@ other workflow tests.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
-import threading
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +31,8 @@ from app.services.errors import (
 from app.services.permissions import Actor
 from app.services.workflow import breaks as wb
 from app.services.workflow import comments as wc
+
+from .helpers import WON, race
 
 # --- builders (used by test_workflow_corrections / test_workflow_four_eyes too) ---------------------------------
 
@@ -117,24 +119,12 @@ def test_second_clerk_is_told_who_has_the_break(db: Database, users, brk: int) -
 
 
 def test_two_clerks_claiming_at_once_exactly_one_wins(db: Database, users, brk: int) -> None:
-    barrier = threading.Barrier(2)
-    outcome: dict[str, str] = {}
-
-    def race(name: str) -> None:
-        barrier.wait()
-        try:
-            wb.claim_break(db, users[name], brk)
-            outcome[name] = "won"
-        except AlreadyClaimed:
-            outcome[name] = "lost"
-
-    threads = [threading.Thread(target=race, args=(n,)) for n in ("clerk1", "clerk2")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcome.values()) == ["lost", "won"]
-    winner = next(n for n, o in outcome.items() if o == "won")
+    outcome = race(
+        {n: functools.partial(wb.claim_break, db, users[n], brk) for n in ("clerk1", "clerk2")},
+        AlreadyClaimed,
+    )
+    assert sorted(o if o == WON else "lost" for o in outcome.values()) == ["lost", "won"]
+    winner = next(n for n, o in outcome.items() if o == WON)
     assert get_break(db, brk).owner_id == users[winner].user_id
     with db.read() as s:
         claims = s.scalars(select(AuditEntry).where(AuditEntry.action == "breaks.claim")).all()

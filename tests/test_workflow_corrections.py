@@ -66,6 +66,22 @@ def status_of(db: Database, correction_id: int) -> CorrectionStatus:
         return s.get(Correction, correction_id).status
 
 
+def propose_on(
+    db: Database,
+    trade: Trade,
+    actor,
+    fields: dict[str, str],
+    reason: str = "x",
+    *,
+    seen_version: int | None = None,
+    kind: CorrectionKind = AMEND,
+) -> int:
+    """Propose a correction of ``trade`` (an amendment unless ``kind`` says otherwise) that changes ``fields``."""
+    return wf.propose(
+        db, actor, kind, "trades", trade.id, {"fields": fields}, reason, seen_version=seen_version
+    )
+
+
 # --- AMEND_TRADE ------------------------------------------------------------------------------------------------
 
 
@@ -163,62 +179,17 @@ def test_amend_that_would_fail_validation_or_a_trade_in_repair_is_refused(
     db: Database, users, trade: Trade
 ) -> None:
     with pytest.raises(ValidationFailed, match="would fail validation"):
-        wf.propose(
-            db,
-            users["clerk1"],
-            AMEND,
-            "trades",
-            trade.id,
-            {"fields": {"price": "1892.50"}},
-            "typo",
-            seen_version=None,
-        )
+        propose_on(db, trade, users["clerk1"], {"price": "1892.50"}, "typo")
     with pytest.raises(ValidationFailed, match="cannot be corrected: status"):
-        wf.propose(
-            db,
-            users["clerk1"],
-            AMEND,
-            "trades",
-            trade.id,
-            {"fields": {"status": "SETTLED"}},
-            "x",
-            seen_version=None,
-        )
+        propose_on(db, trade, users["clerk1"], {"status": "SETTLED"})
     with pytest.raises(ValidationFailed, match="changes nothing"):
-        wf.propose(
-            db,
-            users["clerk1"],
-            AMEND,
-            "trades",
-            trade.id,
-            {"fields": {"quantity": "100"}},
-            "x",
-            seen_version=None,
-        )
+        propose_on(db, trade, users["clerk1"], {"quantity": "100"})
     with pytest.raises(ValidationFailed, match="needs a reason"):
-        wf.propose(
-            db,
-            users["clerk1"],
-            AMEND,
-            "trades",
-            trade.id,
-            {"fields": {"quantity": "1"}},
-            " ",
-            seen_version=None,
-        )
+        propose_on(db, trade, users["clerk1"], {"quantity": "1"}, " ")
     with db.write() as s:
         s.execute(Trade.__table__.update().where(Trade.id == trade.id).values(status=TradeStatus.REPAIR))
     with pytest.raises(InvalidTransition, match="repair queue"):
-        wf.propose(
-            db,
-            users["clerk1"],
-            AMEND,
-            "trades",
-            trade.id,
-            {"fields": {"quantity": "1"}},
-            "x",
-            seen_version=None,
-        )
+        propose_on(db, trade, users["clerk1"], {"quantity": "1"})
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Correction)) == 0
 
@@ -227,29 +198,11 @@ def test_a_stale_proposal_is_refused_with_who_and_when(db: Database, users, trad
     with db.write() as s:
         versioned_update(s, users["clerk2"], Trade, trade.id, trade.version, {"order_ref": "ORD-9"})
     with pytest.raises(StaleEdit, match=r"changed by clerk2 at .*reload"):
-        wf.propose(
-            db,
-            users["clerk1"],
-            AMEND,
-            "trades",
-            trade.id,
-            {"fields": {"quantity": "120"}},
-            "x",
-            seen_version=trade.version,
-        )
+        propose_on(db, trade, users["clerk1"], {"quantity": "120"}, seen_version=trade.version)
 
 
 def test_an_approval_after_the_trade_changed_is_refused(db: Database, users, trade: Trade) -> None:
-    cid = wf.propose(
-        db,
-        users["clerk1"],
-        AMEND,
-        "trades",
-        trade.id,
-        {"fields": {"quantity": "120"}},
-        "x",
-        seen_version=None,
-    )
+    cid = propose_on(db, trade, users["clerk1"], {"quantity": "120"})
     with db.write() as s:
         versioned_update(s, users["clerk2"], Trade, trade.id, trade.version, {"order_ref": "ORD-9"})
     with pytest.raises(StaleEdit, match="changed by clerk2"):
@@ -260,27 +213,9 @@ def test_an_approval_after_the_trade_changed_is_refused(db: Database, users, tra
 
 
 def test_only_one_pending_correction_per_trade(db: Database, users, trade: Trade) -> None:
-    cid = wf.propose(
-        db,
-        users["clerk1"],
-        AMEND,
-        "trades",
-        trade.id,
-        {"fields": {"quantity": "120"}},
-        "x",
-        seen_version=None,
-    )
+    cid = propose_on(db, trade, users["clerk1"], {"quantity": "120"})
     with pytest.raises(InvalidTransition, match=f"correction #{cid}"):
-        wf.propose(
-            db,
-            users["clerk2"],
-            AMEND,
-            "trades",
-            trade.id,
-            {"fields": {"quantity": "130"}},
-            "y",
-            seen_version=None,
-        )
+        propose_on(db, trade, users["clerk2"], {"quantity": "130"}, "y")
 
 
 # --- CANCEL_REBOOK ----------------------------------------------------------------------------------------------
@@ -289,15 +224,14 @@ def test_only_one_pending_correction_per_trade(db: Database, users, trade: Trade
 def test_cancel_rebook_approved_cancels_and_books_a_corrected_copy(
     db: Database, users, trade: Trade, settlement_calls: list[int]
 ) -> None:
-    cid = wf.propose(
+    cid = propose_on(
         db,
+        trade,
         users["clerk1"],
-        REBOOK,
-        "trades",
-        trade.id,
-        {"fields": {"counterparty_code": "CP2"}},
+        {"counterparty_code": "CP2"},
         "Booked against the wrong broker",
         seen_version=trade.version,
+        kind=REBOOK,
     )
     view = wf.describe(db, users["supervisor"], cid)
     assert view.changes[0].after == "cancelled; rebooked as T1-R1"
@@ -325,16 +259,7 @@ def test_cancel_rebook_approved_cancels_and_books_a_corrected_copy(
 
 
 def test_cancel_rebook_rejected_leaves_the_trade_alone(db: Database, users, trade: Trade) -> None:
-    cid = wf.propose(
-        db,
-        users["clerk1"],
-        REBOOK,
-        "trades",
-        trade.id,
-        {"fields": {"counterparty_code": "CP2"}},
-        "x",
-        seen_version=None,
-    )
+    cid = propose_on(db, trade, users["clerk1"], {"counterparty_code": "CP2"}, kind=REBOOK)
     wf.reject(db, users["supervisor"], cid, "CP1 is right")
     with db.read() as s:
         assert [t.trade_ref for t in s.scalars(select(Trade))] == ["T1"]

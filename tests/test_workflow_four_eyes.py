@@ -18,6 +18,7 @@ from app.services.errors import InvalidTransition, PermissionDenied, ValidationF
 from app.services.workflow import breaks as wb
 from app.services.workflow import corrections as wf
 
+from .helpers import WON, race
 from .test_workflow_breaks import get_break, make_break, make_definition
 
 CLOSE, WRITE_OFF = CorrectionKind.FORCE_CLOSE, CorrectionKind.WRITE_OFF
@@ -258,30 +259,16 @@ def test_bulk_reject_needs_a_comment_and_returns_every_break(db: Database, users
 
 
 def test_two_supervisors_deciding_at_once_apply_it_once(db: Database, users, definition: int) -> None:
-    import threading
-
     cid = close(db, users, definition)
-    barrier = threading.Barrier(2)
-    outcome: dict[str, str] = {}
-
-    def decide(name: str) -> None:
-        barrier.wait()
-        try:
-            if name == "supervisor":
-                wf.approve(db, users[name], cid)
-            else:
-                wf.reject(db, users[name], cid, "no")
-            outcome[name] = "decided"
-        except InvalidTransition as err:
-            outcome[name] = str(err)
-
-    threads = [threading.Thread(target=decide, args=(n,)) for n in ("supervisor", "supervisor2")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    results = list(outcome.values())
-    assert results.count("decided") == 1
+    outcome = race(
+        {
+            "supervisor": lambda: wf.approve(db, users["supervisor"], cid),
+            "supervisor2": lambda: wf.reject(db, users["supervisor2"], cid, "no"),
+        },
+        InvalidTransition,
+    )
+    results = [str(o) for o in outcome.values()]
+    assert len(results) == 2 and results.count(WON) == 1
     assert any(r.startswith(f"Correction #{cid} is already") for r in results)
     with db.read() as s:
         decisions = s.scalars(select(CorrectionApproval)).all()

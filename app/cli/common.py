@@ -33,6 +33,12 @@ def group(sub: argparse._SubParsersAction, verb: str) -> argparse._SubParsersAct
     return actions[0]
 
 
+def json_flag(p: argparse.ArgumentParser) -> None:
+    """``--json`` accepted after the sub-command too (``recon run NAME --json``), not only before it; SUPPRESS
+    keeps an absent one from overwriting the global flag."""
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON summary")
+
+
 class CommandFailed(Exception):
     """A refusal detected by the CLI itself (missing --user and the like)."""
 

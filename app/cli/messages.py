@@ -19,15 +19,10 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from .common import CliContext, CommandFailed, group
+from .common import CliContext, CommandFailed, group, json_flag
 
 EXIT_SOME_NOT_APPLIED = 4
 SHOWN_ISSUES = 50
-
-
-def _json_flag(p: argparse.ArgumentParser) -> None:
-    # Also accepted after the sub-command (``import messages f.fin --json``), not only before it.
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON summary")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE.json",
         help='custodian CSV column mapping: {"columns": {"related_reference": "Our Ref", ...}, "delimiter": ";"}',
     )
-    _json_flag(imp)
+    json_flag(imp)
     imp.set_defaults(handler=run_import)
 
     exp = group(sub, "export").add_parser(
@@ -64,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp.add_argument(
         "--id", type=int, action="append", dest="ids", metavar="N", help="only this instruction id"
     )
-    _json_flag(exp)
+    json_flag(exp)
     exp.set_defaults(handler=run_export)
 
 

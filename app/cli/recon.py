@@ -22,12 +22,7 @@ from pathlib import Path
 
 from app.services.permissions import SYSTEM
 
-from .common import CliContext, CommandFailed
-
-
-def _json_flag(p: argparse.ArgumentParser) -> None:
-    # Accepted after the sub-command too (``recon run NAME --json``); absent, the global flag stands.
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON summary")
+from .common import CliContext, CommandFailed, json_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = rs.add_parser("run", help="run a recon definition and write its matches and breaks")
     r.add_argument("name", help="definition name (see 'recon list')")
     r.add_argument("--date", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="as of this date")
-    _json_flag(r)
+    json_flag(r)
     r.set_defaults(handler=run_definition)
 
     f = rs.add_parser(
@@ -52,23 +47,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--key", action="append", required=True, metavar="COL", help="key column (repeatable)")
     f.add_argument("--compare", action="append", default=[], metavar="COL[:abs=X|:rel=X|:days=N]")
     f.add_argument("--out", metavar="BREAKS.csv|.xlsx", help="write the break report here")
-    _json_flag(f)
+    json_flag(f)
     f.set_defaults(handler=run_files)
 
     li = rs.add_parser("list", help="list the recon definitions")
-    _json_flag(li)
+    json_flag(li)
     li.set_defaults(handler=list_definitions)
 
     s = rs.add_parser("show", help="show one definition's configuration and its latest runs")
     s.add_argument("name")
-    _json_flag(s)
+    json_flag(s)
     s.set_defaults(handler=show_definition)
 
     e = rs.add_parser("edit", help="replace a definition's configuration (supervisors)")
     e.add_argument("name")
     e.add_argument("--config", required=True, metavar="FILE.json", help="the new configuration")
     e.add_argument("--version", type=int, help="the version you edited (default: the current one)")
-    _json_flag(e)
+    json_flag(e)
     e.set_defaults(handler=edit_definition)
 
 

@@ -24,12 +24,7 @@ from app.services.permissions import SYSTEM, Actor
 from app.services.reports import daily
 from app.services.sla import evaluate, rules
 
-from .common import CliContext, CommandFailed
-
-
-def _json_flag(p: argparse.ArgumentParser) -> None:
-    # The global --json must also work after the sub-command; SUPPRESS keeps a global one from being overwritten.
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON summary")
+from .common import CliContext, CommandFailed, json_flag
 
 
 def _time(value: str) -> dt.datetime:
@@ -61,13 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--ids", type=int, default=0, metavar="N", help="list up to N item ids per state in the JSON"
     )
-    _json_flag(ev)
+    json_flag(ev)
     ev.set_defaults(handler=run_evaluate)
     ls = ssub.add_parser("list", help="the SLA definitions and their rules")
-    _json_flag(ls)
+    json_flag(ls)
     ls.set_defaults(handler=run_list)
     de = ssub.add_parser("defaults", help="create the default SLAs that do not exist yet (supervisor, admin)")
-    _json_flag(de)
+    json_flag(de)
     de.set_defaults(handler=run_defaults)
     ed = ssub.add_parser("edit", help="change an SLA's rule, warning window or activity (supervisor, admin)")
     ed.add_argument("code")
@@ -77,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     act = ed.add_mutually_exclusive_group()
     act.add_argument("--active", dest="active", action="store_true", default=None)
     act.add_argument("--inactive", dest="active", action="store_false")
-    _json_flag(ed)
+    json_flag(ed)
     ed.set_defaults(handler=run_edit)
 
     rep = sub.add_parser("report", help="operations reports")
@@ -90,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--date", required=True, type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
     d.add_argument("--out", required=True, metavar="FILE", help="FILE.xlsx or FILE.pdf")
     d.add_argument("--zone", help="time zone of the day and the times shown (default: the user's)")
-    _json_flag(d)
+    json_flag(d)
     d.set_defaults(handler=run_daily)
 
 

@@ -2,7 +2,10 @@
 
 Both backends are read through Apache Arrow ADBC drivers on a connection of their own: SQLite with
 ``adbc_driver_sqlite`` (the database file opened read-only, ``file:...?mode=ro``; in WAL mode a reader sees what was
-committed when its read transaction began, never another connection's uncommitted writes), PostgreSQL with
+committed when its read transaction began, never another connection's uncommitted writes) **in a worker process**
+(``columnar_worker.py``, at most ``MAX_WORKERS``, started once and kept): the driver links its own copy of SQLite,
+and two copies in one process on one file break each other's locks ("locking protocol", crashes on the -shm file);
+results come back as an Arrow IPC stream. PostgreSQL in process with
 ``adbc_driver_postgresql`` (binary COPY; the libpq URI of the engine without its ``+psycopg`` suffix, with a connection
 timeout). Being a connection of its own, a columnar read sees **committed data only**: never use it for rows the
 calling session has written and not yet committed. Where ADBC is not installed, cannot connect, or the database is an
@@ -44,13 +47,19 @@ each backend stores them (ISO text, naive-UTC text on SQLite).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
+import json
 import logging
 import re
+import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,6 +79,14 @@ _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _EPOCH = np.datetime64("1970-01-01", "D")
 _warned: set[str] = set()
 _warn_lock = threading.Lock()
+
+
+try:  # what a driver raises for a query it cannot run or type (a caller may then read another way)
+    import adbc_driver_manager as _adbc_manager
+
+    DRIVER_ERRORS: tuple[type[BaseException], ...] = (OSError, _adbc_manager.Error)
+except ImportError:  # pragma: no cover - ADBC not installed: every read goes through the DBAPI driver
+    DRIVER_ERRORS = (OSError,)
 
 
 class ColumnarError(RuntimeError):
@@ -98,7 +115,6 @@ def sqlite_uri(db: Database) -> str | None:
     path = db.engine.url.database
     if not path or path == ":memory:" or path.startswith("file:"):
         return None
-    from pathlib import Path  # noqa: PLC0415
     from urllib.parse import quote  # noqa: PLC0415
 
     return f"file:{quote(str(Path(path).resolve()))}?mode=ro"
@@ -113,14 +129,113 @@ def postgres_uri(db: Database) -> str:
     return url.set(query=query).render_as_string(hide_password=False)
 
 
+class _WorkerQueryError(OSError):
+    """The worker ran the query and the driver refused it (a clean exchange)."""
+
+
+class _Worker:
+    """One ``columnar_worker`` process (ADBC SQLite runs there, never in this process: see that module)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "app.services.columnar_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=str(Path(__file__).resolve().parents[2]),
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def query(self, uri: str, sql: str, args: tuple[Any, ...]) -> pa.Table:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        req = {"uri": uri, "sql": sql, "args": list(args), "batch_rows": _SQLITE_BATCH_ROWS}
+        self.proc.stdin.write(json.dumps(req).encode() + b"\n")
+        self.proc.stdin.flush()
+        tag = self.proc.stdout.read(1)
+        if tag == b"K":
+            return pa.ipc.open_stream(self.proc.stdout).read_all()
+        if tag == b"E":
+            (n,) = struct.unpack(">I", self.proc.stdout.read(4))
+            raise _WorkerQueryError(self.proc.stdout.read(n).decode())
+        raise ConnectionError("the columnar SQLite worker stopped")
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
+_workers: list[_Worker] = []
+_workers_lock = threading.Lock()
+MAX_WORKERS = 2  # one per core of the target machine: two reads (the two sides of a recon) run in parallel
+
+
+@contextlib.contextmanager
+def _worker() -> Iterator[_Worker]:
+    """A free worker (started on first use and kept for the life of the process)."""
+    with _workers_lock:
+        for w in list(_workers):
+            if not w.alive():
+                _workers.remove(w)
+        free = next((w for w in _workers if w.lock.acquire(blocking=False)), None)
+        if free is None and len(_workers) < MAX_WORKERS:
+            free = _Worker()
+            free.lock.acquire()
+            _workers.append(free)
+    if free is None:  # all busy: wait for the first one
+        free = _workers[0]
+        free.lock.acquire()
+    clean = False
+    try:
+        yield free
+        clean = True
+    except _WorkerQueryError:
+        clean = True  # the query failed, the exchange did not: the worker stays in step
+        raise
+    finally:
+        if not clean:  # an exchange broken half-way leaves the pipe out of step: that worker goes
+            free.stop()
+            with _workers_lock, contextlib.suppress(ValueError):
+                _workers.remove(free)
+        free.lock.release()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    for w in _workers:
+        w.stop()
+
+
+class _SqliteWorkerConnection:
+    """The part of an ADBC connection a Reader uses, served by a worker process."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        with _worker() as w:  # fail now (logged fallback) rather than at the first read
+            w.query(uri, "SELECT 1", ())
+
+    def query(self, sql: str, args: tuple[Any, ...]) -> pa.Table:
+        with _worker() as w:
+            return w.query(self.uri, sql, args)
+
+    def rollback(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _adbc_connect(db: Database) -> Any:
     if db.backend == "sqlite":
         uri = sqlite_uri(db)
         if uri is None:
             raise ConnectionError("an in-memory SQLite database cannot be opened by a second connection")
-        import adbc_driver_sqlite.dbapi as adbc_sqlite  # noqa: PLC0415
-
-        return adbc_sqlite.connect(uri)
+        return _SqliteWorkerConnection(uri)
     if db.backend == "postgresql":
         import adbc_driver_postgresql.dbapi as adbc_pg  # noqa: PLC0415
 
@@ -188,14 +303,15 @@ class Reader:
         if sqlite and kinds:
             sql = _sqlite_typed(sql, kinds)
         query, args = _positional(sql, params, "sqlite" if sqlite else "postgresql")
-        cur = self._adbc.cursor()
-        try:
-            if sqlite:
-                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(_SQLITE_BATCH_ROWS)})
-            cur.execute(query, args or None)
-            table = cur.fetch_arrow_table()
-        finally:
-            cur.close()
+        if sqlite:
+            table = self._adbc.query(query, args)
+        else:
+            cur = self._adbc.cursor()
+            try:
+                cur.execute(query, args or None)
+                table = cur.fetch_arrow_table()
+            finally:
+                cur.close()
         if sqlite and kinds:
             table = table.slice(1)  # the typed sentinel row
         return table

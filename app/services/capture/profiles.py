@@ -36,13 +36,15 @@ reference books the trade as new (the original never reached us; nothing is lost
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from app.services.errors import ValidationFailed
+
+P = TypeVar("P")
 
 FIELDS: tuple[str, ...] = (
     "trade_ref",
@@ -221,26 +223,45 @@ def load_profile(name_or_path: str | None) -> Profile:
     An unknown name is refused with the list of known ones.
     """
     key = (name_or_path or "default").strip()
-    if key in BUILTIN:
-        return BUILTIN[key]
+    return lookup_profile(
+        key, BUILTIN, _profile, {f.name for f in fields(Profile)}, _check, what="import", say_allowed=True
+    )
+
+
+def lookup_profile(
+    key: str,
+    builtin: Mapping[str, P],
+    make: Callable[..., P],
+    keys: set[str],
+    check: Callable[[P, str], P],
+    *,
+    what: str,
+    say_allowed: bool,
+) -> P:
+    """The built-in profile named ``key``, or the JSON profile file at path ``key`` (its ``keys`` given to ``make``;
+    name and description default to the file's), checked by ``check``. Shared with the statement profiles.
+
+    Anything else is refused, naming the known profiles (``what`` says whose: "import", "statement").
+    """
+    if key in builtin:
+        return builtin[key]
     path = Path(key)
     if path.suffix.lower() == ".json" and path.is_file():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            allowed = {f.name for f in fields(Profile)}
-            extra = set(data) - allowed
+            extra = set(data) - keys
             if extra:
+                allowed = f"; allowed: {', '.join(sorted(keys))}" if say_allowed else ""
                 raise ValidationFailed(
-                    f"Profile file {path.name} has unknown keys {', '.join(sorted(extra))}; "
-                    f"allowed: {', '.join(sorted(allowed))}."
+                    f"Profile file {path.name} has unknown keys {', '.join(sorted(extra))}{allowed}."
                 )
             data.setdefault("name", path.stem)
             data.setdefault("description", f"profile file {path.name}")
-            return _check(_profile(**data), f"file {path.name}")
+            return check(make(**data), f"file {path.name}")
         except (OSError, ValueError, TypeError) as err:
             raise ValidationFailed(f"Profile file {path.name} cannot be read: {err}.") from err
     raise ValidationFailed(
-        f"There is no import profile named '{key}'. Known profiles: {', '.join(known_profiles())} "
+        f"There is no {what} profile named '{key}'. Known profiles: {', '.join(sorted(builtin))} "
         "(or give the path of a .json profile file)."
     )
 

@@ -246,6 +246,55 @@ def _fix_notional(s: Session, trade: Trade) -> int | None:
     return notional if from_decimal(qty, QTY_SCALE) == from_decimal(trade.quantity, QTY_SCALE) else None
 
 
+def revalidated_values(
+    s: Session, trade: Trade, edits: dict[str, Any], *, today: dt.date | None = None
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The trade's stored values with ``edits`` applied and every derived field (reference ids, amounts,
+    settlement date, SSIs, exception codes) recomputed by the import's own rules, and the exceptions validation
+    raised (columns code, field, message; empty when the edited trade is clean).
+
+    One piece for the repair queue and the correction workflow's amend / cancel-rebook, so both judge an edited
+    trade exactly as an import would."""
+    frame = _row_frame(trade, edits)
+    ref = refdata.load(s)
+    res, issues = validate(frame, ref, today=today)
+    # A FIX trade's notional comes from its fills unless the clerk changed quantity or price.
+    keep_notional = "quantity" not in edits and "price" not in edits
+    notional = _fix_notional(s, trade) if keep_notional else None
+    enr = enrich(
+        frame, res, ref, issues, np.array([notional], dtype=object) if notional is not None else None
+    )
+    exc = issues.frame()
+
+    def ref_id(table: pd.DataFrame, pos: int) -> int | None:
+        return int(table["id"].iloc[pos]) if pos >= 0 else None
+
+    settle = enr.settlement_date[0]
+    new: dict[str, Any] = {
+        "isin": frame["isin"].iat[0],
+        "account_code": frame["account_code"].iat[0],
+        "counterparty_code": str(res.counterparty_code[0]),
+        "instrument_id": ref_id(ref.instruments, int(res.inst[0])),
+        "account_id": ref_id(ref.accounts, int(res.acct[0])),
+        "counterparty_id": ref_id(ref.counterparties, int(res.cpty[0])),
+        "side": Side(frame["side"].iat[0]),
+        "quantity": to_decimal(int(frame["qty_u"].iat[0]), QTY_SCALE),
+        "price": to_decimal(int(frame["px_u"].iat[0]), PRICE_SCALE),
+        "currency": str(res.currency[0]),
+        "gross_amount": to_decimal(int(enr.gross_u[0]), MONEY_SCALE),
+        "commission": to_decimal(int(enr.commission_u[0]), MONEY_SCALE),
+        "fees": to_decimal(int(enr.fees_u[0]), MONEY_SCALE),
+        "net_amount": to_decimal(int(enr.net_u[0]), MONEY_SCALE),
+        "trade_date": edits.get("trade_date", trade.trade_date),
+        "trade_time": edits.get("trade_time", trade.trade_time),
+        "settlement_date": None if np.isnat(settle) else dt.date.fromisoformat(str(settle)),
+        "our_ssi_id": None if enr.our_ssi_id[0] < 0 else int(enr.our_ssi_id[0]),
+        "their_ssi_id": None if enr.their_ssi_id[0] < 0 else int(enr.their_ssi_id[0]),
+        "exception_codes": exception_codes(exc["code"].tolist()),
+    }
+    return new, exc
+
+
 def repair_trade(
     db: Database,
     actor: Actor,
@@ -268,44 +317,12 @@ def repair_trade(
                 "validation is amended through the correction workflow (propose a correction for a supervisor to "
                 "approve), not edited directly."
             )
-        frame = _row_frame(trade, edits)
-        ref = refdata.load(s)
-        res, issues = validate(frame, ref, today=today)
-        keep_notional = "quantity" not in edits and "price" not in edits
-        notional = _fix_notional(s, trade) if keep_notional else None
-        enr = enrich(
-            frame, res, ref, issues, np.array([notional], dtype=object) if notional is not None else None
-        )
-        exc = issues.frame()
+        new, exc = revalidated_values(s, trade, edits, today=today)
         status = TradeStatus.REPAIR if len(exc) else TradeStatus.VALIDATED
-
-        def ref_id(table: pd.DataFrame, pos: int) -> int | None:
-            return int(table["id"].iloc[pos]) if pos >= 0 else None
-
-        settle = enr.settlement_date[0]
-        new: dict[str, Any] = {
-            "isin": frame["isin"].iat[0],
-            "account_code": frame["account_code"].iat[0],
-            "counterparty_code": str(res.counterparty_code[0]),
-            "instrument_id": ref_id(ref.instruments, int(res.inst[0])),
-            "account_id": ref_id(ref.accounts, int(res.acct[0])),
-            "counterparty_id": ref_id(ref.counterparties, int(res.cpty[0])),
-            "side": Side(frame["side"].iat[0]),
-            "quantity": to_decimal(int(frame["qty_u"].iat[0]), QTY_SCALE),
-            "price": to_decimal(int(frame["px_u"].iat[0]), PRICE_SCALE),
-            "currency": str(res.currency[0]),
-            "gross_amount": to_decimal(int(enr.gross_u[0]), MONEY_SCALE),
-            "commission": to_decimal(int(enr.commission_u[0]), MONEY_SCALE),
-            "fees": to_decimal(int(enr.fees_u[0]), MONEY_SCALE),
-            "net_amount": to_decimal(int(enr.net_u[0]), MONEY_SCALE),
-            "trade_date": edits.get("trade_date", trade.trade_date),
-            "trade_time": edits.get("trade_time", trade.trade_time),
-            "settlement_date": None if np.isnat(settle) else dt.date.fromisoformat(str(settle)),
-            "our_ssi_id": None if enr.our_ssi_id[0] < 0 else int(enr.our_ssi_id[0]),
-            "their_ssi_id": None if enr.their_ssi_id[0] < 0 else int(enr.their_ssi_id[0]),
-            "status": status,
-            "exception_codes": exception_codes(exc["code"].tolist()),
-        }
+        # The status sits before the codes, as the audit entry has always listed them.
+        codes = new.pop("exception_codes")
+        new["status"] = status
+        new["exception_codes"] = codes
         changed = {k: v for k, v in new.items() if _differs(getattr(trade, k), v)}
         # Status and codes are always written, so the audit entry says what the re-validation concluded.
         changed["status"] = status

@@ -54,7 +54,7 @@ from ..permissions import Actor, Permission, require
 from . import definitions as defs
 from .config import ReconConfig
 from .engine import MATCHED, describe, reconcile
-from .sources import needed_columns, prepare, read_source
+from .sources import needed_columns, prepare, read_sources
 
 ACTIVE = (BreakStatus.OPEN, BreakStatus.ASSIGNED, BreakStatus.PROPOSED)
 MANUAL = "manual"
@@ -127,8 +127,14 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
             )
         cfg = defs.validate(raw)
         t = time.perf_counter()
-        left_raw = read_source(s, cfg.left.source, as_of, needed_columns(cfg, "left"), db=db)
-        right_raw = read_source(s, cfg.right.source, as_of, needed_columns(cfg, "right"), db=db)
+        left_raw, right_raw = read_sources(
+            s,
+            db,
+            [
+                (cfg.left.source, as_of, needed_columns(cfg, "left")),
+                (cfg.right.source, as_of, needed_columns(cfg, "right")),
+            ],
+        )
         manual_l, manual_r = _manual_refs(s, def_id)
         timings["read"] = time.perf_counter() - t
     run_date = as_of or dt.datetime.now(dt.UTC).date()

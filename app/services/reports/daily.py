@@ -224,6 +224,19 @@ def write_xlsx(report: DailyReport, path: Path) -> None:
         for i, w in enumerate(values):
             ws.column_dimensions[chr(ord("A") + i)].width = w
 
+    def pct_by_day(ws: Any, title: str, columns: list[int], n: int, size: tuple[int, int]) -> None:
+        """A 0-100 % line chart at H2 of the given columns of a table with dates in column A and n data rows."""
+        chart = LineChart()
+        chart.title = title
+        for col in columns:
+            chart.add_data(Reference(ws, min_col=col, min_row=1, max_row=n + 1), titles_from_data=True)
+        chart.set_categories(Reference(ws, min_col=1, min_row=2, max_row=n + 1))
+        chart.x_axis.number_format = "dd mmm"
+        chart.y_axis.scaling.min = 0
+        chart.y_axis.scaling.max = 100
+        chart.height, chart.width = size
+        ws.add_chart(chart, "H2")
+
     # Summary --------------------------------------------------------------------------------------------------------
     ws = wb.active
     ws.title = "Summary"
@@ -304,16 +317,7 @@ def write_xlsx(report: DailyReport, path: Path) -> None:
         ws.cell(row=r, column=1).number_format = "yyyy-mm-dd"
     widths(ws, [12, 14, 10, 12, 10, 10])
     if rows:
-        chart = LineChart()
-        chart.title = "Settlement fail rate and STP rate by day (%)"
-        chart.add_data(Reference(ws, min_col=4, min_row=1, max_row=len(rows) + 1), titles_from_data=True)
-        chart.add_data(Reference(ws, min_col=6, min_row=1, max_row=len(rows) + 1), titles_from_data=True)
-        chart.set_categories(Reference(ws, min_col=1, min_row=2, max_row=len(rows) + 1))
-        chart.x_axis.number_format = "dd mmm"
-        chart.y_axis.scaling.min = 0
-        chart.y_axis.scaling.max = 100
-        chart.height, chart.width = 9, 18
-        ws.add_chart(chart, "H2")
+        pct_by_day(ws, "Settlement fail rate and STP rate by day (%)", [4, 6], len(rows), (9, 18))
 
     # Break ageing ---------------------------------------------------------------------------------------------------
     ws = wb.create_sheet("Break ageing")
@@ -365,15 +369,7 @@ def write_xlsx(report: DailyReport, path: Path) -> None:
         ws.cell(row=r, column=1).number_format = "yyyy-mm-dd"
     widths(ws, [12, 10, 12, 8, 14, 10])
     if len(af):
-        chart = LineChart()
-        chart.title = "Affirmation rate vs the 21:00 ET cut-off (%)"
-        chart.add_data(Reference(ws, min_col=6, min_row=1, max_row=len(af) + 1), titles_from_data=True)
-        chart.set_categories(Reference(ws, min_col=1, min_row=2, max_row=len(af) + 1))
-        chart.x_axis.number_format = "dd mmm"
-        chart.y_axis.scaling.min = 0
-        chart.y_axis.scaling.max = 100
-        chart.height, chart.width = 8, 16
-        ws.add_chart(chart, "H2")
+        pct_by_day(ws, "Affirmation rate vs the 21:00 ET cut-off (%)", [6], len(af), (8, 16))
 
     # Workload -------------------------------------------------------------------------------------------------------
     if d.workload is not None:

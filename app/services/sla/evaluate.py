@@ -4,8 +4,9 @@ How one evaluation runs, per active SLA:
 
 1. **Bulk read** the open items as integers only (ids, anchor as epoch days or seconds, instrument, owner, category
    code, amount in units of 1e-4): the database turns dates and timestamps into numbers (``julianday`` on SQLite,
-   ``EXTRACT(EPOCH ...)`` on PostgreSQL), SQLite rows come through ``fetchall`` into one ``np.fromiter``, and
-   PostgreSQL streams ``COPY (SELECT ...) TO STDOUT`` into pandas' C CSV reader. No ORM object, no row loop.
+   ``EXTRACT(EPOCH ...)`` on PostgreSQL), read columnar through ADBC (``columnar.py``: Arrow int64 buffers, binary COPY
+   on PostgreSQL), or where ADBC is unavailable through the session's driver (SQLite ``fetchall`` into one
+   ``np.fromiter``, PostgreSQL ``COPY ... TO STDOUT`` into pandas' C CSV reader). No ORM object, no row loop.
 2. **Deadlines** per group of items sharing a market and a band (a handful of groups): business days with the
    market's numpy business-day calendar (``calendars.py``, exchange holidays plus the market's extra closures),
    then the local cut-off turned into UTC once per distinct date with pandas' time-zone database (DST-correct:
@@ -37,6 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,13 +46,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import SlaDefinition, utcnow
 from app.models.enums import ChangeAction, SlaState
 
-from .. import audit
+from .. import audit, columnar
 from ..calendars import get_calendar
 from ..capture.bulk import execute_for_ids, insert_rows, timestamps
 from ..db import Database
@@ -70,6 +73,7 @@ _PG_LOCK_KEY = 0x51A0E7  # advisory lock: one workstation records an evaluation 
 DEFAULT_CUTOFF_MIN = 16 * 60  # the desk's cut-off for items of unknown market under a market-cut-off rule
 
 Progress = Callable[[int, int, str], None]
+log = logging.getLogger(__name__)
 
 
 # =====================================================================================================================
@@ -239,8 +243,27 @@ def closed_sql(rule: SlaRule, categories: list[str], since: dt.datetime, until: 
     )
 
 
-def read_ints(session: Session, sql: str, ncols: int) -> np.ndarray:
-    """Run a SELECT of integer columns and return an (n, ncols) int64 array, fast on both backends."""
+def read_ints(session: Session, sql: str, ncols: int, reader: columnar.Reader | None = None) -> np.ndarray:
+    """Run a SELECT of integer columns and return an (n, ncols) int64 array, fast on both backends.
+
+    With an ADBC ``reader`` (committed data only: never for rows the session itself wrote) the columns arrive as
+    Arrow int64 buffers; otherwise, or if the driver refuses the query (logged), through the session's connection.
+    """
+    if reader is not None and reader.via == "adbc":
+        try:
+            table = reader.arrow(sql)
+        except columnar.DRIVER_ERRORS as err:
+            log.warning("SLA bulk read through the session's driver instead of ADBC: %s", err)
+        else:
+            if table.num_columns != ncols:
+                raise ValueError(f"expected {ncols} columns, the query gave {table.num_columns}")
+            if table.num_rows == 0:
+                return np.zeros((0, ncols), dtype=np.int64)
+            out = np.empty((table.num_rows, ncols), dtype=np.int64)
+            for j, col in enumerate(table.columns):
+                # safe cast: a NULL or a fraction is an error, not a wrong number
+                out[:, j] = col.combine_chunks().cast(pa.int64()).to_numpy()
+            return out
     raw = session.connection().connection.driver_connection
     if session.get_bind().dialect.name == "postgresql":
         buf = io.BytesIO()
@@ -639,18 +662,22 @@ def _trade_rows(shared: np.ndarray, rule: SlaRule) -> np.ndarray:
     return out
 
 
-def read_open(session: Session, slas: list[SlaInfo], pg: bool) -> dict[int, np.ndarray]:
+def read_open(
+    session: Session, slas: list[SlaInfo], pg: bool, reader: columnar.Reader | None = None
+) -> dict[int, np.ndarray]:
     """The open rows of every SLA (COLUMNS layout), with the trades table read once: the whole bulk read."""
     kinds = {i.rule.kind for i in slas if i.rule.kind in TRADE_KINDS}
     anchors = {i.rule.anchor for i in slas if i.rule.kind in TRADE_KINDS}
-    shared = read_ints(session, shared_trades_sql(kinds, pg, anchors), 10) if kinds else None
+    shared = read_ints(session, shared_trades_sql(kinds, pg, anchors), 10, reader) if kinds else None
     out = {}
     for info in slas:
         if info.rule.kind in TRADE_KINDS:
             assert shared is not None
             out[info.id] = _trade_rows(shared, info.rule)
         else:
-            out[info.id] = read_ints(session, open_sql(info.rule, _categories(info.rule), pg), len(COLUMNS))
+            out[info.id] = read_ints(
+                session, open_sql(info.rule, _categories(info.rule), pg), len(COLUMNS), reader
+            )
     return out
 
 
@@ -662,13 +689,14 @@ def _evaluate_one(
     at: dt.datetime,
     since: dt.datetime | None,
     pg: bool,
+    reader: columnar.Reader | None = None,
 ) -> tuple[Items, Items | None]:
     rule = info.rule
     cats = _categories(rule)
     items = compute_deadlines(session, rule, data, ref, cats)
     closed = None
     if since is not None and since < at:
-        cdata = read_ints(session, closed_sql(rule, cats, since, at, pg), len(COLUMNS) + 2)
+        cdata = read_ints(session, closed_sql(rule, cats, since, at, pg), len(COLUMNS) + 2, reader)
         closed = compute_deadlines(session, rule, cdata, ref, cats)
     return items, closed
 
@@ -698,7 +726,9 @@ def evaluate_all(
     at = at.astimezone(dt.UTC)
     at_s = int(at.timestamp())
     unit = db.write() if record else db.read()
-    with unit as s:
+    # The bulk reads of source tables go columnar on a connection of their own (this transaction writes only SLA
+    # bookkeeping, which is read back through the session itself).
+    with unit as s, columnar.reader(db) as reader:
         pg = s.get_bind().dialect.name == "postgresql"
         recording = record
         if record and pg:
@@ -713,7 +743,7 @@ def evaluate_all(
         results: list[SlaResult] = []
         total_events = 0
         t0 = time.perf_counter()
-        open_rows = read_open(s, slas, pg)
+        open_rows = read_open(s, slas, pg, reader)
         read_s = time.perf_counter() - t0
         for n, info in enumerate(slas):
             if progress:
@@ -721,7 +751,7 @@ def evaluate_all(
             since = None
             if recording:
                 since = info.last_evaluated_at or (at - dt.timedelta(days=BACKFILL_DAYS))
-            items, closed = _evaluate_one(s, info, open_rows.pop(info.id), ref, at, since, pg)
+            items, closed = _evaluate_one(s, info, open_rows.pop(info.id), ref, at, since, pg, reader)
             warning_s = info.warning_minutes * 60
             state = states_at(items.due, warning_s, at_s)
             result = SlaResult(

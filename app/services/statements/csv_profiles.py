@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -37,6 +36,7 @@ from typing import Any
 from stdnum import isin as stdnum_isin
 
 from app.models.enums import StatementKind
+from app.services.capture.profiles import lookup_profile
 from app.services.errors import ValidationFailed
 
 from .parsed import ParsedLine, ParsedStatement, Problem, StatementFileRefused, refuse, too_precise
@@ -175,25 +175,9 @@ def _check(p: StatementProfile, origin: str) -> StatementProfile:
 def load_profile(name_or_path: str | None, kind: str | None = None) -> StatementProfile:
     """A built-in profile by name (default by kind: ``confirmations``), or a JSON profile file by path."""
     key = (name_or_path or ("positions" if kind == "HOLDINGS" else "confirmations")).strip()
-    if key in BUILTIN:
-        return BUILTIN[key]
-    path = Path(key)
-    if path.suffix.lower() == ".json" and path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            extra = set(data) - {f.name for f in fields(StatementProfile)}
-            if extra:
-                raise ValidationFailed(
-                    f"Profile file {path.name} has unknown keys {', '.join(sorted(extra))}."
-                )
-            data.setdefault("name", path.stem)
-            data.setdefault("description", f"profile file {path.name}")
-            return _check(StatementProfile(**data), f"file {path.name}")
-        except (OSError, ValueError, TypeError) as err:
-            raise ValidationFailed(f"Profile file {path.name} cannot be read: {err}.") from err
-    raise ValidationFailed(
-        f"There is no statement profile named '{key}'. Known profiles: {', '.join(known_profiles())} "
-        "(or give the path of a .json profile file)."
+    fields_ = {f.name for f in fields(StatementProfile)}
+    return lookup_profile(
+        key, BUILTIN, StatementProfile, fields_, _check, what="statement", say_allowed=False
     )
 
 

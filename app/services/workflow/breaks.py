@@ -205,21 +205,16 @@ def _check_can_work(session: Session, actor: Actor, brk: Break) -> None:
 # --- claim, release, assign -------------------------------------------------------------------------------------
 
 
-def claim_in(session: Session, actor: Actor, break_id: int) -> int:
-    """Claim in the caller's unit of work (a proposal claims the breaks it names). Returns the new version."""
-    require(actor, Permission.CLAIM)
+def _set_owner(session: Session, actor: Actor, owner_id: int | None, *conds: Any) -> int | None:
+    """One versioned UPDATE making ``owner_id`` (None: nobody) the owner of the break ``conds`` select. Returns the
+    new version, or None when no row matched (someone else got there first: the caller says who)."""
     now = utcnow()
-    before = session.execute(select(Break.status, Break.owner_id).where(Break.id == break_id)).first()
-    new_version = session.execute(
+    return session.execute(
         update(Break)
-        .where(
-            Break.id == break_id,
-            or_(Break.owner_id.is_(None), Break.owner_id == actor.user_id),
-            Break.status.in_(ACTIVE),
-        )
+        .where(*conds)
         .values(
-            owner_id=actor.user_id,
-            claimed_at=now,
+            owner_id=owner_id,
+            claimed_at=None if owner_id is None else now,
             version=Break.version + 1,
             updated_by_id=actor.user_id,
             updated_at=now,
@@ -227,6 +222,30 @@ def claim_in(session: Session, actor: Actor, break_id: int) -> int:
         .returning(Break.version)
         .execution_options(synchronize_session=False)
     ).scalar()
+
+
+def _open_becomes_assigned(session: Session, break_id: int) -> None:
+    """A break with an owner is being worked: OPEN becomes ASSIGNED (other statuses stay as they are)."""
+    session.execute(
+        update(Break)
+        .where(Break.id == break_id, Break.status == OPEN)
+        .values(status=ASSIGNED)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def claim_in(session: Session, actor: Actor, break_id: int) -> int:
+    """Claim in the caller's unit of work (a proposal claims the breaks it names). Returns the new version."""
+    require(actor, Permission.CLAIM)
+    before = session.execute(select(Break.status, Break.owner_id).where(Break.id == break_id)).first()
+    new_version = _set_owner(
+        session,
+        actor,
+        actor.user_id,
+        Break.id == break_id,
+        or_(Break.owner_id.is_(None), Break.owner_id == actor.user_id),
+        Break.status.in_(ACTIVE),
+    )
     if new_version is None:
         row = session.execute(
             select(Break.status, Break.owner_id, Break.claimed_at).where(Break.id == break_id)
@@ -242,12 +261,7 @@ def claim_in(session: Session, actor: Actor, break_id: int) -> int:
             f"{local_text(row.claimed_at, actor)}."
         )
     # The row is ours now (locked on PostgreSQL until commit): an OPEN break becomes ASSIGNED.
-    session.execute(
-        update(Break)
-        .where(Break.id == break_id, Break.status == OPEN)
-        .values(status=ASSIGNED)
-        .execution_options(synchronize_session=False)
-    )
+    _open_becomes_assigned(session, break_id)
     status_after = ASSIGNED if before.status == OPEN else before.status
     audit.record(
         session,
@@ -294,20 +308,7 @@ def release_break(db: Database, actor: Actor, break_id: int) -> int:
                 values={"owner_id": None, "claimed_at": None},
                 from_statuses=(ASSIGNED,),
             )
-        now = utcnow()
-        version = s.execute(
-            update(Break)
-            .where(Break.id == break_id, Break.owner_id == brk.owner_id)
-            .values(
-                owner_id=None,
-                claimed_at=None,
-                version=Break.version + 1,
-                updated_by_id=actor.user_id,
-                updated_at=now,
-            )
-            .returning(Break.version)
-            .execution_options(synchronize_session=False)
-        ).scalar()
+        version = _set_owner(s, actor, None, Break.id == break_id, Break.owner_id == brk.owner_id)
         if version is None:
             raise StaleEdit(f"Break #{break_id} changed while it was being released; reload it.")
         audit.record(
@@ -343,20 +344,7 @@ def assign_break(
         conds = [Break.id == break_id, Break.status.in_(ACTIVE)]
         if seen_version is not None:
             conds.append(Break.version == seen_version)
-        now = utcnow()
-        version = s.execute(
-            update(Break)
-            .where(*conds)
-            .values(
-                owner_id=user_id,
-                claimed_at=now,
-                version=Break.version + 1,
-                updated_by_id=actor.user_id,
-                updated_at=now,
-            )
-            .returning(Break.version)
-            .execution_options(synchronize_session=False)
-        ).scalar()
+        version = _set_owner(s, actor, user_id, *conds)
         if version is None:
             row = s.execute(
                 select(Break.version, Break.updated_by_id, Break.updated_at).where(Break.id == break_id)
@@ -365,12 +353,7 @@ def assign_break(
                 f"Break #{break_id} was changed by {_name(s, row.updated_by_id)} at {local_text(row.updated_at, actor)}; "
                 "reload it."
             )
-        s.execute(
-            update(Break)
-            .where(Break.id == break_id, Break.status == OPEN)
-            .values(status=ASSIGNED)
-            .execution_options(synchronize_session=False)
-        )
+        _open_becomes_assigned(s, break_id)
         audit.record(
             s,
             actor,

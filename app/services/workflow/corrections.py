@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -50,17 +48,12 @@ from app.models.enums import (
     CorrectionKind,
     CorrectionStatus,
     Decision,
-    Side,
     TradeAction,
     TradeStatus,
 )
 from app.models.workflow import ApprovalThreshold, Correction, CorrectionApproval, CorrectionItem
 from app.services import audit
-from app.services.capture import refdata
-from app.services.capture.enrichment import enrich
-from app.services.capture.repair import EDITABLE, _fix_notional, _parse_changes, _row_frame
-from app.services.capture.units import MONEY_SCALE, PRICE_SCALE, QTY_SCALE, to_decimal
-from app.services.capture.validation import exception_codes, validate
+from app.services.capture.repair import EDITABLE, _differs, _parse_changes, revalidated_values
 from app.services.concurrency import versioned_update
 from app.services.db import Database
 from app.services.errors import (
@@ -272,53 +265,12 @@ def _notify_settlement(session: Session, actor: Actor, trade_id: int) -> None:
 def _revalidated(session: Session, trade: Trade, edits: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The trade's stored values with ``edits`` applied and every derived field recomputed, and the problems
     validation finds (empty when the amended trade is clean)."""
-    frame = _row_frame(trade, edits)
-    ref = refdata.load(session)
-    res, issues = validate(frame, ref)
-    keep_notional = "quantity" not in edits and "price" not in edits
-    notional = _fix_notional(session, trade) if keep_notional else None
-    enr = enrich(
-        frame, res, ref, issues, np.array([notional], dtype=object) if notional is not None else None
-    )
-    exc = issues.frame()
-
-    def ref_id(table: pd.DataFrame, pos: int) -> int | None:
-        return int(table["id"].iloc[pos]) if pos >= 0 else None
-
-    settle = enr.settlement_date[0]
-    new: dict[str, Any] = {
-        "isin": frame["isin"].iat[0],
-        "account_code": frame["account_code"].iat[0],
-        "counterparty_code": str(res.counterparty_code[0]),
-        "instrument_id": ref_id(ref.instruments, int(res.inst[0])),
-        "account_id": ref_id(ref.accounts, int(res.acct[0])),
-        "counterparty_id": ref_id(ref.counterparties, int(res.cpty[0])),
-        "side": Side(frame["side"].iat[0]),
-        "quantity": to_decimal(int(frame["qty_u"].iat[0]), QTY_SCALE),
-        "price": to_decimal(int(frame["px_u"].iat[0]), PRICE_SCALE),
-        "currency": str(res.currency[0]),
-        "gross_amount": to_decimal(int(enr.gross_u[0]), MONEY_SCALE),
-        "commission": to_decimal(int(enr.commission_u[0]), MONEY_SCALE),
-        "fees": to_decimal(int(enr.fees_u[0]), MONEY_SCALE),
-        "net_amount": to_decimal(int(enr.net_u[0]), MONEY_SCALE),
-        "trade_date": edits.get("trade_date", trade.trade_date),
-        "trade_time": edits.get("trade_time", trade.trade_time),
-        "settlement_date": None if np.isnat(settle) else dt.date.fromisoformat(str(settle)),
-        "our_ssi_id": None if enr.our_ssi_id[0] < 0 else int(enr.our_ssi_id[0]),
-        "their_ssi_id": None if enr.their_ssi_id[0] < 0 else int(enr.their_ssi_id[0]),
-        "exception_codes": exception_codes(exc["code"].tolist()),
-    }
+    new, exc = revalidated_values(session, trade, edits)
     problems = [
         f"{f.replace('_', ' ')}: {m} ({c})"
         for c, f, m in zip(exc["code"], exc["field"], exc["message"], strict=True)
     ]
     return new, problems
-
-
-def _differs(old: Any, new: Any) -> bool:
-    if isinstance(old, Decimal) and isinstance(new, Decimal):
-        return old.compare(new) != 0
-    return to_jsonable(old) != to_jsonable(new)
 
 
 def _edits_from_payload(payload: dict[str, Any]) -> dict[str, Any]:

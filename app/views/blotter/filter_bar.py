@@ -13,12 +13,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from PySide6.QtCore import QDate, QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
-    QDateEdit,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QMenu,
     QToolButton,
@@ -29,93 +27,30 @@ from PySide6.QtWidgets import (
 from app.models.enums import Side, TradeStatus
 from app.services.blotter import BlotterFilter
 from app.views import resources
+from app.views.common.filter_widgets import (
+    DebouncedFilterBar,
+    OptionalDateEdit,
+)
+from app.views.common.filter_widgets import caption as _caption
+from app.views.common.filter_widgets import combo as _combo
+from app.views.common.filter_widgets import line_edit as _line
+from app.views.common.filter_widgets import quick_toggle as _quick
 from app.views.qt_models.blotter_model import STATUS_TONES
 from app.views.qt_models.status_counts import status_label, tone_dot
 
 #: A pause in typing this long applies the filter.
-TYPING_DELAY_MS = 300
 SOURCES = ("CSV", "XLSX", "FIX", "DEMO")
-ANY = "Any"
 
 
-class OptionalDateEdit(QDateEdit):
-    """A date field that may be empty ("Any"): its minimum date stands for "no date" (Qt's special value text)."""
-
-    EMPTY = QDate(1900, 1, 1)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setCalendarPopup(True)
-        self.setDisplayFormat("yyyy-MM-dd")
-        self.setMinimumDate(self.EMPTY)
-        self.setSpecialValueText(ANY)
-        self.setDate(self.EMPTY)
-        self.setMinimumWidth(104)
-        # Opening the calendar on an empty field should show this month, not January 1900.
-        self.calendarWidget().installEventFilter(self)
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Show and self.value() is None:
-            today = QDate.currentDate()
-            self.calendarWidget().setCurrentPage(today.year(), today.month())
-        return super().eventFilter(watched, event)
-
-    def value(self) -> dt.date | None:
-        d = self.date()
-        return None if d == self.EMPTY else dt.date(d.year(), d.month(), d.day())
-
-    def set_value(self, value: dt.date | None) -> None:
-        self.setDate(self.EMPTY if value is None else QDate(value.year, value.month, value.day))
-
-
-def _line(placeholder: str, width: int, tip: str) -> QLineEdit:
-    edit = QLineEdit()
-    edit.setPlaceholderText(placeholder)
-    edit.setClearButtonEnabled(True)
-    edit.setMinimumWidth(width)
-    edit.setToolTip(tip)
-    edit.setAccessibleName(placeholder)
-    return edit
-
-
-def _combo(items: list[tuple[str, str | None]], tip: str, editable: bool = False) -> QComboBox:
-    combo = QComboBox()
-    for text, data in items:
-        combo.addItem(text, data)
-    combo.setEditable(editable)
-    combo.setToolTip(tip)
-    combo.setAccessibleName(tip)
-    return combo
-
-
-def _quick(text: str, tip: str) -> QToolButton:
-    button = QToolButton()
-    button.setText(text)
-    button.setCheckable(True)
-    button.setToolTip(tip)
-    button.setObjectName("quickFilter")
-    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-    return button
-
-
-class FilterBar(QWidget):
+class FilterBar(DebouncedFilterBar):
     """Emits :attr:`changed` with the new filter whenever the user changes one (debounced while typing)."""
-
-    changed = Signal(object)
 
     def __init__(
         self, user_id: int | None, parent: QWidget | None = None, *, today: dt.date | None = None
     ) -> None:
         super().__init__(parent)
-        self.setObjectName("filterBar")
         self._user_id = user_id
         self._today = today
-        self._quiet = False
-        self._last: BlotterFilter | None = None
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(TYPING_DELAY_MS)
-        self._timer.timeout.connect(self._emit)
 
         self.text = _line(
             "Trade, order or source ref…", 210, "Part of a trade, order or source reference (Ctrl+F)"
@@ -340,22 +275,6 @@ class FilterBar(QWidget):
 
     # --- reacting to the widgets --------------------------------------------------------------------------------
 
-    def _typed(self, _text: str = "") -> None:
-        if not self._quiet:
-            self._timer.start()
-
-    def _emit_now(self) -> None:
-        if self._quiet:
-            return
-        self._timer.stop()
-        self._emit()
-
-    def _emit(self) -> None:
-        flt = self.current()
-        if flt != self._last:  # a focus change or a re-selected item must not run the same query again
-            self._last = flt
-            self.changed.emit(flt)
-
     def _statuses_edited(self, _checked: bool) -> None:
         if self._quiet:
             return
@@ -417,12 +336,6 @@ class FilterBar(QWidget):
         self._quiet = True
         button.setChecked(checked)
         self._quiet = False
-
-
-def _caption(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setObjectName("muted")
-    return label
 
 
 def _select_data(combo: QComboBox, data: str | None) -> None:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QMenu,
     QSpinBox,
@@ -31,44 +30,17 @@ from PySide6.QtWidgets import (
 from app.models.enums import BreakStatus, BreakType
 from app.services.workflow.worklist import AGE_BUCKET_LABELS, AGE_BUCKETS, OPEN_STATUSES, BreakFilter, Choices
 from app.views import resources
+from app.views.common.filter_widgets import DebouncedFilterBar
+from app.views.common.filter_widgets import caption as _caption
+from app.views.common.filter_widgets import combo as _combo
+from app.views.common.filter_widgets import line_edit as _line
+from app.views.common.filter_widgets import quick_toggle as _quick
 from app.views.qt_models.breaks_model import BREAK_STATUS_TONES, TYPE_LABELS
 from app.views.qt_models.status_counts import status_label, tone_dot
 
-TYPING_DELAY_MS = 300
 DEFAULT_OLDER_THAN = 5
 DEFAULT_FILTER = BreakFilter(statuses=tuple(str(s) for s in OPEN_STATUSES))
 ANYONE, ME, NOBODY = "any", "me", "nobody"
-
-
-def _line(placeholder: str, width: int, tip: str) -> QLineEdit:
-    edit = QLineEdit()
-    edit.setPlaceholderText(placeholder)
-    edit.setClearButtonEnabled(True)
-    edit.setMinimumWidth(width)
-    edit.setToolTip(tip)
-    edit.setAccessibleName(placeholder)
-    return edit
-
-
-def _combo(items: list[tuple[str, object]], tip: str) -> QComboBox:
-    combo = QComboBox()
-    for text, data in items:
-        combo.addItem(text, data)
-    combo.setToolTip(tip)
-    combo.setAccessibleName(tip)
-    return combo
-
-
-def _quick(text: str, tip: str, icon: str = "") -> QToolButton:
-    button = QToolButton()
-    button.setText(text)
-    button.setCheckable(True)
-    button.setToolTip(tip)
-    button.setObjectName("quickFilter")
-    if icon:
-        button.setIcon(resources.icon(icon))
-    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-    return button
 
 
 def _decimal(text: str) -> Decimal | None:
@@ -81,20 +53,12 @@ def _decimal(text: str) -> Decimal | None:
         return None
 
 
-class BreakFilterBar(QWidget):
+class BreakFilterBar(DebouncedFilterBar):
     """Emits :attr:`changed` with the new filter whenever the user changes one (debounced while typing)."""
-
-    changed = Signal(object)
 
     def __init__(self, user_id: int | None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setObjectName("filterBar")
         self._user_id = user_id
-        self._quiet = False
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(TYPING_DELAY_MS)
-        self._timer.timeout.connect(self._emit)
 
         self.text = _line(
             "Internal or external ref…", 170, "Part of the internal or external reference (Ctrl+F)"
@@ -269,22 +233,6 @@ class BreakFilterBar(QWidget):
 
     # --- reacting ---------------------------------------------------------------------------------------------------
 
-    def _typed(self) -> None:
-        if not self._quiet:
-            self._timer.start()
-
-    def _emit_now(self) -> None:
-        if self._quiet:
-            return
-        self._timer.stop()
-        self._emit()
-
-    def _emit(self) -> None:
-        flt = self.current()
-        if flt != self._last:
-            self._last = flt
-            self.changed.emit(flt)
-
     def _statuses_edited(self, _checked: bool) -> None:
         if self._quiet:
             return
@@ -330,12 +278,6 @@ class BreakFilterBar(QWidget):
         self.unassigned.setChecked(owner == NOBODY)
         self._quiet = False
         self._emit_now()
-
-
-def _caption(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setObjectName("muted")
-    return label
 
 
 def _refill(combo: QComboBox, items: list[tuple[str, object]]) -> None:

@@ -477,7 +477,28 @@ def choose_folder(parent: QWidget, caption: str, start: str = "") -> str:
     return QFileDialog.getExistingDirectory(parent, caption, start)
 
 
+class FileImportDialog(OperationDialog):
+    """An import of files chosen in (or dropped on) the dialog, one transaction per file, stoppable between files.
+    Subclasses build ``self.files`` (a :class:`FileList`) in ``build_inputs``; ``paths`` are added to it."""
+
+    run_label = "Import"
+    cancellable = True
+    cancelled_text = (
+        "Cancelled: every file already started was imported in full (one transaction each) and stays; the files "
+        "after it were not imported."
+    )
+    permission = Permission.IMPORT
+
+    def __init__(
+        self, workspace: Workspace, paths: list[str] | None = None, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(workspace, parent)
+        if paths:
+            self.files.add(paths)
+
+
 __all__ = [
+    "FileImportDialog",
     "FileDropFilter",
     "FileList",
     "OperationDialog",

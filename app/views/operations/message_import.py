@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
 from app.services.errors import ValidationFailed
-from app.services.permissions import Permission
 from app.views.operations.common import (
     BAD,
     WARN,
+    FileImportDialog,
     FileList,
-    OperationDialog,
     OptionalDate,
     ResultTable,
     plural,
@@ -90,28 +89,14 @@ def import_files(
     return result
 
 
-class MessageImportDialog(OperationDialog):
+class MessageImportDialog(FileImportDialog):
     title = "Import settlement messages"
     intro = (
         "Status advices and confirmations from agents and CSDs: MT544–MT548 (ISO 15022), sese.024/025 (ISO 20022) "
         "and custodian CSV. Each message is matched to its instruction and applied, kept as quarantined with the "
         "reason, or recognised as a duplicate. One transaction per file."
     )
-    run_label = "Import"
-    cancellable = True
-    cancelled_text = (
-        "Cancelled: every file already started was imported in full (one transaction each) and stays; the files "
-        "after it were not imported."
-    )
-    permission = Permission.IMPORT
     task_label = "Importing settlement messages"
-
-    def __init__(
-        self, workspace: Workspace, paths: list[str] | None = None, parent: QWidget | None = None
-    ) -> None:
-        super().__init__(workspace, parent)
-        if paths:
-            self.files.add(paths)
 
     def build_inputs(self) -> None:
         self.files = FileList("Settlement message files", FILE_FILTER)

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QComboBox, QWidget
 
 from app.services.permissions import Permission
 from app.services.statements.csv_profiles import BUILTIN
-from app.views.operations.common import BAD, WARN, FileList, OperationDialog, ResultTable, plural
+from app.views.operations.common import BAD, WARN, FileImportDialog, FileList, ResultTable, plural
 
 if TYPE_CHECKING:
     from app.views.panes.base import Workspace
@@ -66,28 +66,14 @@ def _statement_label(s: Any) -> str:
     return str(s.sequence_number or s.statement_ref or s.statement_date.isoformat())
 
 
-class StatementImportDialog(OperationDialog):
+class StatementImportDialog(FileImportDialog):
     title = "Import statements"
     intro = (
         "Bank, custodian and counterparty statements: MT940/942/950 and camt.052/053/054 (cash), MT535 and "
         "semt.002 (holdings), CSV/XLSX confirmations and positions with a column profile. A file is imported or "
         "refused as a whole; one imported before changes nothing; balances and sequences are checked."
     )
-    run_label = "Import"
-    cancellable = True
-    cancelled_text = (
-        "Cancelled: every file already started was imported in full (one transaction each) and stays; the files "
-        "after it were not imported."
-    )
-    permission = Permission.IMPORT
     task_label = "Importing statements"
-
-    def __init__(
-        self, workspace: Workspace, paths: list[str] | None = None, parent: QWidget | None = None
-    ) -> None:
-        super().__init__(workspace, parent)
-        if paths:
-            self.files.add(paths)
 
     def build_inputs(self) -> None:
         self.files = FileList("Statement files", FILE_FILTER)

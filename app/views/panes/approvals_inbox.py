@@ -17,16 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
-    QTableView,
     QToolButton,
     QWidget,
 )
@@ -39,11 +36,11 @@ from app.views import resources
 from app.views.approvals.decision_panel import DecisionPanel
 from app.views.breaks import workflow_api
 from app.views.breaks.chip import DrillChip
+from app.views.common.list_table import list_table, notice_label, reselect
 from app.views.panes.base import Pane, Workspace
 from app.views.qt_models.approvals_model import COLUMNS, KIND_LABELS, WIDTHS, ApprovalsModel
 from app.views.tasks import TaskContext, TaskFailure
 
-ROW_HEIGHT = 24
 STATUS_CHOICES = (
     ("Pending", (CorrectionStatus.PENDING.value,)),
     ("Approved", (CorrectionStatus.APPROVED.value,)),
@@ -107,32 +104,13 @@ class ApprovalsInboxPane(Pane):
             b.setEnabled(False)
             bar.addWidget(b)
         self.body.addLayout(bar)
-        self.notice = QLabel("")
-        self.notice.setObjectName("paneNotice")
-        self.notice.setWordWrap(True)
-        self.notice.hide()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
 
         self.model = ApprovalsModel(self)
-        self.table = QTableView()
-        self.table.setObjectName("approvalsTable")
-        self.table.setAccessibleName("Corrections")
-        self.table.setModel(self.model)
-        self.table.setAlternatingRowColors(True)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setShowGrid(False)
-        self.table.setWordWrap(False)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        self.table.verticalHeader().setDefaultSectionSize(ROW_HEIGHT)
-        header = self.table.horizontalHeader()
-        header.setStretchLastSection(True)
-        header.setHighlightSections(False)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        for i, (key, _label, _n) in enumerate(COLUMNS):
-            header.resizeSection(i, WIDTHS[key])
+        self.table = list_table(
+            self.model, "approvalsTable", "Corrections", (WIDTHS[key] for key, _label, _n in COLUMNS)
+        )
 
         self.panel = DecisionPanel(actor.timezone)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
@@ -180,7 +158,7 @@ class ApprovalsInboxPane(Pane):
         current = self.current_id()
         selected = self.selected_ids()
         self.model.set_items(result)
-        self._reselect(current, selected)
+        reselect(self.table, self.model.row_of, current, selected)
         if self.current_id() is None and result:
             self.select_row(0)
         n = len(result)
@@ -242,28 +220,8 @@ class ApprovalsInboxPane(Pane):
         self.table.selectionModel().setCurrentIndex(self.model.index(row, 0), flags)
 
     def select_ids(self, ids: list[int]) -> None:
-        self._reselect(ids[0] if ids else None, ids)
+        reselect(self.table, self.model.row_of, ids[0] if ids else None, ids)
         self._selection_changed()
-
-    def _reselect(self, current: int | None, selected: list[int]) -> None:
-        sm = self.table.selectionModel()
-        sel = QItemSelection()
-        last = self.model.columnCount() - 1
-        for cid in selected:
-            row = self.model.row_of(cid)
-            if row is not None:
-                sel.select(self.model.index(row, 0), self.model.index(row, last))
-        sm.blockSignals(True)
-        try:
-            row = self.model.row_of(current) if current is not None else None
-            if row is not None:
-                sm.setCurrentIndex(self.model.index(row, 0), QItemSelectionModel.SelectionFlag.NoUpdate)
-            sm.select(
-                sel, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
-            )
-        finally:
-            sm.blockSignals(False)
-        self.table.viewport().update()
 
     def _selection_changed(self) -> None:
         current = self.current_id()

@@ -23,20 +23,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QSplitter,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -49,6 +46,7 @@ from app.views.breaks.chip import DrillChip
 from app.views.breaks.detail_panel import BreakDetailPanel
 from app.views.breaks.filter_bar import BreakFilterBar
 from app.views.breaks.propose_dialog import AMEND, MANUAL_MATCH, Proposal, ProposeDialog
+from app.views.common.list_table import list_table, notice_label, reselect
 from app.views.panes.base import Pane, Workspace
 from app.views.qt_models.breaks_model import COLUMNS, PAGE_SIZE, WIDTHS, BreaksModel, money
 from app.views.tasks import TaskContext, TaskFailure
@@ -57,7 +55,6 @@ if TYPE_CHECKING:
     from app.services.db import Database
     from app.services.permissions import Actor
 
-ROW_HEIGHT = 24
 DETAIL_DELAY_MS = 120
 #: Rows re-read by a live refresh at most (the loaded stretch of the list, so the clerk's place stays put).
 MAX_REFRESH_ROWS = 2000
@@ -178,34 +175,13 @@ class BreakInvestigationPane(Pane):
         chips.addWidget(self.chip)
         chips.addStretch(1)
         self.body.addLayout(chips)
-        self.notice = QLabel("")
-        self.notice.setObjectName("paneNotice")
-        self.notice.setWordWrap(True)
-        self.notice.hide()
+        self.notice = notice_label()
         self.body.addWidget(self.notice)
 
-        self.table = QTableView()
-        self.table.setObjectName("breaksTable")
-        self.table.setAccessibleName("Breaks")
-        self.table.setModel(self.model)
-        self.table.setAlternatingRowColors(True)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setShowGrid(False)
-        self.table.setWordWrap(False)
-        self.table.setCornerButtonEnabled(False)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        self.table.verticalHeader().setDefaultSectionSize(ROW_HEIGHT)
+        self.table = list_table(
+            self.model, "breaksTable", "Breaks", (WIDTHS[key] for key, *_rest in COLUMNS), sortable=True
+        )
         header = self.table.horizontalHeader()
-        header.setSectionsClickable(True)
-        header.setSortIndicatorShown(True)
-        header.setHighlightSections(False)
-        header.setStretchLastSection(True)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        for i, (key, *_rest) in enumerate(COLUMNS):
-            header.resizeSection(i, WIDTHS[key])
         self._show_sort_indicator()
 
         self.detail = BreakDetailPanel(workspace)
@@ -294,7 +270,7 @@ class BreakInvestigationPane(Pane):
         scroll = 0 if fresh else self.table.verticalScrollBar().value()
         self.model.replace(page, flt, sort)
         self._query = (flt, sort)
-        self._reselect(current, selected)
+        reselect(self.table, self.model.row_of, current, selected)
         self.table.verticalScrollBar().setValue(scroll)
         self._totals = totals
         self._update_count()
@@ -413,26 +389,6 @@ class BreakInvestigationPane(Pane):
             return False
         self.select_row(row)
         return True
-
-    def _reselect(self, current: int | None, selected: list[int]) -> None:
-        sm = self.table.selectionModel()
-        sel = QItemSelection()
-        last = self.model.columnCount() - 1
-        for bid in selected:
-            row = self.model.row_of(bid)
-            if row is not None:
-                sel.select(self.model.index(row, 0), self.model.index(row, last))
-        sm.blockSignals(True)
-        try:
-            row = self.model.row_of(current) if current is not None else None
-            if row is not None:
-                sm.setCurrentIndex(self.model.index(row, 0), QItemSelectionModel.SelectionFlag.NoUpdate)
-            sm.select(
-                sel, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
-            )
-        finally:
-            sm.blockSignals(False)
-        self.table.viewport().update()
 
     def _load_detail(self) -> None:
         break_id = self.current_break_id()

@@ -19,31 +19,29 @@ read in the background, like the trade blotter). Around it:
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from functools import partial
 from typing import Any, ClassVar
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QSplitter,
     QToolButton,
     QWidget,
 )
 
-from app.services.paging import Window
 from app.services.permissions import Permission
 from app.services.settlement import actions, queue
 from app.services.settlement.actions import ACTION_LABELS, BulkResult
 from app.services.settlement.queue import COLUMNS, SORTABLE, QueueFilter, Sort, Totals
 from app.views import resources
-from app.views.panes.base import Pane, Workspace
+from app.views.panes.base import Workspace
+from app.views.panes.windowed import WindowedTablePane
 from app.views.qt_models.paged_model import PAGE_SIZE
 from app.views.qt_models.settlement_model import SettlementModel
 from app.views.settlement.bulk_dialog import BulkActionDialog
@@ -51,7 +49,7 @@ from app.views.settlement.cutoff_strip import CutoffStrip
 from app.views.settlement.detail_panel import InstructionDetailPanel
 from app.views.settlement.filter_bar import QueueFilterBar
 from app.views.settlement.table import QueueTable
-from app.views.tasks import TaskFailure, TaskHandle
+from app.views.tasks import TaskHandle
 
 DETAIL_DELAY_MS = 150
 TOTALS_DELAY_MS = 400
@@ -82,13 +80,15 @@ def _money(v: Decimal) -> str:
     return f"{v:,.2f}"
 
 
-class SettlementQueuePane(Pane):
+class SettlementQueuePane(WindowedTablePane):
     pane_id = "settlement_queue"
     title = "Settlement queue"
     subtitle = "Instructions to settle, and the fails to work"
     icon_name = "settlement_queue"
     entity_types = frozenset({"settlement_instructions", "settlement_messages", "fail_penalties"})
     coming_next = ""
+    count_noun = "instruction"
+    list_name = "settlement queue"
     page_size: ClassVar[int] = PAGE_SIZE
 
     #: Totals for the current filter are on screen.
@@ -238,16 +238,6 @@ class SettlementQueuePane(Pane):
 
     # --- loading ------------------------------------------------------------------------------------------------
 
-    @property
-    def loading(self) -> bool:
-        return self.model.loading
-
-    def _background(self, fn: Any, *args: Any, **options: Any) -> TaskHandle | None:
-        try:
-            return self.ws.tasks.call(fn, *args, **options)
-        except RuntimeError:
-            return None  # the window is closing and its task runner has shut down
-
     def refresh(self) -> None:
         """First load, or a live refresh that keeps the clerk's place (F5, the change feed, after an action)."""
         if not self._started:
@@ -317,14 +307,6 @@ class SettlementQueuePane(Pane):
         self.model.set_query(self.query_filter(), self.sort)
         self._load_totals()
 
-    def _load_totals(self) -> None:
-        if self._totals_task is not None:
-            self._totals_task.cancel()
-            self._totals_task = None
-        self._totals_gen += 1
-        self.totals_label.setText("Totals: computing…")
-        self._totals_timer.start()
-
     def _start_totals(self) -> None:
         gen = self._totals_gen
         self._totals_task = self._background(
@@ -358,101 +340,13 @@ class SettlementQueuePane(Pane):
         )
         self.totals_shown.emit(totals)
 
-    def _totals_failed(self, gen: int, failure: TaskFailure) -> None:
-        if gen == self._totals_gen:
-            self._totals_task = None
-            self.totals_label.setText(f"Totals unavailable: {failure.message}")
-
     def _query_loaded(self) -> None:
         self._loaded_bookkeeping()
         self.table.scrollToTop()
         self._viewport_moved()
         self._selection_changed()
 
-    def _loaded_bookkeeping(self) -> None:
-        self.stale = False
-        self.error_label.hide()
-        self.loaded_at = dt.datetime.now().astimezone()
-        self.updated_label.setText(f"Updated {self.loaded_at:%H:%M:%S}")
-        self._update_count_label()
-        self.refreshed.emit()
-        QTimer.singleShot(0, self, self._maybe_again)
-
-    def _update_count_label(self) -> None:
-        n = self.model.rowCount()
-        suffix = "" if self.model.count_exact else "+"
-        self.count_label.setText(f"{n:,}{suffix} instruction{'s' if n != 1 else ''}")
-
-    def _load_failed(self, message: str) -> None:
-        self.stale = True
-        self.error_label.setText(f"Could not load the settlement queue: {message}")
-        self.error_label.show()
-        self.updated_label.setText("Not up to date" if self.loaded_at else "Not loaded")
-        QTimer.singleShot(0, self, self._maybe_again)
-
     # --- live refresh keeping the clerk's place -----------------------------------------------------------------
-
-    def _live_refresh(self) -> None:
-        first, _last = self.table.visible_rows()
-        top_id = self.model.item_id(first) if first > 0 else None
-        current = self.current_instruction_id()
-        selected = self.selected_ids()[:MAX_TRACKED]
-        track = ([current] if current is not None else []) + [t for t in selected if t != current]
-        self._refresh_context = {
-            "top_row": first,
-            "top_id": top_id,
-            "current": current,
-            "selected": selected,
-            "scroll_at_request": self.table.verticalScrollBar().value(),
-        }
-        self.model.refresh_window(
-            top_row=first, top_id=top_id, visible=self.table.page_rows() + 1, track=track
-        )
-        self._load_totals()
-
-    def _window_applied(self, window: object) -> None:
-        assert isinstance(window, Window)
-        context = self._refresh_context or {}
-        self._refresh_context = None
-        moved = self.table.verticalScrollBar().value() - int(context.get("scroll_at_request", 0))
-        top = window.top if context.get("top_id") is not None else int(context.get("top_row", 0))
-        self._restore_place(top + moved, window.positions, context)
-        if self.detail.isVisible():
-            self.detail.reload()
-        self._loaded_bookkeeping()
-
-    def _restore_place(self, top: int, positions: dict[int, int | None], context: dict[str, Any]) -> None:
-        self._restoring = True
-        try:
-            self.table.verticalScrollBar().setValue(max(0, top))
-            selection = QItemSelection()
-            last_col = self.model.columnCount() - 1
-            for item in context.get("selected", []):
-                row = positions.get(item)
-                if row is not None:
-                    selection.select(self.model.index(row, 0), self.model.index(row, last_col))
-            sm = self.table.selectionModel()
-            current = context.get("current")
-            current_row = positions.get(current) if current is not None else None
-            if current_row is not None:
-                sm.setCurrentIndex(
-                    self.model.index(current_row, 0), QItemSelectionModel.SelectionFlag.NoUpdate
-                )
-            sm.select(
-                selection,
-                QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
-            )
-        finally:
-            self._restoring = False
-        self._viewport_moved()
-        rows = [r for r in positions.values() if r is not None and not self.model.is_row_loaded(r)]
-        if rows:
-            self.model.when_loaded(rows, self._selection_changed)
-        self._selection_changed()
-
-    def _viewport_moved(self) -> None:
-        first, last = self.table.visible_rows()
-        self.model.set_viewport(first, last)
 
     # --- filter, groups, sort, drill-down -----------------------------------------------------------------------
 
@@ -577,16 +471,10 @@ class SettlementQueuePane(Pane):
     # --- selection and detail -----------------------------------------------------------------------------------
 
     def current_instruction_id(self) -> int | None:
-        index = self.table.currentIndex()
-        if not index.isValid() or not self.table.selectionModel().isRowSelected(index.row(), QModelIndex()):
-            return None
-        return self.model.item_id(index.row())
+        return self.current_item_id()
 
-    def selected_rows(self) -> list[int]:
-        rows: set[int] = set()
-        for rng in self.table.selectionModel().selection():
-            rows.update(range(rng.top(), rng.bottom() + 1))
-        return sorted(rows)
+    def _tracked_selection(self) -> list[int]:
+        return self.selected_ids()
 
     def selected_ids(self) -> list[int]:
         out = []
@@ -613,12 +501,6 @@ class SettlementQueuePane(Pane):
             button.setEnabled(n > 0)
         if self.detail.isVisible():
             self._detail_timer.start()
-
-    def open_detail(self) -> None:
-        if not self.detail.isVisible():
-            self.detail_button.setChecked(True)
-        else:
-            self._load_detail()
 
     def _detail_toggled(self, on: bool) -> None:
         self.detail.setVisible(on)
@@ -689,21 +571,6 @@ class SettlementQueuePane(Pane):
         self.refresh()
         if self.detail.isVisible():
             self.detail.reload()
-
-    # --- messages -----------------------------------------------------------------------------------------------
-
-    def _show_message(self, text: str) -> None:
-        status = getattr(self.window(), "status", None)
-        if status is not None and hasattr(status, "show_message"):
-            status.show_message(text)
-        else:
-            self.updated_label.setToolTip(text)
-
-    def warn(self, title: str, text: str) -> None:
-        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
 
 
 def _read_people(db: Any, actor: Any) -> tuple[dict[int, str], list[tuple[int, str, str]]]:

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QDragEnterEvent,
     QDragMoveEvent,
@@ -35,8 +34,6 @@ from PySide6.QtGui import (
     QGuiApplication,
     QKeyEvent,
     QKeySequence,
-    QPainter,
-    QPaintEvent,
     QShortcut,
 )
 from PySide6.QtWidgets import (
@@ -44,18 +41,15 @@ from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMenu,
-    QMessageBox,
     QSplitter,
-    QTableView,
     QToolButton,
     QWidget,
 )
 
 from app.services import blotter, preferences
-from app.services.blotter import COLUMN_KEYS, COLUMNS, SORTABLE, BlotterFilter, Sort, Totals, Window
+from app.services.blotter import COLUMN_KEYS, COLUMNS, SORTABLE, BlotterFilter, Sort, Totals
 from app.services.permissions import Permission
 from app.views import resources
 from app.views.blotter import capture_api
@@ -70,17 +64,17 @@ from app.views.blotter.column_chooser import (
 )
 from app.views.blotter.detail_panel import DetailPanel
 from app.views.blotter.filter_bar import FilterBar
-from app.views.blotter.row_painter import paint_rows
 from app.views.blotter.saved_views import SavedView, SavedViewsButton, list_views
-from app.views.panes.base import Pane, Workspace
+from app.views.common.windowed_table import WindowedTable
+from app.views.panes.base import Workspace
+from app.views.panes.windowed import WindowedTablePane
 from app.views.qt_models.blotter_model import PAGE_SIZE, BlotterModel
-from app.views.tasks import TaskContext, TaskFailure, TaskHandle
+from app.views.tasks import TaskContext, TaskHandle
 
 if TYPE_CHECKING:
     from app.services.db import Database
     from app.services.permissions import Actor
 
-ROW_HEIGHT = 24
 #: Column layout changes are saved this long after the last one (a drag of a column edge is many resizes).
 SAVE_COLUMNS_DELAY_MS = 800
 #: The detail panel follows the selection after this pause, so holding the arrow key does not load every trade.
@@ -112,91 +106,28 @@ def _read_settings(db: Database, actor: Actor) -> tuple[object, dict[int, str], 
     )
 
 
-class BlotterTable(QTableView):
-    """The table: fixed row height, whole-row selection, keyboard first, and trade files dropped on it."""
+class BlotterTable(WindowedTable):
+    """The table: the shared windowed table, plus Ctrl+C and trade files dropped on it."""
 
-    #: Enter on a row (or a double click): open its detail.
-    open_requested = Signal()
     #: Ctrl+C.
     copy_requested = Signal()
-    #: F5 when the pane is not in a main window (the window's Refresh action has F5 otherwise).
-    refresh_requested = Signal()
     #: Files dropped on the table (local paths).
     files_dropped = Signal(list)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("blotterTable")
-        self.setAlternatingRowColors(True)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setShowGrid(False)
-        self.setWordWrap(False)
-        self.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.setCornerButtonEnabled(False)
-        # A row is a unit: scrolling moves whole rows, and the scroll bar's value is the top row's number.
-        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerItem)
-        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        vertical = self.verticalHeader()
-        vertical.hide()
-        # Fixed heights, never resize-to-contents: with a million rows Qt must never measure a row.
-        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vertical.setDefaultSectionSize(ROW_HEIGHT)
-        vertical.setMinimumSectionSize(ROW_HEIGHT)
-        header = self.horizontalHeader()
-        header.setSectionsMovable(True)
-        header.setSectionsClickable(True)
-        header.setSortIndicatorShown(True)
-        header.setHighlightSections(False)
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        header.setMinimumSectionSize(30)
+        self.horizontalHeader().setMinimumSectionSize(30)
         self.setAcceptDrops(True)
         self.viewport().setAcceptDrops(True)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
-        self.doubleClicked.connect(lambda _i: self.open_requested.emit())
 
     def set_blotter_model(self, model: BlotterModel) -> None:
-        self.setModel(model)
-        self._blotter_model = model
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        # One Python call paints the whole exposed area (see row_painter: per-cell delegates stall the GUI thread).
-        model = getattr(self, "_blotter_model", None)
-        if model is None:
-            super().paintEvent(event)
-            return
-        painter = QPainter(self.viewport())
-        try:
-            paint_rows(self, model, painter, event.rect(), ROW_HEIGHT)
-        finally:
-            painter.end()
-
-    def visible_rows(self) -> tuple[int, int]:
-        """First and last row on screen (an empty table gives (0, -1))."""
-        rows = self.model().rowCount() if self.model() is not None else 0
-        if rows == 0:
-            return 0, -1
-        first = max(self.rowAt(0), 0)
-        last = self.rowAt(self.viewport().height() - 1)
-        if last < 0:
-            last = rows - 1
-        return first, last
-
-    def page_rows(self) -> int:
-        return max(1, self.viewport().height() // ROW_HEIGHT)
+        self.set_paged_model(model)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not event.modifiers():
-            self.open_requested.emit()
-            return
         if event.matches(QKeySequence.StandardKey.Copy):
             self.copy_requested.emit()
-            return
-        if event.matches(QKeySequence.StandardKey.Refresh):
-            self.refresh_requested.emit()
             return
         super().keyPressEvent(event)
 
@@ -233,13 +164,15 @@ def _money(amount: Decimal) -> str:
     return f"{amount:,.2f}"
 
 
-class TradeBlotterPane(Pane):
+class TradeBlotterPane(WindowedTablePane):
     pane_id = "trade_blotter"
     title = "Trade blotter"
     subtitle = "Every trade, filtered and sorted in the database"
     icon_name = "trade_blotter"
     entity_types = frozenset({"trades", "trade_versions", "trade_exceptions", "import_batches"})
     coming_next = ""
+    count_noun = "trade"
+    list_name = "blotter"
     #: Rows per page of the model (tests use small pages to exercise paging with a few hundred trades).
     page_size: ClassVar[int] = PAGE_SIZE
 
@@ -407,18 +340,6 @@ class TradeBlotterPane(Pane):
 
     # --- loading ------------------------------------------------------------------------------------------------
 
-    @property
-    def loading(self) -> bool:
-        return self.model.loading
-
-    def _background(self, fn: Callable[..., Any], *args: Any, **options: Any) -> TaskHandle | None:
-        """Start a task from a timer: by the time a timer fires the window may be closing and its task runner
-        shut down; then there is nothing left to do."""
-        try:
-            return self.ws.tasks.call(fn, *args, **options)
-        except RuntimeError:
-            return None
-
     def refresh(self) -> None:
         """First load, or a live refresh that keeps the user's place (F5, the change feed, a reconnection)."""
         if not self._started:
@@ -501,15 +422,6 @@ class TradeBlotterPane(Pane):
         self.model.set_query(self.filter_bar.current(), self.sort)
         self._load_totals()
 
-    def _load_totals(self) -> None:
-        """Sum the gross amounts once the query has stayed put for a moment (see TOTALS_DELAY_MS)."""
-        if self._totals_task is not None:
-            self._totals_task.cancel()
-            self._totals_task = None
-        self._totals_gen += 1
-        self.totals_label.setText("Totals: computing…")
-        self._totals_timer.start()
-
     def _start_totals(self) -> None:
         gen = self._totals_gen
         self._totals_task = self._background(
@@ -538,102 +450,16 @@ class TradeBlotterPane(Pane):
         self.totals_label.setToolTip(f"{totals.count:,} trades; gross amount by currency")
         self.totals_shown.emit(totals)
 
-    def _totals_failed(self, gen: int, failure: TaskFailure) -> None:
-        if gen == self._totals_gen:
-            self._totals_task = None
-            self.totals_label.setText(f"Totals unavailable: {failure.message}")
-
     def _query_loaded(self) -> None:
         self._loaded_bookkeeping()
         self.table.scrollToTop()
         self._viewport_moved()
         self._reselect_after_query()
 
-    def _loaded_bookkeeping(self) -> None:
-        self.stale = False
-        self.error_label.hide()
-        self.loaded_at = dt.datetime.now().astimezone()
-        self.updated_label.setText(f"Updated {self.loaded_at:%H:%M:%S}")
-        self._update_count_label()
-        self.refreshed.emit()
-        QTimer.singleShot(0, self, self._maybe_again)
-
     def _count_known(self, count: int) -> None:
         self._update_count_label()
 
-    def _update_count_label(self) -> None:
-        n = self.model.rowCount()
-        suffix = "" if self.model.count_exact else "+"
-        self.count_label.setText(f"{n:,}{suffix} trade{'s' if n != 1 else ''}")
-
-    def _load_failed(self, message: str) -> None:
-        self.stale = True
-        self.error_label.setText(f"Could not load the blotter: {message}")
-        self.error_label.show()
-        self.updated_label.setText("Not up to date" if self.loaded_at else "Not loaded")
-        QTimer.singleShot(0, self, self._maybe_again)
-
     # --- live refresh keeping the user's place ------------------------------------------------------------------
-
-    def _live_refresh(self) -> None:
-        first, _last = self.table.visible_rows()
-        # At the very top the user sees the newest trades arrive; anywhere else the top trade stays put.
-        top_id = self.model.trade_id(first) if first > 0 else None
-        current = self.current_trade_id()
-        selected = self.selected_trade_ids()[:MAX_TRACKED]
-        track = ([current] if current is not None else []) + [t for t in selected if t != current]
-        self._refresh_context = {
-            "top_row": first,
-            "top_id": top_id,
-            "current": current,
-            "selected": selected,
-            "scroll_at_request": self.table.verticalScrollBar().value(),
-        }
-        self.model.refresh_window(
-            top_row=first, top_id=top_id, visible=self.table.page_rows() + 1, track=track
-        )
-        self._load_totals()
-
-    def _window_applied(self, window: object) -> None:
-        assert isinstance(window, Window)
-        context = self._refresh_context or {}
-        self._refresh_context = None
-        # The user may have scrolled while the refresh ran: keep that move on top of the new position.
-        moved = self.table.verticalScrollBar().value() - int(context.get("scroll_at_request", 0))
-        top = window.top if context.get("top_id") is not None else int(context.get("top_row", 0))
-        self._restore_place(top + moved, window.positions, context)
-        if self.detail.isVisible():
-            self.detail.reload()  # the trade on show may be one of those that changed
-        self._loaded_bookkeeping()
-
-    def _restore_place(self, top: int, positions: dict[int, int | None], context: dict[str, Any]) -> None:
-        self._restoring = True
-        try:
-            self.table.verticalScrollBar().setValue(max(0, top))
-            selection = QItemSelection()
-            last_col = self.model.columnCount() - 1
-            for trade_id in context.get("selected", []):
-                row = positions.get(trade_id)
-                if row is not None:
-                    selection.select(self.model.index(row, 0), self.model.index(row, last_col))
-            flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
-            sm = self.table.selectionModel()
-            current = context.get("current")
-            current_row = positions.get(current) if current is not None else None
-            if current_row is not None:
-                sm.setCurrentIndex(
-                    self.model.index(current_row, 0), QItemSelectionModel.SelectionFlag.NoUpdate
-                )
-            sm.select(selection, flags)
-        finally:
-            self._restoring = False
-        self._viewport_moved()
-        # A selected trade that moved outside the pages read so far: read its page, so the selection (and the
-        # actions and detail that follow it) knows which trade it is without the user scrolling to it.
-        rows = [r for r in positions.values() if r is not None and not self.model.is_row_loaded(r)]
-        if rows:
-            self.model.when_loaded(rows, self._selection_changed)
-        self._selection_changed()
 
     def _remember_selection(self) -> None:
         self._pending_select = self.current_trade_id()
@@ -673,10 +499,6 @@ class TradeBlotterPane(Pane):
             return
         top = self.table.verticalScrollBar().value()
         self._restore_place(top, {trade_id: pos}, {"selected": [trade_id], "current": trade_id})
-
-    def _viewport_moved(self) -> None:
-        first, last = self.table.visible_rows()
-        self.model.set_viewport(first, last)
 
     # --- filter, sort, columns ----------------------------------------------------------------------------------
 
@@ -784,20 +606,10 @@ class TradeBlotterPane(Pane):
     # --- selection and detail -----------------------------------------------------------------------------------
 
     def current_trade_id(self) -> int | None:
-        index = self.table.currentIndex()
-        if not index.isValid():
-            return None
-        sm = self.table.selectionModel()
-        if not sm.isRowSelected(index.row(), QModelIndex()):
-            return None
-        return self.model.trade_id(index.row())
+        return self.current_item_id()
 
-    def selected_rows(self) -> list[int]:
-        sm = self.table.selectionModel()
-        rows: set[int] = set()
-        for rng in sm.selection():
-            rows.update(range(rng.top(), rng.bottom() + 1))
-        return sorted(rows)
+    def _tracked_selection(self) -> list[int]:
+        return self.selected_trade_ids()
 
     def selected_trade_ids(self) -> list[int]:
         ids = []
@@ -832,13 +644,6 @@ class TradeBlotterPane(Pane):
 
     def _update_actions(self) -> None:
         self.repair_button.setEnabled(self.can_repair and self.current_trade_id() is not None)
-
-    def open_detail(self) -> None:
-        """Show the detail panel (Enter) for the current trade."""
-        if not self.detail.isVisible():
-            self.detail_button.setChecked(True)
-        else:
-            self._load_detail()
 
     def _detail_toggled(self, on: bool) -> None:
         self.detail.setVisible(on)
@@ -985,22 +790,6 @@ class TradeBlotterPane(Pane):
         self.import_dialog = dialog
         dialog.start()
         self.import_opened.emit(dialog)
-
-    # --- messages -----------------------------------------------------------------------------------------------
-
-    def _show_message(self, text: str) -> None:
-        window = self.window()
-        status = getattr(window, "status", None)
-        if status is not None and hasattr(status, "show_message"):
-            status.show_message(text)
-        else:
-            self.updated_label.setToolTip(text)
-
-    def warn(self, title: str, text: str) -> None:
-        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
 
 
 __all__ = ["PAGE_SIZE", "BlotterTable", "TradeBlotterPane"]

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QToolBu
 from app.models.enums import InstructionStatus
 from app.services.settlement.queue import GROUP_BY, GROUP_LABELS, OPEN_STATUSES, QueueFilter
 from app.views import resources
-from app.views.blotter.filter_bar import OptionalDateEdit
+from app.views.common.filter_widgets import OptionalDateEdit, line_edit
 from app.views.qt_models.settlement_model import STATUS_TONES
 from app.views.qt_models.status_counts import status_label, tone_dot
 from app.views.settlement.reason_words import describe
@@ -34,14 +34,7 @@ OWNERS = (
 
 
 def _line(placeholder: str, width: int, tip: str) -> QLineEdit:
-    edit = QLineEdit()
-    edit.setPlaceholderText(placeholder)
-    edit.setClearButtonEnabled(True)
-    edit.setMinimumWidth(width)
-    edit.setMaximumWidth(width + 60)
-    edit.setToolTip(tip)
-    edit.setAccessibleName(placeholder)
-    return edit
+    return line_edit(placeholder, width, tip, max_width=width + 60)
 
 
 class QueueFilterBar(QWidget):

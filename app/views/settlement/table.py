@@ -1,168 +1,27 @@
-"""The queue's table: fixed row height, whole-row selection, keyboard first, rows painted in one call per paint.
-
-Painting follows the blotter's ``row_painter`` (one Python call paints the exposed area from each row's precomputed
-look, instead of seven model calls per cell that each wait for the GIL while a worker converts a page); here it is
-written against the generic :class:`~app.views.qt_models.paged_model.PagedTableModel`, so any paged list can use it.
-"""
+"""The queue's table: the shared windowed table (fixed row height, whole-row selection, keyboard first, rows painted
+in one call per paint; see :mod:`app.views.common.windowed_table`), its columns sized from the queue's columns."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QRect, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QKeyEvent, QKeySequence, QPainter, QPaintEvent, QPen
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+from PySide6.QtWidgets import QWidget
 
-from app.views.qt_models.paged_model import LOADING_FOREGROUND, LOADING_TEXT, PagedTableModel
-
-ROW_HEIGHT = 24
-SELECTED_BACKGROUND = QColor("#dbe7f7")
-ALTERNATE_BACKGROUND = QColor("#f7f9fb")
-TEXT = QColor("#1f2933")
-FOCUS = QColor("#1f5fbf")
-PADDING = 6
-ICON = 16
+from app.views.common.windowed_table import ROW_HEIGHT, WindowedTable, paint_rows
+from app.views.qt_models.paged_model import PagedTableModel
 
 
-def paint_rows(view: QTableView, model: PagedTableModel, painter: QPainter, clip: QRect) -> None:
-    """Paint the rows of ``view`` that intersect ``clip`` (viewport coordinates)."""
-    rows = model.rowCount()
-    first = view.rowAt(clip.top())
-    if rows == 0 or first < 0:
-        return
-    last = view.rowAt(clip.bottom())
-    if last < 0:
-        last = rows - 1
-    header = view.horizontalHeader()
-    columns: list[tuple[int, int, int]] = []
-    for visual in range(header.count()):
-        logical = header.logicalIndex(visual)
-        if header.isSectionHidden(logical):
-            continue
-        x, width = header.sectionViewportPosition(logical), header.sectionSize(logical)
-        if x + width >= clip.left() and x <= clip.right() and width > 0:
-            columns.append((logical, x, width))
-    selection = view.selectionModel()
-    root = QModelIndex()
-    current = view.currentIndex().row() if view.hasFocus() else -1
-    font = view.font()
-    bold = QFont(font)
-    bold.setWeight(QFont.Weight.DemiBold)
-    painter.setFont(font)
-    metrics, bold_metrics = painter.fontMetrics(), None
-    in_bold = False
-    align = model.align
-    for row in range(first, last + 1):
-        y = view.rowViewportPosition(row)
-        band = QRect(clip.left(), y, clip.width(), ROW_HEIGHT)
-        look = model.look(row)
-        if selection is not None and selection.isRowSelected(row, root):
-            painter.fillRect(band, SELECTED_BACKGROUND)
-        elif look is not None and look.background is not None:
-            painter.fillRect(band, look.background)
-        elif row & 1:
-            painter.fillRect(band, ALTERNATE_BACKGROUND)
-        if look is None:
-            for logical, x, width in columns:
-                if logical == model.placeholder_column:
-                    painter.setPen(LOADING_FOREGROUND)
-                    rect = QRect(x + PADDING, y, width - 2 * PADDING, ROW_HEIGHT)
-                    painter.drawText(rect, align[logical], LOADING_TEXT)
-            continue
-        for logical, x, width in columns:
-            left, right = x + PADDING, x + width - PADDING
-            icon = look.icons.get(logical)
-            if icon is not None:
-                icon.paint(painter, QRect(left, y + (ROW_HEIGHT - ICON) // 2, ICON, ICON))
-                left += ICON + 4
-            text = look.texts[logical]
-            if not text or right <= left:
-                continue
-            want_bold = look.bold(logical)
-            if want_bold != in_bold:
-                painter.setFont(bold if want_bold else font)
-                in_bold = want_bold
-                if want_bold and bold_metrics is None:
-                    bold_metrics = painter.fontMetrics()
-            fm = bold_metrics if in_bold and bold_metrics is not None else metrics
-            colour = look.foreground(logical)
-            painter.setPen(TEXT if colour is None else colour)
-            space = right - left
-            if fm.horizontalAdvance(text) > space:
-                text = fm.elidedText(text, Qt.TextElideMode.ElideRight, space)
-            painter.drawText(QRect(left, y, space, ROW_HEIGHT), align[logical], text)
-        if row == current:
-            painter.setPen(QPen(FOCUS, 1))
-            painter.drawRect(QRect(clip.left(), y, clip.width() - 1, ROW_HEIGHT - 1))
-
-
-class QueueTable(QTableView):
+class QueueTable(WindowedTable):
     """Enter opens the detail; F5 refreshes when the pane is not in a main window."""
-
-    open_requested = Signal()
-    refresh_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("queueTable")
-        self.setAlternatingRowColors(True)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setShowGrid(False)
-        self.setWordWrap(False)
-        self.setCornerButtonEnabled(False)
-        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerItem)
-        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        vertical = self.verticalHeader()
-        vertical.hide()
-        # Fixed heights, never resize-to-contents: with a million rows Qt must never measure a row.
-        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vertical.setDefaultSectionSize(ROW_HEIGHT)
-        vertical.setMinimumSectionSize(ROW_HEIGHT)
-        header = self.horizontalHeader()
-        header.setSectionsMovable(True)
-        header.setSectionsClickable(True)
-        header.setSortIndicatorShown(True)
-        header.setHighlightSections(False)
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self.doubleClicked.connect(lambda _i: self.open_requested.emit())
-        self._paged: PagedTableModel | None = None
 
     def set_paged_model(self, model: PagedTableModel) -> None:
-        self.setModel(model)
-        self._paged = model
+        super().set_paged_model(model)
         header = self.horizontalHeader()
         for i, column in enumerate(model.columns):
             header.resizeSection(i, column.width)
             header.setSectionHidden(i, not column.default_visible)
 
-    def paintEvent(self, event: QPaintEvent) -> None:
-        if self._paged is None:
-            super().paintEvent(event)
-            return
-        painter = QPainter(self.viewport())
-        try:
-            paint_rows(self, self._paged, painter, event.rect())
-        finally:
-            painter.end()
 
-    def visible_rows(self) -> tuple[int, int]:
-        rows = self.model().rowCount() if self.model() is not None else 0
-        if rows == 0:
-            return 0, -1
-        first = max(self.rowAt(0), 0)
-        last = self.rowAt(self.viewport().height() - 1)
-        return first, rows - 1 if last < 0 else last
-
-    def page_rows(self) -> int:
-        return max(1, self.viewport().height() // ROW_HEIGHT)
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not event.modifiers():
-            self.open_requested.emit()
-            return
-        if event.matches(QKeySequence.StandardKey.Refresh):
-            self.refresh_requested.emit()
-            return
-        super().keyPressEvent(event)
+__all__ = ["ROW_HEIGHT", "QueueTable", "paint_rows"]

@@ -1,0 +1,178 @@
+"""The windowed table every paged list uses: fixed row height, whole-row selection, keyboard first, rows painted in
+one call per paint.
+
+Why one call: Qt's item views paint cell by cell through a delegate that asks the model for seven roles; every one
+of those is a call from C++ into Python, and each such call must take Python's GIL. While a worker thread is busy in
+Python (a page of rows being converted), each take can wait for the worker's 5 ms switch interval: a screenful of
+360 cells then paints in 100-180 ms instead of 20, and the GUI thread stalls. :func:`paint_rows` is called once from
+the table's paintEvent and draws the backgrounds, icons and elided texts itself from each row's precomputed look
+(:meth:`~app.views.qt_models.paged_model.PagedTableModel.look`), with the colours of resources/style.qss (selection
+#dbe7f7, alternate rows #f7f9fb, text #1f2933, focus #1f5fbf). One GIL take per paint, whatever the workers do.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QRect, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QKeyEvent, QKeySequence, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+
+from app.views.qt_models.paged_model import LOADING_FOREGROUND, LOADING_TEXT, PagedTableModel
+
+ROW_HEIGHT = 24
+SELECTED_BACKGROUND = QColor("#dbe7f7")
+ALTERNATE_BACKGROUND = QColor("#f7f9fb")
+TEXT = QColor("#1f2933")
+FOCUS = QColor("#1f5fbf")
+PADDING = 6
+ICON = 16
+_ELIDE = Qt.TextElideMode.ElideRight
+
+
+def paint_rows(
+    view: QTableView, model: PagedTableModel, painter: QPainter, clip: QRect, row_height: int = ROW_HEIGHT
+) -> None:
+    """Paint the rows of ``view`` that intersect ``clip`` (viewport coordinates)."""
+    rows = model.rowCount()
+    first = view.rowAt(clip.top())
+    if rows == 0 or first < 0:
+        return
+    last = view.rowAt(clip.bottom())
+    if last < 0:
+        last = rows - 1
+    header = view.horizontalHeader()
+    columns: list[tuple[int, int, int]] = []  # (logical, x, width) in visual order, only those in the clip
+    for visual in range(header.count()):
+        logical = header.logicalIndex(visual)
+        if header.isSectionHidden(logical):
+            continue
+        x, width = header.sectionViewportPosition(logical), header.sectionSize(logical)
+        if x + width >= clip.left() and x <= clip.right() and width > 0:
+            columns.append((logical, x, width))
+    selection = view.selectionModel()
+    root = QModelIndex()
+    current = view.currentIndex().row() if view.hasFocus() else -1
+    font = view.font()
+    bold = QFont(font)
+    bold.setWeight(QFont.Weight.DemiBold)
+    painter.setFont(font)
+    metrics, bold_metrics = painter.fontMetrics(), None
+    in_bold = False
+    align = model.align
+    for row in range(first, last + 1):
+        y = view.rowViewportPosition(row)
+        band = QRect(clip.left(), y, clip.width(), row_height)
+        look = model.look(row)
+        if selection is not None and selection.isRowSelected(row, root):
+            painter.fillRect(band, SELECTED_BACKGROUND)
+        elif look is not None and look.background is not None:
+            painter.fillRect(band, look.background)
+        elif row & 1:
+            painter.fillRect(band, ALTERNATE_BACKGROUND)
+        if look is None:
+            # Not read yet: a light placeholder (look() has asked for its page).
+            for logical, x, width in columns:
+                if logical == model.placeholder_column:
+                    painter.setPen(LOADING_FOREGROUND)
+                    rect = QRect(x + PADDING, y, width - 2 * PADDING, row_height)
+                    painter.drawText(rect, align[logical], LOADING_TEXT)
+            continue
+        for logical, x, width in columns:
+            left, right = x + PADDING, x + width - PADDING
+            icon = model.icon(look, logical)
+            if icon is not None:
+                icon.paint(painter, QRect(left, y + (row_height - ICON) // 2, ICON, ICON))
+                left += ICON + 4
+            text = look.texts[logical]
+            if not text or right <= left:
+                continue
+            want_bold = look.bold(logical)
+            if want_bold != in_bold:
+                painter.setFont(bold if want_bold else font)
+                in_bold = want_bold
+                if want_bold and bold_metrics is None:
+                    bold_metrics = painter.fontMetrics()
+            fm = bold_metrics if in_bold and bold_metrics is not None else metrics
+            colour = look.foreground(logical)
+            painter.setPen(TEXT if colour is None else colour)
+            space = right - left
+            if fm.horizontalAdvance(text) > space:
+                text = fm.elidedText(text, _ELIDE, space)
+            painter.drawText(QRect(left, y, space, row_height), align[logical], text)
+        if row == current:
+            painter.setPen(QPen(FOCUS, 1))
+            painter.drawRect(QRect(clip.left(), y, clip.width() - 1, row_height - 1))
+
+
+class WindowedTable(QTableView):
+    """A table over a :class:`PagedTableModel`: Enter (or a double click) opens the detail, F5 refreshes when the
+    pane is not in a main window (the window's Refresh action has F5 otherwise)."""
+
+    #: Enter on a row (or a double click): open its detail.
+    open_requested = Signal()
+    #: F5 when the pane is not in a main window.
+    refresh_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAlternatingRowColors(True)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setShowGrid(False)
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.setCornerButtonEnabled(False)
+        # A row is a unit: scrolling moves whole rows, and the scroll bar's value is the top row's number.
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerItem)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        vertical = self.verticalHeader()
+        vertical.hide()
+        # Fixed heights, never resize-to-contents: with a million rows Qt must never measure a row.
+        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vertical.setDefaultSectionSize(ROW_HEIGHT)
+        vertical.setMinimumSectionSize(ROW_HEIGHT)
+        header = self.horizontalHeader()
+        header.setSectionsMovable(True)
+        header.setSectionsClickable(True)
+        header.setSortIndicatorShown(True)
+        header.setHighlightSections(False)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.doubleClicked.connect(lambda _i: self.open_requested.emit())
+        self._paged: PagedTableModel | None = None
+
+    def set_paged_model(self, model: PagedTableModel) -> None:
+        self.setModel(model)
+        self._paged = model
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        if self._paged is None:
+            super().paintEvent(event)
+            return
+        painter = QPainter(self.viewport())
+        try:
+            paint_rows(self, self._paged, painter, event.rect(), ROW_HEIGHT)
+        finally:
+            painter.end()
+
+    def visible_rows(self) -> tuple[int, int]:
+        """First and last row on screen (an empty table gives (0, -1))."""
+        rows = self.model().rowCount() if self.model() is not None else 0
+        if rows == 0:
+            return 0, -1
+        first = max(self.rowAt(0), 0)
+        last = self.rowAt(self.viewport().height() - 1)
+        return first, rows - 1 if last < 0 else last
+
+    def page_rows(self) -> int:
+        return max(1, self.viewport().height() // ROW_HEIGHT)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not event.modifiers():
+            self.open_requested.emit()
+            return
+        if event.matches(QKeySequence.StandardKey.Refresh):
+            self.refresh_requested.emit()
+            return
+        super().keyPressEvent(event)

@@ -1,0 +1,197 @@
+"""The plumbing of a pane built on a paged, windowed table (the trade blotter, the settlement queue).
+
+Such a pane has ``self.model`` (a :class:`~app.views.qt_models.paged_model.PagedTableModel`), ``self.table`` (a
+:class:`~app.views.common.windowed_table.WindowedTable`), a ``detail`` panel, the header labels of :class:`Pane` and
+a ``totals_label`` filled by a debounced totals task. What is the same for every such pane lives here: the load
+bookkeeping (count, "Updated", errors), the debounced totals, and the live refresh that keeps the user's place:
+the top row, the current row and the selection stay where they were while rows arrive or leave around them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer
+from PySide6.QtWidgets import QMessageBox
+
+from app.services.paging import Window
+from app.views.panes.base import Pane
+from app.views.tasks import TaskFailure, TaskHandle
+
+#: Selected items whose place is kept across a refresh (the current one and a few more).
+MAX_TRACKED = 20
+
+
+class WindowedTablePane(Pane):
+    """Base of the panes over a paged table. Subclasses build ``model``, ``table``, ``detail``, ``totals_label``,
+    ``selection_label``, ``_totals_timer``, ``_started`` and ``_restoring``, and implement the hooks below."""
+
+    #: What one row is, for the count label ("1 trade", "2,000+ trades").
+    count_noun: ClassVar[str] = "row"
+    #: The list in "Could not load the …".
+    list_name: ClassVar[str] = "list"
+
+    # --- hooks ----------------------------------------------------------------------------------------------------
+
+    def _tracked_selection(self) -> list[int]:
+        """The selected items' ids, in row order (the first MAX_TRACKED keep their place across a refresh)."""
+        raise NotImplementedError
+
+    def _selection_changed(self, *_args: object) -> None:
+        raise NotImplementedError
+
+    # --- loading ------------------------------------------------------------------------------------------------
+
+    @property
+    def loading(self) -> bool:
+        return self.model.loading
+
+    def _background(self, fn: Callable[..., Any], *args: Any, **options: Any) -> TaskHandle | None:
+        """Start a task from a timer: by the time a timer fires the window may be closing and its task runner
+        shut down; then there is nothing left to do."""
+        try:
+            return self.ws.tasks.call(fn, *args, **options)
+        except RuntimeError:
+            return None
+
+    def _load_totals(self) -> None:
+        """Add up the current filter once the query has stayed put for a moment (the pane's totals delay)."""
+        if self._totals_task is not None:
+            self._totals_task.cancel()
+            self._totals_task = None
+        self._totals_gen += 1
+        self.totals_label.setText("Totals: computing…")
+        self._totals_timer.start()
+
+    def _totals_failed(self, gen: int, failure: TaskFailure) -> None:
+        if gen == self._totals_gen:
+            self._totals_task = None
+            self.totals_label.setText(f"Totals unavailable: {failure.message}")
+
+    def _loaded_bookkeeping(self) -> None:
+        self.stale = False
+        self.error_label.hide()
+        self.loaded_at = dt.datetime.now().astimezone()
+        self.updated_label.setText(f"Updated {self.loaded_at:%H:%M:%S}")
+        self._update_count_label()
+        self.refreshed.emit()
+        QTimer.singleShot(0, self, self._maybe_again)
+
+    def _update_count_label(self) -> None:
+        n = self.model.rowCount()
+        suffix = "" if self.model.count_exact else "+"
+        self.count_label.setText(f"{n:,}{suffix} {self.count_noun}{'s' if n != 1 else ''}")
+
+    def _load_failed(self, message: str) -> None:
+        self.stale = True
+        self.error_label.setText(f"Could not load the {self.list_name}: {message}")
+        self.error_label.show()
+        self.updated_label.setText("Not up to date" if self.loaded_at else "Not loaded")
+        QTimer.singleShot(0, self, self._maybe_again)
+
+    # --- live refresh keeping the user's place ------------------------------------------------------------------
+
+    def _live_refresh(self) -> None:
+        first, _last = self.table.visible_rows()
+        # At the very top the user sees the newest rows arrive; anywhere else the top row stays put.
+        top_id = self.model.item_id(first) if first > 0 else None
+        current = self.current_item_id()
+        selected = self._tracked_selection()[:MAX_TRACKED]
+        track = ([current] if current is not None else []) + [t for t in selected if t != current]
+        self._refresh_context = {
+            "top_row": first,
+            "top_id": top_id,
+            "current": current,
+            "selected": selected,
+            "scroll_at_request": self.table.verticalScrollBar().value(),
+        }
+        self.model.refresh_window(
+            top_row=first, top_id=top_id, visible=self.table.page_rows() + 1, track=track
+        )
+        self._load_totals()
+
+    def _window_applied(self, window: object) -> None:
+        assert isinstance(window, Window)
+        context = self._refresh_context or {}
+        self._refresh_context = None
+        # The user may have scrolled while the refresh ran: keep that move on top of the new position.
+        moved = self.table.verticalScrollBar().value() - int(context.get("scroll_at_request", 0))
+        top = window.top if context.get("top_id") is not None else int(context.get("top_row", 0))
+        self._restore_place(top + moved, window.positions, context)
+        if self.detail.isVisible():
+            self.detail.reload()  # the item on show may be one of those that changed
+        self._loaded_bookkeeping()
+
+    def _restore_place(self, top: int, positions: dict[int, int | None], context: dict[str, Any]) -> None:
+        self._restoring = True
+        try:
+            self.table.verticalScrollBar().setValue(max(0, top))
+            selection = QItemSelection()
+            last_col = self.model.columnCount() - 1
+            for item in context.get("selected", []):
+                row = positions.get(item)
+                if row is not None:
+                    selection.select(self.model.index(row, 0), self.model.index(row, last_col))
+            sm = self.table.selectionModel()
+            current = context.get("current")
+            current_row = positions.get(current) if current is not None else None
+            if current_row is not None:
+                sm.setCurrentIndex(
+                    self.model.index(current_row, 0), QItemSelectionModel.SelectionFlag.NoUpdate
+                )
+            sm.select(
+                selection,
+                QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+            )
+        finally:
+            self._restoring = False
+        self._viewport_moved()
+        # A selected item that moved outside the pages read so far: read its page, so the selection (and the
+        # actions and detail that follow it) knows which item it is without the user scrolling to it.
+        rows = [r for r in positions.values() if r is not None and not self.model.is_row_loaded(r)]
+        if rows:
+            self.model.when_loaded(rows, self._selection_changed)
+        self._selection_changed()
+
+    def _viewport_moved(self) -> None:
+        first, last = self.table.visible_rows()
+        self.model.set_viewport(first, last)
+
+    # --- selection ----------------------------------------------------------------------------------------------
+
+    def current_item_id(self) -> int | None:
+        """The id of the current row when it is selected (None otherwise, or while its page is not read)."""
+        index = self.table.currentIndex()
+        if not index.isValid() or not self.table.selectionModel().isRowSelected(index.row(), QModelIndex()):
+            return None
+        return self.model.item_id(index.row())
+
+    def selected_rows(self) -> list[int]:
+        rows: set[int] = set()
+        for rng in self.table.selectionModel().selection():
+            rows.update(range(rng.top(), rng.bottom() + 1))
+        return sorted(rows)
+
+    def open_detail(self) -> None:
+        """Show the detail panel (Enter) for the current row."""
+        if not self.detail.isVisible():
+            self.detail_button.setChecked(True)
+        else:
+            self._load_detail()
+
+    # --- messages -----------------------------------------------------------------------------------------------
+
+    def _show_message(self, text: str) -> None:
+        status = getattr(self.window(), "status", None)
+        if status is not None and hasattr(status, "show_message"):
+            status.show_message(text)
+        else:
+            self.updated_label.setToolTip(text)
+
+    def warn(self, title: str, text: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
