@@ -244,7 +244,8 @@ def _adbc_connect(db: Database) -> Any:
 
 
 class Reader:
-    """One connection for several columnar reads (one read transaction on SQLite: one consistent snapshot)."""
+    """Several columnar reads on one connection (PostgreSQL: one transaction; SQLite: each read its own snapshot,
+    in a worker process)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db

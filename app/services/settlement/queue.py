@@ -48,7 +48,6 @@ from sqlalchemy.engine import Connection
 
 from app.models import (
     Account,
-    AuditEntry,
     CashMovement,
     Comment,
     Counterparty,
@@ -66,7 +65,7 @@ from app.models import (
 )
 from app.models.enums import InstructionStatus, InstructionType
 
-from .. import audit, paging
+from .. import paging
 from ..db import Database
 from ..errors import NotFound, ValidationFailed
 from ..paging import (
@@ -83,6 +82,7 @@ from ..paging import (
     reader,
 )
 from ..permissions import Actor, Permission, require
+from . import lifecycle
 
 SI = SettlementInstruction
 S = InstructionStatus
@@ -1116,7 +1116,8 @@ def detail(db: Database, actor: Actor, instruction_id: int) -> InstructionDetail
                 select(CashMovement).where(CashMovement.instruction_id == si.id).order_by(CashMovement.id)
             )
         ]
-        history = [_audit_dict(e) for e in audit.history(s, "settlement_instructions", si.id)]
+        # lifecycle.history also finds this instruction's rows in the batch entries of large message files.
+        history = lifecycle.history(s, si.id)
         comments = [
             {"author": names.get(c.author_id, f"#{c.author_id}"), "body": c.body, "created_at": c.created_at}
             for c in s.scalars(
@@ -1136,16 +1137,6 @@ def detail(db: Database, actor: Actor, instruction_id: int) -> InstructionDetail
         history=history,
         comments=comments,
     )
-
-
-def _audit_dict(e: AuditEntry) -> dict[str, Any]:
-    return {
-        "occurred_at": e.occurred_at,
-        "username": e.username,
-        "action": e.action,
-        "before": e.before,
-        "after": e.after,
-    }
 
 
 def usernames(db: Database, actor: Actor) -> dict[int, str]:
