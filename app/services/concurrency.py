@@ -33,7 +33,8 @@ def _label(model: type) -> str:
     return getattr(model, "__tablename__", model.__name__).rstrip("s").replace("_", " ")
 
 
-def _username(session: Session, user_id: int | None) -> str:
+def username_of(session: Session, user_id: int | None) -> str:
+    """Who a user id is, for the sentences people read ("the system" for none)."""
     if user_id is None:
         return "the system"
     return session.scalar(select(User.username).where(User.id == user_id)) or f"user #{user_id}"
@@ -75,7 +76,7 @@ def claim(session: Session, actor: Actor, model: type, item_id: int) -> int:
         if row is None:
             raise NotFound(f"The {_label(model)} #{item_id} does not exist (it may have been deleted).")
         raise AlreadyClaimed(
-            f"The {_label(model)} #{item_id} is already claimed by {_username(session, row.owner_id)} "
+            f"The {_label(model)} #{item_id} is already claimed by {username_of(session, row.owner_id)} "
             f"since {_local(row.claimed_at, actor)}."
         )
     audit.record(
@@ -148,7 +149,7 @@ def versioned_update(
             select(model.updated_by_id, model.updated_at, model.version).where(model.id == item_id)
         ).first()
         raise StaleEdit(
-            f"The {_label(model)} #{item_id} was changed by {_username(session, row.updated_by_id)} at "
+            f"The {_label(model)} #{item_id} was changed by {username_of(session, row.updated_by_id)} at "
             f"{_local(row.updated_at, actor)} (now version {row.version}, you had version {seen_version}); "
             "reload it and make your change again."
         )

@@ -30,7 +30,7 @@ from app.models import AuditEntry, Break, User, utcnow
 from app.models.enums import BreakStatus, CorrectionKind, Role
 from app.models.workflow import Attachment, Comment, CorrectionItem
 from app.services import audit
-from app.services.concurrency import versioned_update
+from app.services.concurrency import username_of, versioned_update
 from app.services.db import Database
 from app.services.errors import AlreadyClaimed, InvalidTransition, NotFound, StaleEdit, ValidationFailed
 from app.services.permissions import Actor, Permission, require
@@ -108,12 +108,6 @@ def local_text(ts: dt.datetime | None, actor: Actor) -> str:
     return ts.astimezone(_zone(actor)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-def _name(session: Session, user_id: int | None) -> str:
-    if user_id is None:
-        return "the system"
-    return session.scalar(select(User.username).where(User.id == user_id)) or f"user #{user_id}"
-
-
 def _load(session: Session, break_id: int) -> Break:
     brk = session.get(Break, break_id)
     if brk is None:
@@ -172,7 +166,7 @@ def move_break(
         ).first()
         if seen_version is not None and row.version != seen_version:
             raise StaleEdit(
-                f"Break #{break_id} was changed by {_name(session, row.updated_by_id)} at "
+                f"Break #{break_id} was changed by {username_of(session, row.updated_by_id)} at "
                 f"{local_text(row.updated_at, actor)} (now version {row.version}, you had version {seen_version}); "
                 "reload it and try again."
             )
@@ -197,7 +191,7 @@ def _check_can_work(session: Session, actor: Actor, brk: Break) -> None:
     """A break claimed by someone else is theirs: only they (or a supervisor) work it."""
     if brk.owner_id is not None and brk.owner_id != actor.user_id and not actor.can(Permission.ASSIGN_WORK):
         raise AlreadyClaimed(
-            f"Break #{brk.id} is claimed by {_name(session, brk.owner_id)} since "
+            f"Break #{brk.id} is claimed by {username_of(session, brk.owner_id)} since "
             f"{local_text(brk.claimed_at, actor)}; ask them or a supervisor to reassign it."
         )
 
@@ -257,7 +251,7 @@ def claim_in(session: Session, actor: Actor, break_id: int) -> int:
                 f"Break #{break_id} is {row.status.value}; there is nothing left to work."
             )
         raise AlreadyClaimed(
-            f"Break #{break_id} is already claimed by {_name(session, row.owner_id)} since "
+            f"Break #{break_id} is already claimed by {username_of(session, row.owner_id)} since "
             f"{local_text(row.claimed_at, actor)}."
         )
     # The row is ours now (locked on PostgreSQL until commit): an OPEN break becomes ASSIGNED.
@@ -295,7 +289,7 @@ def release_break(db: Database, actor: Actor, break_id: int) -> int:
             raise InvalidTransition(f"Break #{break_id} is not claimed by anyone.")
         if brk.owner_id != actor.user_id and not actor.can(Permission.ASSIGN_WORK):
             raise AlreadyClaimed(
-                f"Break #{break_id} is claimed by {_name(s, brk.owner_id)}, not by you; only they or a supervisor "
+                f"Break #{break_id} is claimed by {username_of(s, brk.owner_id)}, not by you; only they or a supervisor "
                 "may release it."
             )
         if brk.status == ASSIGNED:
@@ -350,7 +344,7 @@ def assign_break(
                 select(Break.version, Break.updated_by_id, Break.updated_at).where(Break.id == break_id)
             ).first()
             raise StaleEdit(
-                f"Break #{break_id} was changed by {_name(s, row.updated_by_id)} at {local_text(row.updated_at, actor)}; "
+                f"Break #{break_id} was changed by {username_of(s, row.updated_by_id)} at {local_text(row.updated_at, actor)}; "
                 "reload it."
             )
         _open_becomes_assigned(s, break_id)
@@ -363,7 +357,7 @@ def assign_break(
             before={
                 "status": brk.status.value,
                 "owner_id": brk.owner_id,
-                "owner": _name(s, brk.owner_id) if brk.owner_id else None,
+                "owner": username_of(s, brk.owner_id) if brk.owner_id else None,
             },
             after={
                 "status": (ASSIGNED if brk.status == OPEN else brk.status).value,

@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Break, ReconMatch, Trade, TradeVersion, User, utcnow
+from app.models import Break, ReconMatch, Trade, TradeVersion, utcnow
 from app.models.enums import (
     BreakStatus,
     BreakType,
@@ -54,7 +54,7 @@ from app.models.enums import (
 from app.models.workflow import ApprovalThreshold, Correction, CorrectionApproval, CorrectionItem
 from app.services import audit
 from app.services.capture.repair import EDITABLE, _differs, _parse_changes, revalidated_values
-from app.services.concurrency import versioned_update
+from app.services.concurrency import username_of, versioned_update
 from app.services.db import Database
 from app.services.errors import (
     InvalidTransition,
@@ -217,17 +217,11 @@ def _decimal(value: Any, what: str) -> Decimal:
     return number
 
 
-def _name(session: Session, user_id: int | None) -> str:
-    if user_id is None:
-        return "the system"
-    return session.scalar(select(User.username).where(User.id == user_id)) or f"user #{user_id}"
-
-
 def _stale(
     session: Session, actor: Actor, label: str, version: int, seen: int, by: int | None, at: Any
 ) -> StaleEdit:
     return StaleEdit(
-        f"The {label} was changed by {_name(session, by)} at {local_text(at, actor)} (now version {version}, you "
+        f"The {label} was changed by {username_of(session, by)} at {local_text(at, actor)} (now version {version}, you "
         f"had version {seen}); reload it and propose again."
     )
 
@@ -883,7 +877,7 @@ def withdraw(db: Database, actor: Actor, correction_id: int, comment: str = "") 
             raise InvalidTransition(_decided_text(s, actor, corr))
         if corr.maker_id != actor.user_id:
             raise PermissionDenied(
-                f"Only {_name(s, corr.maker_id)}, who proposed correction #{corr.id}, may withdraw it; a "
+                f"Only {username_of(s, corr.maker_id)}, who proposed correction #{corr.id}, may withdraw it; a "
                 "supervisor rejects it instead."
             )
         corr.status = CorrectionStatus.WITHDRAWN
@@ -976,7 +970,7 @@ def _current_trade(session: Session, actor: Actor, corr: Correction) -> Trade:
     trade = _load_trade(session, corr.item_id)
     if corr.item_version is not None and trade.version != corr.item_version:
         raise StaleEdit(
-            f"Trade {trade.trade_ref} was changed by {_name(session, trade.updated_by_id)} at "
+            f"Trade {trade.trade_ref} was changed by {username_of(session, trade.updated_by_id)} at "
             f"{local_text(trade.updated_at, actor)} after correction #{corr.id} was proposed; reject it so the "
             "maker can propose again on the current trade."
         )
