@@ -7,6 +7,7 @@ When OPSDESK_REQUIRE_PG is set (CI does), failing to get a PostgreSQL server is 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -96,18 +97,24 @@ def pg_empty_url(pg_admin_url: str) -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture
-def pg_db(pg_admin_url: str, pg_template: str) -> Iterator[Database]:
-    name = f"opsdesk_t_{os.getpid()}_{next(_counter)}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+@contextlib.contextmanager
+def pg_clone(admin_url: str, template: str, name: str) -> Iterator[Database]:
+    """A throwaway PostgreSQL database ``name`` cloned from ``template``, dropped when the block ends."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
-    db = Database(_pg_url(pg_admin_url, name))
+        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    db = Database(_pg_url(admin_url, name))
     yield db
     db.dispose()
     with admin.connect() as c:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def pg_db(pg_admin_url: str, pg_template: str) -> Iterator[Database]:
+    with pg_clone(pg_admin_url, pg_template, f"opsdesk_t_{os.getpid()}_{next(_counter)}") as db:
+        yield db
 
 
 # --- SQLite -------------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import shutil
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -17,8 +16,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, func, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app.models import (
@@ -48,6 +46,8 @@ from app.services.db import Database
 from app.services.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
 from app.services.identifiers import is_valid_bic, is_valid_isin, is_valid_lei
 from app.services.permissions import SYSTEM, Actor
+
+from .conftest import pg_clone, sqlite_copy
 
 N = 2_000
 SEED = 20261130
@@ -102,24 +102,14 @@ def _trade_digest(db: Database) -> str:
 def fresh_db(request: pytest.FixtureRequest, db: Database, tmp_path: Path) -> Iterator[Database]:
     """A second empty, migrated database on the same backend as ``db``."""
     if db.backend == "sqlite":
-        path = tmp_path / "second.sqlite"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        other = Database(f"sqlite:///{path}")
+        other = sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "second.sqlite")
         yield other
         other.dispose()
         return
     admin_url = request.getfixturevalue("pg_admin_url")
     template = request.getfixturevalue("pg_template")
-    name = f"opsdesk_demo_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    other = Database(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
-    yield other
-    other.dispose()
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with pg_clone(admin_url, template, f"opsdesk_demo_{uuid.uuid4().hex[:8]}") as other:
+        yield other
 
 
 def test_same_seed_and_date_give_the_same_book(db: Database, fresh_db: Database) -> None:
