@@ -9,6 +9,7 @@ database (before/after) or from the service run on the same input, never written
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -673,9 +674,10 @@ def test_an_auditor_sees_the_clearing_actions_disabled(
 def test_screenshots_of_dialogs_with_results(
     qtbot: QtBot, ws: Opener, show: Opener, demo_db: Database, tmp_path: Path
 ) -> None:
-    """docs/screenshots/operations_*.png: message import, statement import and two-file reconciliation results, and
-    the definitions editor with an invalid edit."""
-    shots = HERE.parent / "docs" / "screenshots"
+    """operations_*.png: message import, statement import and two-file reconciliation results, and the definitions
+    editor with an invalid edit. Written to docs/screenshots/ only when OPSDESK_SCREENSHOTS=1 (a test run must not
+    change the checkout), else beside the test's temporary files."""
+    shots = HERE.parent / "docs" / "screenshots" if os.environ.get("OPSDESK_SCREENSHOTS") == "1" else tmp_path
     app = QApplication.instance()
     assert isinstance(app, QApplication)
     app.setStyleSheet(resources.stylesheet())  # as run_gui styles the application
