@@ -43,6 +43,9 @@ from app.models import Market, MarketHoliday
 
 from .errors import ValidationFailed
 
+# The desk's own business days (break ages, SLA windows not tied to a market): the team sits in London.
+DESK_CALENDAR = "XLON"
+
 CALENDAR_START = dt.date(2015, 1, 1)
 CALENDAR_END = dt.date(2035, 12, 31)
 

@@ -45,7 +45,7 @@ from app.models.enums import BreakStatus, BreakType, ChangeAction, RunStatus
 from app.models.recon import ReconRunPairs
 
 from .. import audit
-from ..calendars import get_calendar
+from ..calendars import DESK_CALENDAR, get_calendar
 from ..capture import bulk
 from ..db import Database
 from ..errors import OpsDeskError
@@ -637,7 +637,9 @@ def run_pairs(db: Database, actor: Actor, run_id: int) -> dict[str, list[tuple[s
     return out
 
 
-def age_business_days(opened_at: dt.datetime, today: dt.date | None = None, calendar: str = "XNYS") -> int:
+def age_business_days(
+    opened_at: dt.datetime, today: dt.date | None = None, calendar: str = DESK_CALENDAR
+) -> int:
     """How many business days of ``calendar`` a break has been open (0 on the day it opened)."""
     today = today or dt.datetime.now(dt.UTC).date()
     start = opened_at.astimezone(dt.UTC).date()

@@ -36,6 +36,7 @@ from app.models import AuditEntry, Break, ReconDefinition, User
 from app.models.enums import BreakStatus, BreakType, CorrectionKind, CorrectionStatus, Decision
 from app.models.workflow import Attachment, Comment, Correction, CorrectionApproval, CorrectionItem
 
+from ..calendars import DESK_CALENDAR
 from ..db import Database
 from ..errors import NotFound, ValidationFailed
 from ..permissions import Actor, Permission, require
@@ -45,7 +46,6 @@ from ..permissions import Actor, Permission, require
 ITEM_TYPE = "breaks"
 _BREAK_WORDS = ("breaks", "break")
 #: The operations desk's business-day calendar (London): break ages and age buckets count its business days.
-DESK_CALENDAR = "XLON"
 #: Statuses a clerk still works; the work list's default.
 OPEN_STATUSES: tuple[str, ...] = (BreakStatus.OPEN, BreakStatus.ASSIGNED, BreakStatus.PROPOSED)
 #: Age buckets in business days (inclusive bounds; None: no upper bound), in the order the filter offers them.
