@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 WON = "won"
+
+#: Real message files written by banks, custodians and other projects (copied from the team's shared fixtures with
+#: their MANIFEST.tsv, README and licences; see tests/fixtures/real/README.md). Never edit one to make a parser pass.
+REAL_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "real"
 
 
 def race(attempts: dict[str, Callable[[], object]], loses: type[BaseException]) -> dict[str, object]:

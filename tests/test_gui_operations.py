@@ -3,7 +3,7 @@ the service's sentence, roles that may not act find the action disabled saying w
 settlement queue or the break list are imported.
 
 A small demo book (300 trades, SQLite) is built once per session and copied per test; the message, statement and
-recon files are the real fixtures of ``tests/fixtures`` and ``../shared/fixtures``. Expected numbers come from the
+recon files are the real fixtures of ``tests/fixtures`` and ``tests/fixtures/real``. Expected numbers come from the
 database (before/after) or from the service run on the same input, never written into the test.
 """
 
@@ -56,11 +56,12 @@ from app.views.tasks import TaskRunner
 
 from .conftest import PASSWORD, demo_template_file, sqlite_copy
 from .gui_helpers import show_pane
+from .helpers import REAL_FIXTURES
 
 HERE = Path(__file__).resolve().parent
 SWIFT = HERE / "fixtures" / "swift"
 RECON = HERE / "fixtures" / "recon"
-SHARED = HERE.parents[1] / "shared" / "fixtures"
+SHARED = REAL_FIXTURES
 REAL_MT = SHARED / "swift-mt-securities" / "prowide-core"
 MT940 = SHARED / "mt940" / "jejik-mt940"
 CAMT = SHARED / "camt" / "genkgo-camt"

@@ -15,9 +15,11 @@ from app.services.swift import iso20022
 from app.services.swift.incoming import NoSettlementData, UnsupportedMessage
 from app.services.swift.mt54x import OutgoingInstruction
 
+from .helpers import REAL_FIXTURES
+
 HERE = Path(__file__).resolve().parent
 XML = HERE / "fixtures" / "iso20022"
-REAL = HERE.parents[1] / "shared" / "fixtures" / "iso20022-securities" / "prowide-iso20022"
+REAL = REAL_FIXTURES / "iso20022-securities" / "prowide-iso20022"
 NS = {"s": iso20022.SESE023_NS}
 
 BASE = OutgoingInstruction(

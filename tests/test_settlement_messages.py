@@ -39,11 +39,13 @@ from app.services.permissions import SYSTEM, Actor
 from app.services.settlement import messages, movements, reasons
 from app.services.swift import fin, iso20022, mt54x
 
+from .helpers import REAL_FIXTURES
+
 HERE = Path(__file__).resolve().parent
 SWIFT = HERE / "fixtures" / "swift"
 XML = HERE / "fixtures" / "iso20022"
-REAL_MT = HERE.parents[1] / "shared" / "fixtures" / "swift-mt-securities" / "prowide-core"
-REAL_XML = HERE.parents[1] / "shared" / "fixtures" / "iso20022-securities" / "prowide-iso20022"
+REAL_MT = REAL_FIXTURES / "swift-mt-securities" / "prowide-core"
+REAL_XML = REAL_FIXTURES / "iso20022-securities" / "prowide-iso20022"
 ISD = dt.date(2024, 1, 15)
 S = InstructionStatus
 

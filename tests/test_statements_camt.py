@@ -1,4 +1,4 @@
-"""camt.052/053/054 statements: every real file in ../shared/fixtures/camt/ imports or is refused with the
+"""camt.052/053/054 statements: every real file in tests/fixtures/real/camt/ imports or is refused with the
 schema's reason; all versions, multi-statement files, five decimals, all balance types, application header."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from app.services.db import Database
 from app.services.permissions import Actor
 from app.services.statements import StatementFileRefused, import_statements, read_statements
 
-CAMT_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "camt"
+from .helpers import REAL_FIXTURES
+
+CAMT_DIR = REAL_FIXTURES / "camt"
 FILES = sorted(CAMT_DIR.rglob("*.xml"))
 REFUSED = {"genkgo-camt/camt053.v2.wrong.xml": "does not follow the camt.053.001.02 schema"}
 

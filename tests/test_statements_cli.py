@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,9 @@ from app.services.db import Database
 from app.services.permissions import Actor
 
 from .conftest import PASSWORD
+from .helpers import REAL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = REAL_FIXTURES
 ABN = FIXTURES / "mt940/jejik-mt940/abnamro.txt"
 BROKEN = FIXTURES / "mt940/wolph-mt940/self-provided/february_30.sta"
 CAMT = FIXTURES / "camt/genkgo-camt/camt053.v2.multi.statement.xml"

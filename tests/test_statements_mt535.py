@@ -1,5 +1,5 @@
 """Holdings statements (MT535, semt.002) and MT950 cash statements: every file in
-../shared/fixtures/swift-mt-securities/ imports or is refused naming what it is or what is wrong."""
+tests/fixtures/real/swift-mt-securities/ imports or is refused naming what it is or what is wrong."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from app.services.db import Database
 from app.services.permissions import Actor
 from app.services.statements import StatementFileRefused, detect_format, import_statements, read_statements
 
-SWIFT_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "swift-mt-securities"
+from .helpers import REAL_FIXTURES
+
+SWIFT_DIR = REAL_FIXTURES / "swift-mt-securities"
 OWN = Path(__file__).parent / "fixtures" / "statements"
 FILES = sorted(SWIFT_DIR.rglob("*.fin"))
 IMPORTED = {

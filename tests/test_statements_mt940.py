@@ -1,4 +1,4 @@
-"""MT940 / MT942 cash statements: every real file in ../shared/fixtures/mt940/ imports or is refused with a clear
+"""MT940 / MT942 cash statements: every real file in tests/fixtures/real/mt940/ imports or is refused with a clear
 reason; broken files change nothing; duplicates change nothing; balance mismatches and sequence gaps/overlaps are
 flagged (on SQLite and PostgreSQL where the database is involved)."""
 
@@ -16,7 +16,9 @@ from app.services.permissions import Actor
 from app.services.statements import StatementFileRefused, import_statements, read_statements
 from app.services.statements.parsed import decode_text
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+from .helpers import REAL_FIXTURES
+
+FIXTURES = REAL_FIXTURES
 MT940_DIR = FIXTURES / "mt940"
 FILES = sorted(p for p in MT940_DIR.rglob("*") if p.is_file() and "LICENSE" not in p.name)
 

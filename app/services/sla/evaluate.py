@@ -210,6 +210,15 @@ SOURCES: dict[str, Source] = {
 COLUMNS = ("id", "anchor", "instrument", "owner", "category", "amount")
 
 
+def _needs_amount(rule: SlaRule) -> bool:
+    """Whether the rule looks at the amount at all (a filter or a band): otherwise it is not read."""
+    return (
+        rule.min_amount is not None
+        or rule.max_amount is not None
+        or any(b.min_amount is not None for b in rule.bands)
+    )
+
+
 def _select_list(src: Source, rule: SlaRule, categories: list[str], pg: bool) -> str:
     a = src.alias
     anchor = _days(f"{a}.{rule.anchor}", pg) if rule.anchor_is_date else _secs(f"{a}.{rule.anchor}", pg)
@@ -219,14 +228,40 @@ def _select_list(src: Source, rule: SlaRule, categories: list[str], pg: bool) ->
         f"COALESCE({src.instrument_col}, -1)" if src.instrument_col else "-1",
         f"COALESCE({src.owner_col}, -1)" if src.owner_col else "-1",
         _category_case(src.category_col, categories) if src.category_col else "-1",
-        _amount(src.amount_col) if src.amount_col else "0",
+        _amount(src.amount_col) if src.amount_col and _needs_amount(rule) else "0",
     ]
     return ", ".join(parts)
 
 
-def open_sql(rule: SlaRule, categories: list[str], pg: bool) -> str:
+def open_sql(rule: SlaRule, categories: list[str], pg: bool, full_scan: bool = False) -> str:
+    """The open rows of one SLA; ``full_scan`` (SQLite) reads the table in order instead of through the status index
+    (see :func:`sqlite_full_scan`)."""
     src = SOURCES[rule.kind]
-    return f"SELECT {_select_list(src, rule, categories, pg)} FROM {src.table} {src.alias} WHERE {src.open_where}"
+    hint = " NOT INDEXED" if full_scan and not pg else ""
+    return (
+        f"SELECT {_select_list(src, rule, categories, pg)} FROM {src.table} {src.alias}{hint} "
+        f"WHERE {src.open_where}"
+    )
+
+
+# SQLite: going through a status index costs a random b-tree seek per row for every column the index does not cover
+# (about four times a row of a plain table scan, measured at 1M rows); once a quarter of the table is open, reading
+# the whole table in rowid order is the cheaper plan, which SQLite's planner (without statistics) never picks.
+FULL_SCAN_SHARE = 4
+FULL_SCAN_MIN_ROWS = 10_000
+
+
+def sqlite_full_scan(session: Session, table: str, alias: str, where: str) -> bool:
+    """Whether at least 1/FULL_SCAN_SHARE of ``table`` matches ``where`` (counted through the index, stopping as soon
+    as that many are found; the table's size taken as its highest id)."""
+    top = session.execute(text(f"SELECT MAX(id) FROM {table}")).scalar() or 0
+    if top < FULL_SCAN_MIN_ROWS:
+        return False
+    k = top // FULL_SCAN_SHARE
+    found = session.execute(
+        text(f"SELECT COUNT(*) FROM (SELECT 1 FROM {table} {alias} WHERE {where} LIMIT {k})")
+    ).scalar()
+    return int(found or 0) >= k
 
 
 def closed_sql(rule: SlaRule, categories: list[str], since: dt.datetime, until: dt.datetime, pg: bool) -> str:
@@ -255,15 +290,7 @@ def read_ints(session: Session, sql: str, ncols: int, reader: columnar.Reader | 
         except columnar.DRIVER_ERRORS as err:
             log.warning("SLA bulk read through the session's driver instead of ADBC: %s", err)
         else:
-            if table.num_columns != ncols:
-                raise ValueError(f"expected {ncols} columns, the query gave {table.num_columns}")
-            if table.num_rows == 0:
-                return np.zeros((0, ncols), dtype=np.int64)
-            out = np.empty((table.num_rows, ncols), dtype=np.int64)
-            for j, col in enumerate(table.columns):
-                # safe cast: a NULL or a fraction is an error, not a wrong number
-                out[:, j] = col.combine_chunks().cast(pa.int64()).to_numpy()
-            return out
+            return _table_ints(table, ncols)
     raw = session.connection().connection.driver_connection
     if session.get_bind().dialect.name == "postgresql":
         buf = io.BytesIO()
@@ -280,6 +307,29 @@ def read_ints(session: Session, sql: str, ncols: int, reader: columnar.Reader | 
         return np.zeros((0, ncols), dtype=np.int64)
     flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=len(rows) * ncols)
     return flat.reshape(-1, ncols)
+
+
+def _table_ints(table: pa.Table, ncols: int) -> np.ndarray:
+    if table.num_columns != ncols:
+        raise ValueError(f"expected {ncols} columns, the query gave {table.num_columns}")
+    if table.num_rows == 0:
+        return np.zeros((0, ncols), dtype=np.int64)
+    out = np.empty((table.num_rows, ncols), dtype=np.int64)
+    for j, col in enumerate(table.columns):
+        # safe cast: a NULL or a fraction is an error, not a wrong number
+        out[:, j] = col.combine_chunks().cast(pa.int64()).to_numpy()
+    return out
+
+
+def read_many(
+    session: Session, queries: dict[Any, tuple[str, int]], reader: columnar.Reader | None = None
+) -> dict[Any, np.ndarray]:
+    """Several :func:`read_ints`: ``{key: (sql, ncols)}`` -> ``{key: rows}``, one after the other.
+
+    (Running them side by side in the two columnar worker processes was measured at 1M items on the shared 2-core
+    machine: no faster, the cores being busy already; so one worker, one read at a time.)
+    """
+    return {k: read_ints(session, sql, n, reader) for k, (sql, n) in queries.items()}
 
 
 # =====================================================================================================================
@@ -616,12 +666,12 @@ def shared_trades_sql(kinds: set[str], pg: bool, anchors: set[str] | None = None
         return expr if name in used else "0"
 
     status = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _T_STATUS.items())
-    reported = (
-        "CASE WHEN EXISTS (SELECT 1 FROM regulatory_reports r WHERE r.trade_id = t.id AND r.regime = 'MIFIR') "
-        "THEN 1 ELSE 0 END"
-        if "regulatory_report" in kinds
-        else "1"
-    )
+    # Whether a trade is reported: one outer join on the unique (trade_id, regime) index instead of an EXISTS per row
+    # in the select list and another in the filter (PostgreSQL ran the select-list EXISTS as a sub-plan per trade;
+    # the join it plans as one hash or merge join). Same rows, same flag: at most one MIFIR report per trade.
+    reg = "regulatory_report" in kinds
+    join = " LEFT JOIN regulatory_reports r ON r.trade_id = t.id AND r.regime = 'MIFIR'" if reg else ""
+    reported = "CASE WHEN r.trade_id IS NULL THEN 0 ELSE 1 END" if reg else "1"
     conds = []
     if "affirmation" in kinds:
         conds.append(f"({_TRADES_OPEN})")
@@ -629,15 +679,15 @@ def shared_trades_sql(kinds: set[str], pg: bool, anchors: set[str] | None = None
         conds.append("(t.status = 'REPAIR')")
     if "instruction_cutoff" in kinds:
         conds.append("(t.status IN ('VALIDATED', 'CONFIRMED', 'AFFIRMED') AND t.settlement_date IS NOT NULL)")
-    if "regulatory_report" in kinds:
-        conds.append(f"({SOURCES['regulatory_report'].open_where})")
+    if reg:  # SOURCES['regulatory_report'].open_where, with the join's row standing for the EXISTS
+        conds.append("(t.status <> 'CANCELLED' AND r.trade_id IS NULL)")
     return (
         f"SELECT t.id, {col('trade_date', _days('t.trade_date', pg))}, {_days('t.settlement_date', pg)}, "
         f"{col('created_at', _secs('t.created_at', pg))}, {col('trade_time', _secs('t.trade_time', pg))}, "
         "COALESCE(t.instrument_id, -1), COALESCE(t.owner_id, -1), "
         f"CASE t.status {status} WHEN 'CANCELLED' THEN 5 ELSE 4 END, "
         f"CASE WHEN t.affirmed_at IS NULL THEN 0 ELSE 1 END, {reported} "
-        f"FROM trades t WHERE {' OR '.join(conds) or '1 = 0'}"
+        f"FROM trades t{join} WHERE {' OR '.join(conds) or '1 = 0'}"
     )
 
 
@@ -662,23 +712,63 @@ def _trade_rows(shared: np.ndarray, rule: SlaRule) -> np.ndarray:
     return out
 
 
+_SHARED = "trades"  # read_many key of the shared trades read
+_STORED = "stored"  # read_many key of the stored states
+
+
+def open_queries(session: Session, slas: list[SlaInfo], pg: bool) -> dict[Any, tuple[str, int]]:
+    """The reads of :func:`read_open` as ``{key: (sql, ncols)}``: the shared trades read, then one per other SLA."""
+    kinds = {i.rule.kind for i in slas if i.rule.kind in TRADE_KINDS}
+    anchors = {i.rule.anchor for i in slas if i.rule.kind in TRADE_KINDS}
+    queries: dict[Any, tuple[str, int]] = {}
+    if kinds:
+        queries[_SHARED] = (shared_trades_sql(kinds, pg, anchors), 10)
+    scans: dict[str, bool] = {}
+    for info in slas:
+        if info.rule.kind in TRADE_KINDS:
+            continue
+        src = SOURCES[info.rule.kind]
+        if not pg and src.table not in scans:
+            scans[src.table] = sqlite_full_scan(session, src.table, src.alias, src.open_where)
+        sql = open_sql(info.rule, _categories(info.rule), pg, scans.get(src.table, False))
+        queries[info.id] = (sql, len(COLUMNS))
+    return queries
+
+
+def split_open(slas: list[SlaInfo], rows: dict[Any, np.ndarray]) -> dict[int, np.ndarray]:
+    """Each SLA's open rows (COLUMNS layout) out of what :func:`open_queries` read."""
+    out = {}
+    for info in slas:
+        out[info.id] = (
+            _trade_rows(rows[_SHARED], info.rule) if info.rule.kind in TRADE_KINDS else rows[info.id]
+        )
+    return out
+
+
 def read_open(
     session: Session, slas: list[SlaInfo], pg: bool, reader: columnar.Reader | None = None
 ) -> dict[int, np.ndarray]:
     """The open rows of every SLA (COLUMNS layout), with the trades table read once: the whole bulk read."""
-    kinds = {i.rule.kind for i in slas if i.rule.kind in TRADE_KINDS}
-    anchors = {i.rule.anchor for i in slas if i.rule.kind in TRADE_KINDS}
-    shared = read_ints(session, shared_trades_sql(kinds, pg, anchors), 10, reader) if kinds else None
-    out = {}
-    for info in slas:
-        if info.rule.kind in TRADE_KINDS:
-            assert shared is not None
-            out[info.id] = _trade_rows(shared, info.rule)
-        else:
-            out[info.id] = read_ints(
-                session, open_sql(info.rule, _categories(info.rule), pg), len(COLUMNS), reader
-            )
-    return out
+    return split_open(slas, read_many(session, open_queries(session, slas, pg), reader))
+
+
+def stored_states_sql(sla_ids: list[int] | None) -> str:
+    """Stored states as integers (sla_id, item_id, state code); ``None``: the whole table, read in one scan."""
+    where = f" WHERE sla_id IN ({', '.join(str(int(i)) for i in sla_ids)})" if sla_ids is not None else ""
+    return (
+        "SELECT sla_id, item_id, CASE state WHEN 'ON_TRACK' THEN 0 WHEN 'AT_RISK' THEN 1 WHEN 'BREACHED' THEN 2 "
+        f"ELSE 3 END FROM sla_item_states{where}"
+    )
+
+
+def split_stored(slas: list[SlaInfo], rows: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per SLA id, its stored (item ids, state codes) sorted by item id."""
+    order = np.lexsort((rows[:, 1], rows[:, 0]))
+    rows = rows[order]
+    ids = np.array([i.id for i in slas], dtype=np.int64)
+    lo = np.searchsorted(rows[:, 0], ids, side="left")
+    hi = np.searchsorted(rows[:, 0], ids, side="right")
+    return {int(k): (rows[a:b, 1], rows[a:b, 2]) for k, a, b in zip(ids, lo, hi, strict=True)}
 
 
 def _evaluate_one(
@@ -743,7 +833,17 @@ def evaluate_all(
         results: list[SlaResult] = []
         total_events = 0
         t0 = time.perf_counter()
-        open_rows = read_open(s, slas, pg, reader)
+        queries = open_queries(s, slas, pg)
+        if recording:
+            # Every stored state is read up front with the open rows, columnar: nothing of sla_item_states has been
+            # written by this transaction yet, and no one else writes it meanwhile (SQLite: this transaction holds
+            # the write lock; PostgreSQL: the advisory lock), so the committed rows are the session's rows. All
+            # active SLAs: one scan of the table, not a seek per row through its key.
+            queries[_STORED] = (stored_states_sql([i.id for i in slas] if codes else None), 3)
+        rows = read_many(s, queries, reader)
+        stored_all = split_stored(slas, rows.pop(_STORED)) if recording else {}
+        open_rows = split_open(slas, rows)
+        del rows
         read_s = time.perf_counter() - t0
         for n, info in enumerate(slas):
             if progress:
@@ -771,7 +871,9 @@ def evaluate_all(
                 result.closed_met = int((fin == MET).sum())
                 result.closed_breached = int((fin == BREACHED).sum())
             if recording:
-                result.events = _record(s, info, items, state, closed, at, since, warning_s)
+                result.events = _record(
+                    s, info, items, state, closed, at, since, warning_s, stored_all[info.id]
+                )
                 total_events += result.events
             results.append(result)
         if recording:
@@ -834,19 +936,14 @@ def _record(
     at: dt.datetime,
     since: dt.datetime | None,
     warning_s: int,
+    stored: tuple[np.ndarray, np.ndarray],
 ) -> int:
-    """Write the state changes of one SLA (events + current states); returns the number of events."""
+    """Write the state changes of one SLA (events + current states); returns the number of events.
+
+    ``stored``: the SLA's stored (item ids sorted, state codes) as read before this transaction wrote any."""
     at_s = int(at.timestamp())
     lo_s = int(since.timestamp()) if since is not None else -(2**62)
-    stored = read_ints(
-        s,
-        "SELECT item_id, CASE state WHEN 'ON_TRACK' THEN 0 WHEN 'AT_RISK' THEN 1 WHEN 'BREACHED' THEN 2 "
-        f"ELSE 3 END FROM sla_item_states WHERE sla_id = {int(info.id)}",
-        2,
-    )
-    stored_ids, stored_state = stored[:, 0], stored[:, 1]
-    order = np.argsort(stored_ids, kind="stable")
-    stored_ids, stored_state = stored_ids[order], stored_state[order]
+    stored_ids, stored_state = stored
 
     def previous(ids: np.ndarray) -> np.ndarray:
         pos = np.searchsorted(stored_ids, ids)
