@@ -3,17 +3,20 @@
 How one evaluation runs, per active SLA:
 
 1. **Bulk read** the open items as integers only (ids, anchor as epoch days or seconds, instrument, owner, category
-   code, amount in units of 1e-4): the database turns dates and timestamps into numbers (``julianday`` on SQLite,
-   ``EXTRACT(EPOCH ...)`` on PostgreSQL), read columnar through ADBC (``columnar.py``: Arrow int64 buffers, binary COPY
-   on PostgreSQL), or where ADBC is unavailable through the session's driver (SQLite ``fetchall`` into one
-   ``np.fromiter``, PostgreSQL ``COPY ... TO STDOUT`` into pandas' C CSV reader). No ORM object, no row loop.
+   code, amount in units of 1e-4; the amount only when the rule looks at it): SQLite turns dates and timestamps into
+   numbers with ``julianday``; PostgreSQL through ADBC sends them binary (date32, microseconds) and numpy takes the
+   day numbers and epoch seconds (``EXTRACT(EPOCH ...)`` in SQL only on the DBAPI path). Read columnar through ADBC
+   (``columnar.py``: Arrow buffers, binary COPY on PostgreSQL), or where ADBC is unavailable through the session's
+   driver (SQLite ``fetchall`` into one ``np.fromiter``, PostgreSQL ``COPY ... TO STDOUT`` into pandas' C CSV
+   reader). On SQLite a table whose open rows are a quarter of it or more is read by a plain scan, not through its
+   status index (``sqlite_full_scan``). No ORM object, no row loop.
 2. **Deadlines** per group of items sharing a market and a band (a handful of groups): business days with the
    market's numpy business-day calendar (``calendars.py``, exchange holidays plus the market's extra closures),
    then the local cut-off turned into UTC once per distinct date with pandas' time-zone database (DST-correct:
    21:00 New York is 01:00 UTC in summer and 02:00 UTC in winter).
 3. **States** at ``at``: BREACHED after the deadline, AT_RISK within ``warning_minutes`` of it, else ON_TRACK.
 4. With ``record`` (one write transaction; on PostgreSQL only one workstation records at a time, the others just
-   evaluate): compare with ``sla_item_states`` and append an ``sla_events`` row **only where the state changed**,
+   evaluate): compare with ``sla_item_states`` (read whole, columnar, with the open rows) and append an ``sla_events`` row **only where the state changed**,
    dated when it really changed (the deadline or the start of the warning window, if that fell since the last
    evaluation). Items closed since the last evaluation (affirmed, fixed, instructed, settled, resolved, decided,
    reported) get their final event, MET if closed by the deadline else BREACHED, and leave ``sla_item_states``.
@@ -81,13 +84,17 @@ log = logging.getLogger(__name__)
 # =====================================================================================================================
 
 
-def _days(col: str, pg: bool) -> str:
+def _days(col: str, pg: bool, raw: bool = False) -> str:
+    if pg and raw:  # the date itself: binary over ADBC, its day number taken in numpy (_table_ints)
+        return col
     if pg:
         return f"COALESCE(({col} - DATE '1970-01-01'), {NULL_I})"
     return f"COALESCE(CAST(julianday({col}) - 2440587.5 AS INTEGER), {NULL_I})"
 
 
-def _secs(col: str, pg: bool) -> str:
+def _secs(col: str, pg: bool, raw: bool = False) -> str:
+    if pg and raw:  # the timestamp itself: binary microseconds over ADBC, rounded to seconds in numpy
+        return col
     if pg:
         return f"COALESCE(CAST(EXTRACT(EPOCH FROM {col}) AS BIGINT), {NULL_I})"
     return f"COALESCE(CAST(ROUND((julianday({col}) - 2440587.5) * 86400.0) AS INTEGER), {NULL_I})"
@@ -219,9 +226,10 @@ def _needs_amount(rule: SlaRule) -> bool:
     )
 
 
-def _select_list(src: Source, rule: SlaRule, categories: list[str], pg: bool) -> str:
+def _select_list(src: Source, rule: SlaRule, categories: list[str], pg: bool, raw: bool = False) -> str:
     a = src.alias
-    anchor = _days(f"{a}.{rule.anchor}", pg) if rule.anchor_is_date else _secs(f"{a}.{rule.anchor}", pg)
+    col = f"{a}.{rule.anchor}"
+    anchor = _days(col, pg, raw) if rule.anchor_is_date else _secs(col, pg, raw)
     parts = [
         f"{a}.id",
         anchor,
@@ -233,13 +241,15 @@ def _select_list(src: Source, rule: SlaRule, categories: list[str], pg: bool) ->
     return ", ".join(parts)
 
 
-def open_sql(rule: SlaRule, categories: list[str], pg: bool, full_scan: bool = False) -> str:
+def open_sql(
+    rule: SlaRule, categories: list[str], pg: bool, full_scan: bool = False, raw: bool = False
+) -> str:
     """The open rows of one SLA; ``full_scan`` (SQLite) reads the table in order instead of through the status index
     (see :func:`sqlite_full_scan`)."""
     src = SOURCES[rule.kind]
     hint = " NOT INDEXED" if full_scan and not pg else ""
     return (
-        f"SELECT {_select_list(src, rule, categories, pg)} FROM {src.table} {src.alias}{hint} "
+        f"SELECT {_select_list(src, rule, categories, pg, raw)} FROM {src.table} {src.alias}{hint} "
         f"WHERE {src.open_where}"
     )
 
@@ -278,7 +288,13 @@ def closed_sql(rule: SlaRule, categories: list[str], since: dt.datetime, until: 
     )
 
 
-def read_ints(session: Session, sql: str, ncols: int, reader: columnar.Reader | None = None) -> np.ndarray:
+def read_ints(
+    session: Session,
+    sql: str,
+    ncols: int,
+    reader: columnar.Reader | None = None,
+    fallback_sql: str | None = None,
+) -> np.ndarray:
     """Run a SELECT of integer columns and return an (n, ncols) int64 array, fast on both backends.
 
     With an ADBC ``reader`` (committed data only: never for rows the session itself wrote) the columns arrive as
@@ -291,6 +307,7 @@ def read_ints(session: Session, sql: str, ncols: int, reader: columnar.Reader | 
             log.warning("SLA bulk read through the session's driver instead of ADBC: %s", err)
         else:
             return _table_ints(table, ncols)
+    sql = fallback_sql or sql  # a query with raw dates/timestamps (ADBC only) has its all-integer twin
     raw = session.connection().connection.driver_connection
     if session.get_bind().dialect.name == "postgresql":
         buf = io.BytesIO()
@@ -316,20 +333,29 @@ def _table_ints(table: pa.Table, ncols: int) -> np.ndarray:
         return np.zeros((0, ncols), dtype=np.int64)
     out = np.empty((table.num_rows, ncols), dtype=np.int64)
     for j, col in enumerate(table.columns):
-        # safe cast: a NULL or a fraction is an error, not a wrong number
-        out[:, j] = col.combine_chunks().cast(pa.int64()).to_numpy()
+        arr = col.combine_chunks()
+        if pa.types.is_date32(arr.type):  # days since 1970-01-01, as ``date - DATE '1970-01-01'``
+            out[:, j] = arr.cast(pa.int32()).cast(pa.int64()).fill_null(NULL_I).to_numpy()
+        elif pa.types.is_timestamp(arr.type):
+            # epoch seconds as CAST(EXTRACT(EPOCH FROM ts) AS BIGINT): the exact value rounded half away from zero
+            us = arr.cast(pa.timestamp("us", arr.type.tz)).cast(pa.int64()).fill_null(0).to_numpy()
+            secs = np.where(us >= 0, (us + 500_000) // 1_000_000, -((500_000 - us) // 1_000_000))
+            secs[np.asarray(arr.is_null())] = NULL_I
+            out[:, j] = secs
+        else:  # safe cast: a NULL or a fraction is an error, not a wrong number
+            out[:, j] = arr.cast(pa.int64()).to_numpy()
     return out
 
 
 def read_many(
-    session: Session, queries: dict[Any, tuple[str, int]], reader: columnar.Reader | None = None
+    session: Session, queries: dict[Any, tuple[Any, ...]], reader: columnar.Reader | None = None
 ) -> dict[Any, np.ndarray]:
-    """Several :func:`read_ints`: ``{key: (sql, ncols)}`` -> ``{key: rows}``, one after the other.
+    """Several :func:`read_ints`: ``{key: (sql, ncols[, fallback_sql])}`` -> ``{key: rows}``, one after the other.
 
     (Running them side by side in the two columnar worker processes was measured at 1M items on the shared 2-core
     machine: no faster, the cores being busy already; so one worker, one read at a time.)
     """
-    return {k: read_ints(session, sql, n, reader) for k, (sql, n) in queries.items()}
+    return {k: read_ints(session, q[0], q[1], reader, *q[2:]) for k, q in queries.items()}
 
 
 # =====================================================================================================================
@@ -575,7 +601,8 @@ class SlaResult:
         if state is not None:
             keep = self.items["state"].to_numpy() == STATE_CODE[SlaState(state)]
             ids, due = ids[keep], due[keep]
-        return ids[np.argsort(due, kind="stable")].tolist()
+        # Ties by item id: the order rows are read in depends on the query plan (index or table scan).
+        return ids[np.lexsort((ids, due))].tolist()
 
 
 @dataclass
@@ -658,7 +685,7 @@ T_ID, T_TD, T_SD, T_CREATED, T_TIME, T_INST, T_OWNER, T_STATUS, T_AFFIRMED, T_RE
 _T_ANCHOR = {"trade_date": T_TD, "settlement_date": T_SD, "created_at": T_CREATED, "trade_time": T_TIME}
 
 
-def shared_trades_sql(kinds: set[str], pg: bool, anchors: set[str] | None = None) -> str:
+def shared_trades_sql(kinds: set[str], pg: bool, anchors: set[str] | None = None, raw: bool = False) -> str:
     """The one read of trades for the trade SLAs; anchor columns no active rule uses are read as 0 (cheaper)."""
     used = set(_T_ANCHOR) if anchors is None else anchors
 
@@ -682,8 +709,8 @@ def shared_trades_sql(kinds: set[str], pg: bool, anchors: set[str] | None = None
     if reg:  # SOURCES['regulatory_report'].open_where, with the join's row standing for the EXISTS
         conds.append("(t.status <> 'CANCELLED' AND r.trade_id IS NULL)")
     return (
-        f"SELECT t.id, {col('trade_date', _days('t.trade_date', pg))}, {_days('t.settlement_date', pg)}, "
-        f"{col('created_at', _secs('t.created_at', pg))}, {col('trade_time', _secs('t.trade_time', pg))}, "
+        f"SELECT t.id, {col('trade_date', _days('t.trade_date', pg, raw))}, {_days('t.settlement_date', pg, raw)}, "
+        f"{col('created_at', _secs('t.created_at', pg, raw))}, {col('trade_time', _secs('t.trade_time', pg, raw))}, "
         "COALESCE(t.instrument_id, -1), COALESCE(t.owner_id, -1), "
         f"CASE t.status {status} WHEN 'CANCELLED' THEN 5 ELSE 4 END, "
         f"CASE WHEN t.affirmed_at IS NULL THEN 0 ELSE 1 END, {reported} "
@@ -716,13 +743,23 @@ _SHARED = "trades"  # read_many key of the shared trades read
 _STORED = "stored"  # read_many key of the stored states
 
 
-def open_queries(session: Session, slas: list[SlaInfo], pg: bool) -> dict[Any, tuple[str, int]]:
-    """The reads of :func:`read_open` as ``{key: (sql, ncols)}``: the shared trades read, then one per other SLA."""
+def open_queries(
+    session: Session, slas: list[SlaInfo], pg: bool, reader: columnar.Reader | None = None
+) -> dict[Any, tuple[str, ...] | tuple[str, int]]:
+    """The reads of :func:`read_open` as ``{key: (sql, ncols[, fallback_sql])}``: the shared trades read, then one
+    per other SLA.
+
+    PostgreSQL through ADBC reads dates and timestamps as they are (binary date32 / microseconds, turned into day
+    numbers and epoch seconds in numpy) rather than computing ``EXTRACT(EPOCH ...)`` on every row, measured the
+    cheaper of the two; each such query carries its all-integer twin for the DBAPI path.
+    """
+    raw = pg and reader is not None and reader.via == "adbc"
     kinds = {i.rule.kind for i in slas if i.rule.kind in TRADE_KINDS}
     anchors = {i.rule.anchor for i in slas if i.rule.kind in TRADE_KINDS}
-    queries: dict[Any, tuple[str, int]] = {}
+    queries: dict[Any, Any] = {}
     if kinds:
-        queries[_SHARED] = (shared_trades_sql(kinds, pg, anchors), 10)
+        sql = shared_trades_sql(kinds, pg, anchors)
+        queries[_SHARED] = (shared_trades_sql(kinds, pg, anchors, raw=True), 10, sql) if raw else (sql, 10)
     scans: dict[str, bool] = {}
     for info in slas:
         if info.rule.kind in TRADE_KINDS:
@@ -730,8 +767,10 @@ def open_queries(session: Session, slas: list[SlaInfo], pg: bool) -> dict[Any, t
         src = SOURCES[info.rule.kind]
         if not pg and src.table not in scans:
             scans[src.table] = sqlite_full_scan(session, src.table, src.alias, src.open_where)
-        sql = open_sql(info.rule, _categories(info.rule), pg, scans.get(src.table, False))
-        queries[info.id] = (sql, len(COLUMNS))
+        cats = _categories(info.rule)
+        sql = open_sql(info.rule, cats, pg, scans.get(src.table, False))
+        n = len(COLUMNS)
+        queries[info.id] = (open_sql(info.rule, cats, pg, raw=True), n, sql) if raw else (sql, n)
     return queries
 
 
@@ -749,7 +788,7 @@ def read_open(
     session: Session, slas: list[SlaInfo], pg: bool, reader: columnar.Reader | None = None
 ) -> dict[int, np.ndarray]:
     """The open rows of every SLA (COLUMNS layout), with the trades table read once: the whole bulk read."""
-    return split_open(slas, read_many(session, open_queries(session, slas, pg), reader))
+    return split_open(slas, read_many(session, open_queries(session, slas, pg, reader), reader))
 
 
 def stored_states_sql(sla_ids: list[int] | None) -> str:
@@ -833,7 +872,7 @@ def evaluate_all(
         results: list[SlaResult] = []
         total_events = 0
         t0 = time.perf_counter()
-        queries = open_queries(s, slas, pg)
+        queries = open_queries(s, slas, pg, reader)
         if recording:
             # Every stored state is read up front with the open rows, columnar: nothing of sla_item_states has been
             # written by this transaction yet, and no one else writes it meanwhile (SQLite: this transaction holds
