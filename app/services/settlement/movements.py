@@ -525,82 +525,49 @@ def reverse_trade_movements(session: Session, trade_id: int, value_date: dt.date
     """Post the opposite of every movement a trade booked (a trade taken off the book, e.g. an out-trade resolved
     as not ours), and move the positions and balances with them. Returns the number of movements posted."""
     now = utcnow()
+    # Securities and cash are reversed alike: (movement, its value column, the other key, the balance it feeds and
+    # that balance's traded and settled columns).
+    sides = (
+        (SecuritiesMovement, "quantity", "instrument_id", Position, "traded_quantity", "settled_quantity"),
+        (CashMovement, "amount", "currency", CashBalance, "traded_amount", "settled_amount"),
+    )
     posted = 0
-    sec = session.execute(
-        select(
-            SecuritiesMovement.account_id,
-            SecuritiesMovement.instrument_id,
-            SecuritiesMovement.kind,
-            func.sum(SecuritiesMovement.quantity),
-        )
-        .where(SecuritiesMovement.trade_id == trade_id)
-        .group_by(SecuritiesMovement.account_id, SecuritiesMovement.instrument_id, SecuritiesMovement.kind)
-    ).all()
-    for acct, inst, kind, qty in sec:
-        qty = Decimal(qty or 0)
-        if qty == 0:
-            continue
-        session.add(
-            SecuritiesMovement(
-                account_id=acct,
-                instrument_id=inst,
-                kind=kind,
-                quantity=-qty,
-                value_date=value_date,
-                trade_id=trade_id,
-                created_at=now,
+    for movement, value, key, balance, traded, settled in sides:
+        rows = session.execute(
+            select(
+                movement.account_id, getattr(movement, key), movement.kind, func.sum(getattr(movement, value))
             )
-        )
-        column = Position.settled_quantity if kind is MovementKind.SETTLED else Position.traded_quantity
-        values = {column.key: column - qty}
-        if kind not in (MovementKind.SETTLED, MovementKind.TRADED):
-            values = {
-                "traded_quantity": Position.traded_quantity - qty,
-                "settled_quantity": Position.settled_quantity - qty,
-            }
-        session.execute(
-            update(Position)
-            .where(Position.account_id == acct, Position.instrument_id == inst)
-            .values(**values, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        posted += 1
-    cash = session.execute(
-        select(
-            CashMovement.account_id, CashMovement.currency, CashMovement.kind, func.sum(CashMovement.amount)
-        )
-        .where(CashMovement.trade_id == trade_id)
-        .group_by(CashMovement.account_id, CashMovement.currency, CashMovement.kind)
-    ).all()
-    for acct, ccy, kind, amt in cash:
-        amt = Decimal(amt or 0)
-        if amt == 0:
-            continue
-        session.add(
-            CashMovement(
-                account_id=acct,
-                currency=ccy,
-                kind=kind,
-                amount=-amt,
-                value_date=value_date,
-                trade_id=trade_id,
-                created_at=now,
+            .where(movement.trade_id == trade_id)
+            .group_by(movement.account_id, getattr(movement, key), movement.kind)
+        ).all()
+        for acct, other, kind, total in rows:
+            total = Decimal(total or 0)
+            if total == 0:
+                continue
+            session.add(
+                movement(
+                    account_id=acct,
+                    kind=kind,
+                    value_date=value_date,
+                    trade_id=trade_id,
+                    created_at=now,
+                    **{key: other, value: -total},
+                )
             )
-        )
-        column = CashBalance.settled_amount if kind is MovementKind.SETTLED else CashBalance.traded_amount
-        values = {column.key: column - amt}
-        if kind not in (MovementKind.SETTLED, MovementKind.TRADED):
-            values = {
-                "traded_amount": CashBalance.traded_amount - amt,
-                "settled_amount": CashBalance.settled_amount - amt,
-            }
-        session.execute(
-            update(CashBalance)
-            .where(CashBalance.account_id == acct, CashBalance.currency == ccy)
-            .values(**values, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        posted += 1
+            # A TRADED movement fed the traded column, a SETTLED one the settled column; any other kind both.
+            if kind is MovementKind.TRADED:
+                columns = (traded,)
+            elif kind is MovementKind.SETTLED:
+                columns = (settled,)
+            else:
+                columns = (traded, settled)
+            session.execute(
+                update(balance)
+                .where(balance.account_id == acct, getattr(balance, key) == other)
+                .values({c: getattr(balance, c) - total for c in columns} | {"updated_at": now})
+                .execution_options(synchronize_session=False)
+            )
+            posted += 1
     session.flush()
     for obj in list(session.identity_map.values()):
         if isinstance(obj, Position | CashBalance):
