@@ -178,6 +178,42 @@ def check_allowed(instruction: SettlementInstruction, new: InstructionStatus) ->
         raise InvalidTransition(instruction.instruction_ref, old, InstructionStatus(new), why_not(old, new))
 
 
+def _check(ref: str, old: InstructionStatus, new: InstructionStatus, reason_code: str | None) -> None:
+    """Refuse a move ``ALLOWED`` does not have, and a FAILED without its market reason code."""
+    if not allowed(old, new):
+        raise InvalidTransition(ref, old, new, why_not(old, new))
+    if new is S.FAILED and not (reason_code or "").strip():
+        raise InvalidTransition(
+            ref, old, new, "a failed instruction needs the market reason code (LACK, MONY, CMIS ...)"
+        )
+
+
+def _apply(
+    item: Any,
+    old: InstructionStatus,
+    new: InstructionStatus,
+    reason_code: str | None,
+    reason_text: str | None,
+    changes: dict[str, Any] | None,
+    now: dt.datetime,
+) -> None:
+    """Set status, reason, instructed stamp and version on an instruction or its in-memory state (the single and the
+    batch path share the rule)."""
+    for name, value in (changes or {}).items():
+        setattr(item, name, value)
+    item.status = new
+    if reason_code is not None or reason_text is not None:
+        item.reason_code = (reason_code or "").strip().upper() or None
+        item.reason_text = reason_text
+    elif new in (S.MATCHED, S.SETTLED, S.CANCELLED) or (old is S.FAILED and new is not S.FAILED):
+        # The old reason (unmatched CMIS, failing LACK) no longer describes the item.
+        item.reason_code = None
+        item.reason_text = None
+    if new is S.INSTRUCTED and (item.instructed_at is None or old is not S.INSTRUCTED):
+        item.instructed_at = now
+    item.version = (item.version or 1) + 1
+
+
 def _transition(
     session: Session,
     actor: Actor,
@@ -195,30 +231,10 @@ def _transition(
     require_lifecycle_actor(actor)
     old = InstructionStatus(instruction.status)
     new = InstructionStatus(new)
-    if not allowed(old, new):
-        raise InvalidTransition(instruction.instruction_ref, old, new, why_not(old, new))
-    if new is S.FAILED and not (reason_code or "").strip():
-        raise InvalidTransition(
-            instruction.instruction_ref,
-            old,
-            new,
-            "a failed instruction needs the market reason code (LACK, MONY, CMIS ...)",
-        )
+    _check(instruction.instruction_ref, old, new, reason_code)
     before = _snapshot(instruction)
     now = utcnow()
-    for name, value in (changes or {}).items():
-        setattr(instruction, name, value)
-    instruction.status = new
-    if reason_code is not None or reason_text is not None:
-        instruction.reason_code = (reason_code or "").strip().upper() or None
-        instruction.reason_text = reason_text
-    elif new in (S.MATCHED, S.SETTLED, S.CANCELLED) or (old is S.FAILED and new is not S.FAILED):
-        # The old reason (unmatched CMIS, failing LACK) no longer describes the item.
-        instruction.reason_code = None
-        instruction.reason_text = None
-    if new is S.INSTRUCTED and (instruction.instructed_at is None or old is not S.INSTRUCTED):
-        instruction.instructed_at = now
-    instruction.version = (instruction.version or 1) + 1
+    _apply(instruction, old, new, reason_code, reason_text, changes, now)
     instruction.updated_by_id = actor.user_id
     instruction.updated_at = now
     session.flush()
@@ -620,29 +636,10 @@ class Batch:
         """``transition`` for a state: the same checks, reason handling, stamps and version bump."""
         old = InstructionStatus(state.status)
         new = InstructionStatus(new)
-        if not allowed(old, new):
-            raise InvalidTransition(state.instruction_ref, old, new, why_not(old, new))
-        if new is S.FAILED and not (reason_code or "").strip():
-            raise InvalidTransition(
-                state.instruction_ref,
-                old,
-                new,
-                "a failed instruction needs the market reason code (LACK, MONY, CMIS ...)",
-            )
+        _check(state.instruction_ref, old, new, reason_code)
         self.states.setdefault(state.id, state)
         before = _state_snapshot(state)
-        for name, value in (changes or {}).items():
-            setattr(state, name, value)
-        state.status = new
-        if reason_code is not None or reason_text is not None:
-            state.reason_code = (reason_code or "").strip().upper() or None
-            state.reason_text = reason_text
-        elif new in (S.MATCHED, S.SETTLED, S.CANCELLED) or (old is S.FAILED and new is not S.FAILED):
-            state.reason_code = None
-            state.reason_text = None
-        if new is S.INSTRUCTED and (state.instructed_at is None or old is not S.INSTRUCTED):
-            state.instructed_at = self.now
-        state.version = (state.version or 1) + 1
+        _apply(state, old, new, reason_code, reason_text, changes, self.now)
         sync = (
             not (new is S.PENDING or (old == new and new is not S.PARTIALLY_SETTLED))
             and state.exception_kind is None
