@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -35,9 +35,11 @@ from .paging import (
     PLANNER,
     SORT_INDEX,
     Column,
+    DictFilter,
     Page,
     Window,
     beyond,
+    exact_isin,
     no_index,
     order_by,
     page_of,
@@ -97,7 +99,7 @@ SORTABLE = frozenset(
 
 
 @dataclass(frozen=True)
-class BlotterFilter:
+class BlotterFilter(DictFilter):
     """What the filter bar asks for. Empty fields do not filter."""
 
     statuses: tuple[str, ...] = ()
@@ -121,32 +123,6 @@ class BlotterFilter:
     ids: tuple[int, ...] | None = None
     ids_title: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            # A drill-down's id list is a one-off, never part of a saved view.
-            if f.name in ("ids", "ids_title") or v is False or v in (None, (), ""):
-                continue
-            out[f.name] = (
-                list(v) if isinstance(v, tuple) else (v.isoformat() if isinstance(v, dt.date) else v)
-            )
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BlotterFilter:
-        kw: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in d or d[f.name] in (None, ""):
-                continue
-            v = d[f.name]
-            if f.name in ("statuses", "ids"):
-                v = tuple(v)
-            elif "date" in f.name and isinstance(v, str):
-                v = dt.date.fromisoformat(v)
-            kw[f.name] = v
-        return cls(**kw)
-
 
 @dataclass(frozen=True)
 class Sort:
@@ -158,10 +134,6 @@ class Sort:
 class Totals:
     count: int = 0
     gross_by_currency: dict[str, Decimal] = field(default_factory=dict)
-
-
-def _exact_isin(term: str) -> bool:
-    return len(term) == 12 and term[:2].isalpha()
 
 
 def _conditions(flt: BlotterFilter, *, opaque: bool = False) -> list[ColumnElement[bool]]:
@@ -195,7 +167,7 @@ def _conditions(flt: BlotterFilter, *, opaque: bool = False) -> list[ColumnEleme
         c.append(col(Trade.counterparty_code) == flt.counterparty.strip().upper())
     if flt.instrument:
         term = flt.instrument.strip()
-        if _exact_isin(term):
+        if exact_isin(term):
             c.append(col(Trade.isin) == term.upper())
         else:
             names = select(Instrument.isin).where(
@@ -421,7 +393,7 @@ def _estimable(flt: BlotterFilter) -> list[tuple[str, list[str]]]:
         out.append(("account_code", [flt.account.strip().upper()]))
     if flt.counterparty:
         out.append(("counterparty_code", [flt.counterparty.strip().upper()]))
-    if flt.instrument and _exact_isin(flt.instrument.strip()):
+    if flt.instrument and exact_isin(flt.instrument.strip()):
         out.append(("isin", [flt.instrument.strip().upper()]))
     return out
 

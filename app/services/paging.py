@@ -17,10 +17,11 @@ planners misjudge it (see "choosing the access path" below).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import ColumnElement, FunctionElement, String, Table, func, select, text, tuple_
@@ -39,6 +40,47 @@ class Column:
     kind: str  # text, date, datetime, decimal, int, status, bool
     width: int = 100
     default_visible: bool = True
+
+
+class DictFilter:
+    """Saved views store a pane's filter as JSON: ``as_dict`` / ``from_dict`` for a frozen filter dataclass.
+
+    Empty fields are left out; tuples become lists and dates ISO strings. ``_transient`` fields (a drill-down's id
+    list) are never saved; ``_tuples`` names the fields read back as tuples.
+    """
+
+    _transient: tuple[str, ...] = ("ids", "ids_title")
+    _tuples: tuple[str, ...] = ("statuses", "ids")
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if f.name in self._transient or v is False or v in (None, (), ""):
+                continue
+            out[f.name] = (
+                list(v) if isinstance(v, tuple) else (v.isoformat() if isinstance(v, dt.date) else v)
+            )
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        kw: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name not in d or d[f.name] in (None, ""):
+                continue
+            v = d[f.name]
+            if f.name in cls._tuples:
+                v = tuple(v)
+            elif "date" in f.name and isinstance(v, str):
+                v = dt.date.fromisoformat(v)
+            kw[f.name] = v
+        return cls(**kw)
+
+
+def exact_isin(term: str) -> bool:
+    """Whether a search term is a whole ISIN (then an equality on the indexed column, not a name search)."""
+    return len(term) == 12 and term[:2].isalpha()
 
 
 @dataclass

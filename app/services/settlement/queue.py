@@ -26,7 +26,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -72,9 +72,11 @@ from ..paging import (
     PLANNER,
     SORT_INDEX,
     Column,
+    DictFilter,
     Page,
     Window,
     beyond,
+    exact_isin,
     no_index,
     order_by,
     page_of,
@@ -191,8 +193,12 @@ _DB = {k: i for i, k in enumerate(_DB_KEYS)}
 
 
 @dataclass(frozen=True)
-class QueueFilter:
+class QueueFilter(DictFilter):
     """What the filter bar (or a drill-down) asks for. Empty fields do not filter."""
+
+    # Not dataclass fields (no annotation): what a saved view leaves out, and what it reads back as tuples.
+    _transient = ("ids", "ids_title", "as_of")
+    _tuples = ("statuses", "reasons", "ids")
 
     settlement_date_from: dt.date | None = None
     settlement_date_to: dt.date | None = None
@@ -213,31 +219,6 @@ class QueueFilter:
     # The day "failing" and the ages are measured on (None: today in UTC); tests fix it.
     as_of: dt.date | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name in ("ids", "ids_title", "as_of") or v is False or v in (None, (), ""):
-                continue
-            out[f.name] = (
-                list(v) if isinstance(v, tuple) else (v.isoformat() if isinstance(v, dt.date) else v)
-            )
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> QueueFilter:
-        kw: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in d or d[f.name] in (None, ""):
-                continue
-            v = d[f.name]
-            if f.name in ("statuses", "reasons", "ids"):
-                v = tuple(v)
-            elif "date" in f.name and isinstance(v, str):
-                v = dt.date.fromisoformat(v)
-            kw[f.name] = v
-        return cls(**kw)
-
 
 @dataclass(frozen=True)
 class Sort:
@@ -251,10 +232,6 @@ def today_utc() -> dt.date:
 
 def _as_of(flt: QueueFilter) -> dt.date:
     return flt.as_of or today_utc()
-
-
-def _exact_isin(term: str) -> bool:
-    return len(term) == 12 and term[:2].isalpha()
 
 
 def _conditions(flt: QueueFilter, actor: Actor, *, opaque: bool = False) -> list[ColumnElement[bool]]:
@@ -289,7 +266,7 @@ def _conditions(flt: QueueFilter, actor: Actor, *, opaque: bool = False) -> list
         )
     if flt.isin:
         term = flt.isin.strip()
-        if _exact_isin(term):
+        if exact_isin(term):
             c.append(SI.instrument_id.in_(select(Instrument.id).where(Instrument.isin == term.upper())))
         else:
             c.append(
