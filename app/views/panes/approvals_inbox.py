@@ -60,7 +60,6 @@ class ApprovalsInboxPane(Pane):
     #: A decision went through (the sentence shown) / was refused (the service's sentence).
     decided = Signal(str)
     refused = Signal(str)
-    message = Signal(str)
 
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(workspace, parent)

@@ -61,6 +61,8 @@ class Pane(QWidget):
 
     #: A load finished and is on screen (tests wait for it; the main window's "usable" moment).
     refreshed = Signal()
+    #: A transient message for the status bar.
+    message = Signal(str)
     #: Ask the main window to bring pane ``pane_id`` forward showing exactly these items (an SLA tile, a linked
     #: instruction in a detail panel ...). ``criteria`` is the target pane's :meth:`drill_down` argument.
     open_items = Signal(str, dict)

@@ -152,8 +152,6 @@ class BreakInvestigationPane(Pane):
     action_refused = Signal(str)
     #: A dialog opened (propose, categorise): tests fill it in.
     dialog_opened = Signal(object)
-    #: A transient message for the status bar.
-    message = Signal(str)
 
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(workspace, parent)

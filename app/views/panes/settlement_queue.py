@@ -49,7 +49,6 @@ from app.views.settlement.cutoff_strip import CutoffStrip
 from app.views.settlement.detail_panel import InstructionDetailPanel
 from app.views.settlement.filter_bar import QueueFilterBar
 from app.views.settlement.table import QueueTable
-from app.views.tasks import TaskHandle
 
 DETAIL_DELAY_MS = 150
 TOTALS_DELAY_MS = 400
@@ -91,34 +90,21 @@ class SettlementQueuePane(WindowedTablePane):
     list_name = "settlement queue"
     page_size: ClassVar[int] = PAGE_SIZE
 
-    #: Totals for the current filter are on screen.
-    totals_shown = Signal(object)
     #: The groups of the grouped view are on screen (the list of Group).
     groups_shown = Signal(list)
-    #: The detail panel shows an instruction (its id).
-    detail_shown = Signal(int)
     #: An action finished (a BulkResult).
     action_done = Signal(object)
     #: A bulk action's confirmation opened (the dialog).
     dialog_opened = Signal(object)
     #: The market cut-offs were read and shown.
     cutoffs_shown = Signal(list)
-    #: A transient message for the status bar.
-    message = Signal(str)
 
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(workspace, parent)
-        self.layout().setContentsMargins(12, 10, 12, 8)
-        self.body.setSpacing(6)
         actor = workspace.actor
         self.can_work = actor.can(Permission.WORK_ITEMS)
         self.can_assign = actor.can(Permission.ASSIGN_WORK)
         self.sort = Sort()
-        self._started = False
-        self._restoring = False
-        self._refresh_context: dict[str, Any] | None = None
-        self._totals_task: TaskHandle | None = None
-        self._totals_gen = 0
         self._groups_gen = 0
         self._group: tuple[str, Any] | None = None  # (by, value) of the group shown
         self._people: list[tuple[int, str, str]] = []

@@ -180,16 +180,10 @@ class TradeBlotterPane(WindowedTablePane):
     columns_saved = Signal()
     #: The saved column layout was read and applied (or there was none).
     columns_restored = Signal()
-    #: Totals for the current filter are on screen.
-    totals_shown = Signal(object)
-    #: The detail panel shows a trade (its id).
-    detail_shown = Signal(int)
     #: An export finished: the file written.
     exported = Signal(str)
     #: Rows were copied to the clipboard (how many).
     copied = Signal(int)
-    #: A transient message for the status bar.
-    message = Signal(str)
     #: The repair dialog opened (the dialog).
     repair_opened = Signal(object)
     #: The import dialog opened (the dialog).
@@ -197,17 +191,10 @@ class TradeBlotterPane(WindowedTablePane):
 
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(workspace, parent)
-        self.layout().setContentsMargins(12, 10, 12, 8)
-        self.body.setSpacing(6)
         actor = workspace.actor
         self.can_repair = actor.can(Permission.REPAIR_TRADE)
         self.can_import = actor.can(Permission.IMPORT)
         self.sort = Sort()
-        self._started = False
-        self._restoring = False
-        self._refresh_context: dict[str, Any] | None = None
-        self._totals_task: TaskHandle | None = None
-        self._totals_gen = 0
         self._columns_ready = False
         self._detail_id: int | None = None
         self._pending_select: int | None = None

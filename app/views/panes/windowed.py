@@ -13,11 +13,11 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtWidgets import QMessageBox, QWidget
 
 from app.services.paging import Window
-from app.views.panes.base import Pane
+from app.views.panes.base import Pane, Workspace
 from app.views.tasks import TaskFailure, TaskHandle
 
 #: Selected items whose place is kept across a refresh (the current one and a few more).
@@ -26,12 +26,27 @@ MAX_TRACKED = 20
 
 class WindowedTablePane(Pane):
     """Base of the panes over a paged table. Subclasses build ``model``, ``table``, ``detail``, ``totals_label``,
-    ``selection_label``, ``_totals_timer``, ``_started`` and ``_restoring``, and implement the hooks below."""
+    ``selection_label`` and ``_totals_timer``, and implement the hooks below."""
+
+    #: Totals for the current filter are on screen.
+    totals_shown = Signal(object)
+    #: The detail panel shows an item (its id).
+    detail_shown = Signal(int)
 
     #: What one row is, for the count label ("1 trade", "2,000+ trades").
     count_noun: ClassVar[str] = "row"
     #: The list in "Could not load the …".
     list_name: ClassVar[str] = "list"
+
+    def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
+        super().__init__(workspace, parent)
+        self.layout().setContentsMargins(12, 10, 12, 8)
+        self.body.setSpacing(6)
+        self._started = False
+        self._restoring = False
+        self._refresh_context: dict[str, Any] | None = None
+        self._totals_task: TaskHandle | None = None
+        self._totals_gen = 0
 
     # --- hooks ----------------------------------------------------------------------------------------------------
 
