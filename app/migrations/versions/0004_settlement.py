@@ -1,7 +1,7 @@
 """settlement instructions, netting, lifecycle
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0002
 Create Date: 2026-11-21
 
 Settlement core (issue 4):
@@ -29,7 +29,7 @@ from alembic import op
 import app.models.base
 
 revision: str = "0004"
-down_revision: str | None = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """statements import: statements.extra (balances by type, message id, period, sequence keys)
 
 Revision ID: 0006
-Revises: 0005
+Revises: 0004
 Create Date: 2026-11-21
 
 The importer keeps on each statement what its columns cannot hold: every balance the sender gave (camt has a dozen
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql, sqlite
 
 revision: str = "0006"
-down_revision: str | None = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
