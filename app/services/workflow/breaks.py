@@ -472,7 +472,7 @@ _VERBS = {
 }
 
 
-def _describe_entry(action: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+def describe_entry(action: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
     b, a = before or {}, after or {}
     status = (
         f" ({b['status']} → {a['status']})"
@@ -552,7 +552,7 @@ def history(db: Database, actor: Actor, item_type: str, item_id: int) -> list[Hi
                         who=e.username,
                         kind="audit",
                         action=e.action,
-                        text=_describe_entry(e.action, e.before, e.after),
+                        text=describe_entry(e.action, e.before, e.after),
                         before=e.before,
                         after=e.after,
                     ),

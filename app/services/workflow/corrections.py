@@ -1276,7 +1276,7 @@ _APPLY: dict[CorrectionKind, Callable[[Session, Actor, Correction], dict[str, An
 # --- reading: the approvals inbox and one correction ------------------------------------------------------------
 
 
-def _changes(session: Session, corr: Correction) -> list[FieldChange]:
+def field_changes(session: Session, corr: Correction) -> list[FieldChange]:
     p = corr.payload or {}
     if corr.kind in (CorrectionKind.AMEND_TRADE, CorrectionKind.CANCEL_REBOOK):
         current: dict[str, Any] = {}
@@ -1388,7 +1388,7 @@ def _views(session: Session, actor: Actor, rows: list[Correction]) -> list[Corre
                 created_text=local_text(c.created_at, actor),
                 required_approvals=c.required_approvals,
                 approvers=approvers,
-                changes=_changes(session, c),
+                changes=field_changes(session, c),
                 items=[(i.item_type, i.item_id) for i in items if i.correction_id == c.id],
                 version=c.version,
                 can_decide=why is None,

@@ -40,6 +40,8 @@ from ..calendars import DESK_CALENDAR
 from ..db import Database
 from ..errors import NotFound, ValidationFailed
 from ..permissions import Actor, Permission, require
+from .breaks import describe_entry
+from .corrections import field_changes
 
 #: Work items are addressed as (item_type, id) in comments, attachments and corrections; item_type is the item's
 #: table name (comments.py), and older rows may carry the singular word.
@@ -736,16 +738,10 @@ def break_detail(db: Database, actor: Actor, break_id: int, *, today: dt.date | 
 def _history(s: Session, actor: Actor, break_id: int, correction_ids: list[int]) -> list[HistoryRow]:
     """The break's story, oldest first: its audit entries and those of its corrections, comments and files.
 
-    The workflow's own ``breaks.history`` words each line; this reads the same entries in the detail's unit of
-    work and falls back to the bare action name if that module is not installed.
+    Each line is worded as the workflow's own ``breaks.history`` words it; this reads the same entries in the
+    detail's unit of work.
     """
-    try:
-        from .breaks import _describe_entry as describe
-    except ImportError:  # pragma: no cover - a partial installation
-
-        def describe(action: str, _before: Any, _after: Any) -> str:
-            return action.split(".", 1)[-1].replace("_", " ")
-
+    describe = describe_entry
     entities = [("breaks", str(break_id))] + [("corrections", str(c)) for c in correction_ids]
     entries = s.execute(
         select(
@@ -1114,16 +1110,11 @@ def approvals_inbox(
 
 
 def _change_describer() -> Any:
-    """The corrections service's own before/after of a correction (it knows each kind's payload), or the generic
-    reading of the payload when that service is not installed."""
-    try:
-        from .corrections import _changes
-    except ImportError:  # pragma: no cover - a partial installation
-        return lambda _s, c: change_rows({k: v for k, v in (c.payload or {}).items() if k != "editors"})
+    """The corrections service's own before/after of a correction (it knows each kind's payload)."""
 
     def describe(s: Session, c: Correction) -> tuple[ChangeRow, ...]:
         try:
-            return tuple(ChangeRow(x.field, x.before, x.after) for x in _changes(s, c))
+            return tuple(ChangeRow(x.field, x.before, x.after) for x in field_changes(s, c))
         except Exception:  # a payload that service cannot read (hand-made, older) still shows its values
             return change_rows({k: v for k, v in (c.payload or {}).items() if k != "editors"})
 
