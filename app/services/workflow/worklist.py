@@ -40,7 +40,7 @@ from ..calendars import DESK_CALENDAR
 from ..db import Database
 from ..errors import NotFound, ValidationFailed
 from ..permissions import Actor, Permission, require
-from .breaks import describe_entry
+from .breaks import CATEGORIES, ROOT_CAUSES, describe_entry
 from .corrections import field_changes
 
 #: Work items are addressed as (item_type, id) in comments, attachments and corrections; item_type is the item's
@@ -464,13 +464,9 @@ def choices(db: Database, actor: Actor) -> Choices:
                 .order_by(User.username)
             )
         ]
-    try:  # the workflow's own lists first, then any other word already in use
-        from .breaks import CATEGORIES, ROOT_CAUSES
-
-        categories = list(dict.fromkeys([*CATEGORIES, *categories]))
-        causes = list(dict.fromkeys([*ROOT_CAUSES, *causes]))
-    except ImportError:  # pragma: no cover - a partial installation
-        pass
+    # The workflow's own lists first, then any other word already in use.
+    categories = list(dict.fromkeys([*CATEGORIES, *categories]))
+    causes = list(dict.fromkeys([*ROOT_CAUSES, *causes]))
     return Choices(sorted(recons, key=lambda r: r[1]), categories, causes, users)
 
 
