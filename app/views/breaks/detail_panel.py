@@ -80,13 +80,10 @@ def cell(value: Any) -> str:
 
 
 def read_detail(db: Any, actor: Any, break_id: int) -> dict[str, Any]:
-    """Worker: the break, its ranked candidates (when the workflow offers them) and the matches naming it."""
+    """Worker: the break, its ranked candidates and the matches naming it."""
     out: dict[str, Any] = {"detail": worklist.break_detail(db, actor, break_id)}
-    fn = workflow_api.get("candidates", "candidates")
-    if fn is None:
-        out["candidates"] = None
-    else:
-        out["candidates"] = [as_mapping(c) for c in fn(db, actor, break_id, limit=10)]
+    found = workflow_api.call("candidates", "candidates", db, actor, break_id, limit=10)
+    out["candidates"] = [as_mapping(c) for c in found]
     out["matches"] = worklist.matches_for(db, actor, break_id)
     return out
 
@@ -435,7 +432,7 @@ class BreakDetailPanel(QFrame):
         t.blockSignals(True)
         t.setRowCount(0)
         if self.candidates is None:
-            self.candidates_note.setText("Candidate matching is not available in this OpsDesk yet.")
+            self.candidates_note.setText("Looking for candidates…")  # not loaded yet
         elif not self.candidates:
             self.candidates_note.setText("No open break on the other side looks like this one.")
         else:
