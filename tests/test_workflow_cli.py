@@ -4,6 +4,7 @@ exit codes (0 done, 1 refused, 2 usage), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -88,3 +89,21 @@ def test_corrections_propose_list_approve_reject(capsys, db: Database, users) ->
     assert out["correction"]["status"] == "APPROVED"
     code, out = run(capsys, db, None, "corrections", "list", "--status", "rejected")
     assert [c["id"] for c in out["corrections"]] == [close_id]
+
+
+def test_corrections_thresholds_are_listed_and_set_by_supervisors_only(capsys, db: Database, users) -> None:
+    code, out = run(
+        capsys, db, "supervisor", "corrections", "thresholds", "--set", "eur=250000", "--set", "*=1e6"
+    )
+    assert code == 0 and Decimal(out["thresholds"]["EUR"]) == Decimal("250000")
+    assert Decimal(out["thresholds"]["*"]) == Decimal("1000000")
+    code, out = run(capsys, db, "clerk1", "corrections", "thresholds", "--set", "EUR=1")
+    assert code == 1 and out["error"]
+    code, out = run(capsys, db, "supervisor", "corrections", "thresholds", "--set", "EURO=5")
+    assert code == 1 and "3-letter currency" in out["error"]
+    code, out = run(capsys, db, "supervisor", "corrections", "thresholds", "--set", "EUR")
+    assert code == 2 and "CURRENCY=AMOUNT" in out["error"]
+    code, out = run(capsys, db, None, "corrections", "thresholds")
+    assert code == 0 and Decimal(out["thresholds"]["EUR"]) == Decimal(
+        "250000"
+    )  # the clerk's attempt changed nothing

@@ -13,6 +13,7 @@
     opsdesk --user NAME corrections approve ID [ID …] [--comment C]
     opsdesk --user NAME corrections reject ID [ID …] --comment C
     opsdesk --user NAME corrections withdraw ID
+    opsdesk [--user NAME] corrections thresholds [--set CCY=AMOUNT …]   (CCY * : every other currency)
 
 Exit codes: 0 done; 1 refused (the message says why; for several ids, when any one was refused); 2 usage;
 3 database unavailable. ``--json`` prints the summary (ids, statuses, refusals) for scripts.
@@ -115,6 +116,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     wd.add_argument("id", type=int)
     wd.add_argument("--comment", default="")
     wd.set_defaults(handler=corrections_withdraw)
+    th = csub.add_parser(
+        "thresholds", help="amounts above which a correction needs a second approver; --set (supervisors)"
+    )
+    th.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="CCY=AMOUNT",
+        help="set a currency's threshold (* for every currency without its own); repeatable",
+    )
+    th.set_defaults(handler=corrections_thresholds)
 
 
 def _reader(ctx: CliContext) -> Actor:
@@ -350,5 +363,27 @@ def corrections_withdraw(ctx: CliContext) -> int:
     ctx.emit(
         {"ok": True, "correction": ctx.args.id, "status": "WITHDRAWN"},
         f"Correction #{ctx.args.id} withdrawn.",
+    )
+    return 0
+
+
+def corrections_thresholds(ctx: CliContext) -> int:
+    from app.services.workflow.corrections import set_threshold, thresholds
+
+    db = ctx.database()
+    if ctx.args.assignments:
+        actor = ctx.actor()
+        for item in ctx.args.assignments:
+            currency, sep, amount = item.partition("=")
+            if not sep or not amount.strip():
+                raise CommandFailed(f"--set {item!r}: write CURRENCY=AMOUNT, e.g. --set EUR=250000", 2)
+            set_threshold(db, actor, currency, amount.strip())
+    else:
+        actor = _reader(ctx)
+    current = thresholds(db, actor)
+    lines = [f"{ccy:>3}  above {amount:,} needs two approvers" for ccy, amount in sorted(current.items())]
+    ctx.emit(
+        {"ok": True, "thresholds": {ccy: str(amount) for ccy, amount in current.items()}},
+        "\n".join(lines) or "No threshold: one approver is enough for every correction.",
     )
     return 0
