@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from app.views import resources
 from app.views.main_window import MainWindow
 from app.views.operations import pane_hooks
 from app.views.operations.accrue_penalties import AccruePenaltiesDialog
+from app.views.operations.approval_thresholds import ApprovalThresholdsDialog
 from app.views.operations.clearing import GIVE_UP, RaiseExceptionDialog, WorkExceptionDialog
 from app.views.operations.common import OperationDialog
 from app.views.operations.generate_instructions import GenerateInstructionsDialog
@@ -463,6 +465,7 @@ def test_each_operations_entry_opens_its_dialog(qtbot: QtBot, demo_db: Database,
         "reconcile_files": ReconcileFilesDialog,
         "recon_definitions": ReconDefinitionsDialog,
         "raise_give_up": RaiseExceptionDialog,
+        "approval_thresholds": ApprovalThresholdsDialog,
     }
     try:
         for key, cls in expected.items():
@@ -581,6 +584,33 @@ def test_a_clerk_can_read_the_definitions_but_not_save(qtbot: QtBot, ws: Opener,
     assert dialog.json.isReadOnly() and not dialog.structure.isEnabled()
     dialog.save()  # even called directly, nothing is sent
     assert "needs the role admin or supervisor" in dialog.problem_text()
+
+
+# --- approval thresholds --------------------------------------------------------------------------------------
+
+
+def test_a_supervisor_sets_a_threshold_and_a_clerk_only_reads_them(
+    qtbot: QtBot, ws: Opener, show: Opener, demo_db: Database
+) -> None:
+    from app.services.workflow.corrections import thresholds
+
+    sup = ws("supervisor")
+    dialog = show(ApprovalThresholdsDialog(sup))
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == len(thresholds(demo_db, sup.actor)), timeout=WAIT)
+    dialog.currency.setText("eur")
+    dialog.amount.setText("250000")
+    saved = run(qtbot, dialog)
+    assert saved["EUR"] == Decimal("250000") == thresholds(demo_db, sup.actor)["EUR"]
+    assert ["EUR", "250,000"] in dialog.table.texts()
+    dialog.currency.setText("E1")
+    assert "3-letter currency" in refused(qtbot, dialog)
+    assert thresholds(demo_db, sup.actor)["EUR"] == Decimal("250000")  # the refusal changed nothing
+    dialog.close()
+
+    clerk = show(ApprovalThresholdsDialog(ws("clerk1")))
+    qtbot.waitUntil(lambda: ["EUR", "250,000"] in clerk.table.texts(), timeout=WAIT)
+    assert not clerk.run_button.isEnabled() and not clerk.inputs.isEnabled()
+    assert "needs the role" in clerk.notice_text()
 
 
 # --- give-ups and out-trades --------------------------------------------------------------------------------------
@@ -721,8 +751,14 @@ def test_screenshots_of_dialogs_with_results(
     editor.resize(1180, 720)
     editor.structure.set_tolerance("amount", "days", "2")
     assert editor.validate()  # the inline problem shows under the editor
+    limits = show(ApprovalThresholdsDialog(ws("supervisor")))
+    limits.resize(640, 460)
+    limits.currency.setText("*")
+    limits.amount.setText("1000000")
+    run(qtbot, limits)
     qtbot.wait(200)  # let the layouts take the result tables in before grabbing
     shown = (
+        ("approval_thresholds", limits),
         ("messages", messages),
         ("statements", statements),
         ("recon_files", files),

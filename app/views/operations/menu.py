@@ -106,6 +106,16 @@ ENTRIES: tuple[tuple[str, str, str, str, Permission | None, str, str, str], ...]
         "filter",
         "",
     ),
+    (
+        "approval_thresholds",
+        "Approval t&hresholds…",
+        "approval_thresholds",
+        "ApprovalThresholdsDialog",
+        None,  # everyone may look; only supervisors may set (the dialog says so)
+        "The amounts above which a correction needs a second approver",
+        "approve",
+        "",
+    ),
     ("-", "", "", "", None, "", "", ""),
     (
         "raise_give_up",
