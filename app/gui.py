@@ -23,7 +23,7 @@ from app.services.db import Database
 from app.views import qt_check, resources
 from app.views.login import LoginDialog
 from app.views.main_window import MainWindow
-from app.views.tasks import TaskRunner
+from app.views.tasks import TaskRunner, share_the_gil
 
 log = logging.getLogger("app.gui")
 
@@ -68,9 +68,8 @@ def run_gui(db_url: str | None = None, username: str | None = None, password: st
         # Warnings from libraries (Alembic's INFO lines on every start are noise); our own INFO lines too.
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("app").setLevel(logging.INFO)
-    # The GUI thread shares Python's lock with the workers that run every database call; the default 5 ms switch
-    # interval lets a busy worker hold it long enough to stall a repaint. 1 ms hands it back sooner.
-    sys.setswitchinterval(0.001)
+    # The GUI thread shares Python's lock with the workers that run every database call: hand it back sooner.
+    share_the_gil()
     app = _application()
     defect = qt_check.refcount_defect()
     if defect:

@@ -8,11 +8,14 @@ every INSTRUCTED one and an MT545 settlement confirmation for every MATCHED one,
 
 Printed side by side, in the same run:
 
-* **parse only** — detect, split, parse every FIN message, read it into the settlement facts (the reference);
+* **parse only** — detect, split, parse every FIN message, read it into the settlement facts (the reference; a
+  clean MT544-548 takes ``swift.mt54x_fast``'s one-pass reader, anything else the full parser);
 * **parse + apply** — ``messages.import_bytes``: the above, plus duplicate check by hash (bulk), instruction
   states loaded by reference (bulk), every message applied in file order with the lifecycle's and the settlement's
   rules to in-memory states (``movements.SettlementBatch``), then instructions, trades, movements, positions, cash
-  balances, the audit trail and the message rows written set-based, one transaction.
+  balances, the audit trail and the message rows written set-based, one transaction. Part by part
+  (``messages.PART`` messages): a part's instructions and movements are written on a writer thread while the next
+  part is parsed.
 
     .venv/bin/python bench/bench_messages.py                               # 100,000 messages, SQLite
     .venv/bin/python bench/bench_messages.py --backend both                # SQLite, then a throwaway PostgreSQL

@@ -10,22 +10,29 @@ commit). Reference, in the same run and database: the raw cost of storing the ve
 links just generated are copied aside, deleted, and put back with one plain ``INSERT ... SELECT`` per table into
 the same indexed tables (no selection, no netting), then rolled back. PostgreSQL is a throwaway server
 (tests/pgserver.TempPostgres) unless OPSDESK_TEST_PG_URL names one.
+
+``--phases`` also prints where the time of the timed run went: wall time per phase (read trades, netting, writing
+instructions, writing links, indexes, foreign keys, audit, the rest: Python and commit), and on PostgreSQL the
+server process's own CPU time beside it (read from /proc when the server runs on this machine): on a shared
+machine the CPU seconds are the steadier figure. Parallel index-build workers are not in it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, event, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from app.services import schema  # noqa: E402
@@ -126,14 +133,85 @@ def reference(db: Database) -> float:
     return seconds
 
 
-def run(name: str, db: Database, n: int) -> None:
+# Statement prefix -> phase, first match wins.
+PHASES = (
+    ("CREATE TEMP TABLE sg_t", "read trades"),
+    ("SELECT count(*) FROM trades", "read trades"),
+    ("ANALYZE sg_t", "read trades"),
+    ("SELECT count(*), sum(", "read trades"),
+    ("CREATE TEMP TABLE sg_g", "compute netting"),
+    ("CREATE TEMP TABLE sg_a", "compute netting"),
+    ("SELECT n > 1", "compute netting"),
+    ("SELECT sum(CASE WHEN in_group", "compute netting"),
+    ("INSERT INTO settlement_instructions", "write instructions"),
+    ("WITH src AS", "write instructions + links (gross)"),
+    ("INSERT INTO instruction_trades", "write links"),
+    ("CREATE INDEX", "indexes"),
+    ("DROP INDEX", "indexes"),
+    ('ALTER TABLE instruction_trades ADD CONSTRAINT "pk_', "indexes"),
+    ('ALTER TABLE settlement_instructions ADD CONSTRAINT "uq_', "indexes"),
+    ("ALTER TABLE", "foreign keys"),
+    ("INSERT INTO audit_log", "audit"),
+)
+
+
+def _server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a local server process; 0 when it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def phases(db: Database) -> Iterator[dict[str, list[float]]]:
+    """Wall and server-CPU seconds per phase of the statements run inside the block."""
+    out: dict[str, list[float]] = {}
+
+    def before(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        pid = conn.connection.driver_connection.info.backend_pid if db.is_postgres else 0
+        conn.info["bench_t0"] = (time.perf_counter(), _server_cpu(pid) if pid else 0.0, pid)
+
+    def after(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        t0, c0, pid = conn.info.pop("bench_t0")
+        text_ = " ".join(statement.split())
+        name = next((p for prefix, p in PHASES if text_.startswith(prefix)), "other statements")
+        acc = out.setdefault(name, [0.0, 0.0])
+        acc[0] += time.perf_counter() - t0
+        acc[1] += (_server_cpu(pid) - c0) if pid else 0.0
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    event.listen(db.engine, "after_cursor_execute", after)
+    try:
+        yield out
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before)
+        event.remove(db.engine, "after_cursor_execute", after)
+
+
+def print_phases(name: str, found: dict[str, list[float]], total: float) -> None:
+    order = [p for _, p in PHASES] + ["other statements"]
+    listed = sorted(found, key=order.index)
+    for phase in listed:
+        wall, cpu = found[phase]
+        print(f"  {name} {phase:<36} {wall:6.2f} s" + (f"  (server CPU {cpu:5.2f} s)" if cpu else ""))
+    rest = total - sum(w for w, _ in found.values())
+    print(f"  {name} {'Python, commit':<36} {rest:6.2f} s", flush=True)
+    cpu = sum(c for _, c in found.values())
+    if cpu:
+        print(f"  {name} server CPU in all statements: {cpu:.2f} s", flush=True)
+
+
+def run(name: str, db: Database, n: int, show_phases: bool = False) -> None:
     schema.upgrade(db)
     t0 = time.perf_counter()
     load_book(db, n)
     print(f"{name}: loaded {n:,} trades in {time.perf_counter() - t0:.1f} s (setup, not timed)", flush=True)
-    t0 = time.perf_counter()
-    result = generate.generate_instructions(db, SYSTEM)
-    ours = time.perf_counter() - t0
+    with phases(db) if show_phases else contextlib.nullcontext({}) as found:
+        t0 = time.perf_counter()
+        result = generate.generate_instructions(db, SYSTEM)
+        ours = time.perf_counter() - t0
     again = generate.generate_instructions(db, SYSTEM)
     ref = reference(db)
     print(
@@ -143,18 +221,21 @@ def run(name: str, db: Database, n: int) -> None:
         f"{again.instructions} in {again.seconds:.2f} s",
         flush=True,
     )
+    if show_phases:
+        print_phases(name, found, ours)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trades", type=int, default=100_000)
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--phases", action="store_true", help="print where the time of the timed run went")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-settle-"))
     if args.backend in ("sqlite", "both"):
         db = Database(f"sqlite:///{work / 'settle.sqlite'}")
         try:
-            run("SQLite", db, args.trades)
+            run("SQLite", db, args.trades, args.phases)
         finally:
             db.dispose()
     if args.backend in ("postgresql", "both"):
@@ -173,7 +254,7 @@ def main() -> None:
             c.exec_driver_sql(f'CREATE DATABASE "{name}"')
         db = Database(make_url(url).set(database=name).render_as_string(hide_password=False))
         try:
-            run("PostgreSQL", db, args.trades)
+            run("PostgreSQL", db, args.trades, args.phases)
         finally:
             db.dispose()
             with admin.connect() as c:

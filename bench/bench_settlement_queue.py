@@ -2,7 +2,8 @@
 
 Measured the way ``bench_blotter.py`` measures the blotter (offscreen, the real pane, model, table and TaskRunner):
 first page on screen, sort change, filter changes, jump to the last row, resident memory, and the longest GUI-thread
-stall (a 5 ms timer's longest gap). Beside each backend: the reference measured in the same run on the same
+stall (a 5 ms timer's longest gap, from the moment the pane opens; the longest few are split into time on a core,
+waiting for a core and blocked). Python's switch interval is the app's. Beside each backend: the reference measured in the same run on the same
 database, the raw SQL of an indexed 200-row page and a bare ``count(*)`` of the instructions.
 
 The book: the demo book (``app.services.demo.build_demo``, ``--trades``, default 20,000) gives realistic reference
@@ -33,6 +34,8 @@ from bench.bench_blotter import PASSWORD, SEED, Result, _schedstat, rss_mb  # no
 
 TARGET_MS = 300.0
 TARGET_STALL_MS = 50.0
+#: Stalls longer than this are listed with their breakdown.
+SHOWN_STALL_MS = 25.0
 
 
 # --- building the book (child process) ----------------------------------------------------------------------------
@@ -159,8 +162,9 @@ def measure(name: str, url: str, password: str = PASSWORD) -> Result:
     from app.views import resources
     from app.views.panes.base import Workspace
     from app.views.panes.settlement_queue import SettlementQueuePane
-    from app.views.tasks import TaskRunner
+    from app.views.tasks import TaskRunner, share_the_gil
 
+    share_the_gil()  # what run_gui does as the app starts
     app = QApplication.instance() or QApplication([])
     app.setStyleSheet(resources.stylesheet())
     result = Result(name)
@@ -193,7 +197,7 @@ def measure(name: str, url: str, password: str = PASSWORD) -> Result:
         now, sched = time.perf_counter(), _schedstat()
         gap = now - stall["last"]
         stall["max"] = max(stall["max"], gap)
-        if gap * 1000 > TARGET_STALL_MS:
+        if gap * 1000 > SHOWN_STALL_MS:
             result.stalls.append(
                 (
                     stall["phase"],
@@ -245,6 +249,10 @@ def measure(name: str, url: str, password: str = PASSWORD) -> Result:
             ((watch.painted or time.perf_counter()) - started) * 1000 if ok else float("inf")
         )
 
+    # The meter starts as the pane opens: the app builds every pane at start-up, before its window shows (see
+    # MainWindow), so building it is not part of opening it; what opening runs on the GUI thread is (showEvent,
+    # the first load and what follows: the users, the totals, the market calendars and cut-offs).
+    stall["last"], stall["sched"] = time.perf_counter(), _schedstat()
     ticker.start()
     watch.arm()
     started = watch.armed
@@ -316,13 +324,17 @@ def report(results: list[Result]) -> str:
         for label, ms in r.figures.items():
             ok = "ok" if ms < TARGET_MS else "MISS"
             lines.append(f"  {label:42s} {ms:8.1f} ms  {'< 300 ms':>8s}  {ok}")
-        lines.append(f"  {'longest GUI-thread stall':42s} {r.stall_ms:8.1f} ms  {'< 50 ms':>8s}")
+        lines.append(
+            f"  {'longest GUI-thread stall':42s} {r.stall_ms:8.1f} ms  {'< 50 ms':>8s}  "
+            f"{'ok' if r.stall_ms < TARGET_STALL_MS else 'MISS'}"
+        )
         lines.append(f"  {'memory (RSS / peak)':42s} {r.rss[0]:8.0f} MB / {r.rss[1]:.0f} MB")
         for label, ms in r.reference.items():
             lines.append(f"  reference: {label:55s} {ms:8.1f} ms")
-        for phase, ms, cpu, queued in sorted(r.stalls, key=lambda x: -x[1])[:3]:
+        for phase, ms, cpu, queued in sorted(r.stalls, key=lambda x: -x[1])[:5]:
             lines.append(
-                f"    stall of {ms:.0f} ms in {phase}: {cpu:.0f} ms on a core, {queued:.0f} ms queued"
+                f"    stall of {ms:.0f} ms in {phase}: {cpu:.0f} ms on a core, {queued:.0f} ms waiting for a core, "
+                f"{max(ms - cpu - queued, 0):.0f} ms blocked (GIL)"
             )
     return "\n".join(lines)
 

@@ -46,6 +46,7 @@ from app.services.db import Database
 from app.services.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
 from app.services.identifiers import is_valid_bic, is_valid_isin, is_valid_lei
 from app.services.permissions import SYSTEM, Actor
+from app.services.trade_search import include_object
 
 from .conftest import pg_clone, sqlite_copy
 
@@ -532,7 +533,8 @@ def test_the_bulk_load_leaves_the_schema_as_migrated(db: Database, monkeypatch: 
     assert any("ix_trades_net_amount_id" in ddl for ddl in dropped)  # the path under test was taken
     assert _schema_snapshot(db) == before
     with db.engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
+        opts = {"compare_type": True, "render_as_batch": True, "include_object": include_object}
+        ctx = MigrationContext.configure(conn, opts=opts)
         assert compare_metadata(ctx, Base.metadata) == []
     # The rebuilt indexes and foreign keys hold: a blotter-style page uses them and a dangling reference is refused.
     with db.read() as s:

@@ -224,6 +224,7 @@ def test_a_visible_pane_refreshes_when_the_feed_reports_its_items(
     assert sla.loaded_at is None and sla.stale
     window.go_to("sla_monitors")
     wait_loaded(qtbot, window, "sla_monitors")
+    qtbot.waitUntil(lambda: sla.evaluation is not None, timeout=10_000)  # its background evaluation follows
     assert (
         sla.evaluation is not None and sla.evaluation.items == 0
     )  # no SLA rules defined yet: nothing to rate

@@ -1,6 +1,7 @@
 """The SLA monitor pane with pytest-qt: tiles show the counts, every drill-down emits exactly the right ids, charts
-are updated in place (same curve objects, new data), the health checklist is filled, and alerts reach the status
-bar."""
+are updated in place (same curve objects, new data), the health checklist is filled, the pane refreshes from the
+stored states after its background evaluation (timer or change feed), and alerts reach the status bar, also when
+the pane's evaluation is what records the change."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import datetime as dt
 
 import pytest
 from PySide6.QtCore import Qt
+from sqlalchemy import update
 
-from app.models import utcnow
+from app.models import SlaDefinition, utcnow
 from app.models.enums import Role, TradeStatus
 from app.services import auth
 from app.services.permissions import SYSTEM
@@ -59,9 +61,17 @@ def setup(sqlite_db):
     return db, users, book, ids
 
 
+def _settled(pane: SlaMonitorsPane) -> bool:
+    """No evaluation or read under way, nothing left to read."""
+    return not pane.evaluating and not pane.loading and not pane.stale
+
+
 def _pane(qtbot, db, actor, tasks) -> SlaMonitorsPane:
+    """The pane on screen after its first read, its first background evaluation and the read that follows."""
     pane = SlaMonitorsPane(Workspace(db=db, actor=actor, tasks=tasks))
-    return show_pane(qtbot, pane, (1200, 1400), pane.refreshed, timeout=LOAD_MS)
+    show_pane(qtbot, pane, (1200, 1400), pane.refreshed, pane.evaluated, timeout=LOAD_MS)
+    qtbot.waitUntil(lambda: _settled(pane), timeout=LOAD_MS)
+    return pane
 
 
 def test_tiles_show_counts_and_drill_down_to_exact_ids(qtbot, setup, tasks) -> None:
@@ -165,3 +175,77 @@ def test_alerts_reach_the_status_bar(qtbot, setup, tasks) -> None:
     # Other clerks' items never alert clerk1.
     assert all(a.owner_id in (None, clerk.user_id) for a in sig.args[0])
     watcher.stop()
+
+
+def test_the_pane_reads_stored_states_and_refreshes_after_its_evaluation(qtbot, setup, tasks) -> None:
+    db, users, book, ids = setup
+    pane = _pane(qtbot, db, users["supervisor"], tasks)
+    tile = pane.tiles["REPAIR_FIX"]
+    assert tile.count_text("BREACHED") == "1 breached"
+    assert pane.dashboard.states_as_of is not None and pane.evaluation is not None
+    late = book.trade(
+        trade_date=utcnow().date(), status=TradeStatus.REPAIR, created_at=utcnow() - dt.timedelta(hours=7)
+    )
+    # A refresh reads what is stored: the new trade is not evaluated yet, so it is not counted yet ...
+    with qtbot.waitSignal(pane.refreshed, timeout=LOAD_MS):
+        pane.refresh()
+    assert tile.count_text("BREACHED") == "1 breached"
+    # ... until the background evaluation records it; the pane then refreshes by itself.
+    with qtbot.waitSignal(pane.evaluated, timeout=LOAD_MS):
+        pane.evaluate_now()
+    qtbot.waitUntil(lambda: tile.count_text("BREACHED") == "2 breached", timeout=LOAD_MS)
+    with qtbot.waitSignal(pane.open_items, timeout=LOAD_MS) as sig:
+        qtbot.mouseClick(tile.count_buttons["BREACHED"], Qt.MouseButton.LeftButton)
+    assert sig.args[1]["ids"] == [late, ids["breached"]]  # the most overdue first
+
+    # A change-feed event about trades schedules the evaluation itself (after a short pause for the burst).
+    pane.eval_soon.setInterval(20)
+    book.trade(
+        trade_date=utcnow().date(), status=TradeStatus.REPAIR, created_at=utcnow() - dt.timedelta(hours=8)
+    )
+    with qtbot.waitSignal(pane.evaluated, timeout=LOAD_MS):
+        pane.on_changed(["trades"])
+    qtbot.waitUntil(lambda: tile.count_text("BREACHED") == "3 breached", timeout=LOAD_MS)
+    # Every part says when it was measured.
+    assert "evaluated" in pane.asof_label.text() and "measured at" in pane.charts_asof.text()
+    assert all(pane.health_model.measured(r) for r in range(pane.health_model.rowCount()))
+
+
+def test_the_panes_background_evaluation_raises_the_alerts(qtbot, setup, tasks) -> None:
+    db, users, book, _ids = setup
+    clerk = users["clerk1"]
+    pane = _pane(qtbot, db, users["supervisor"], tasks)
+    # The watcher only reads alerts here (its own evaluation is never stale enough to run).
+    watcher = AlertWatcher(
+        db, clerk, tasks, interval_ms=100, tray=False, evaluate_max_age=dt.timedelta(days=1)
+    )
+    watcher.start()
+    qtbot.waitUntil(lambda: watcher.last_event_id is not None, timeout=LOAD_MS)
+    late = book.trade(
+        trade_date=utcnow().date(),
+        status=TradeStatus.REPAIR,
+        created_at=utcnow() - dt.timedelta(hours=5),
+        owner_id=clerk.user_id,
+    )
+    with qtbot.waitSignal(watcher.alerted, timeout=LOAD_MS) as sig:
+        pane.evaluate_now()
+    assert any(a.item_id == late and a.state.value == "BREACHED" for a in sig.args[0])
+    watcher.stop()
+
+
+def test_the_timer_records_only_when_no_workstation_did_recently(qtbot, setup, tasks) -> None:
+    db, users, _book, _ids = setup
+    pane = _pane(qtbot, db, users["supervisor"], tasks)
+    first = pane.evaluation
+    # Just recorded (by this pane): the timer's tick only reads.
+    with qtbot.waitSignal(pane.evaluated, timeout=LOAD_MS):
+        pane._eval_tick()
+    assert pane.evaluation is first
+    # Nobody recorded for an hour (say every other workstation is closed): the tick records.
+    with db.write() as s:
+        s.execute(update(SlaDefinition).values(last_evaluated_at=utcnow() - dt.timedelta(hours=1)))
+    with qtbot.waitSignal(pane.evaluated, timeout=LOAD_MS):
+        pane._eval_tick()
+    assert pane.evaluation is not first and pane.evaluation.recorded
+    qtbot.waitUntil(lambda: _settled(pane), timeout=LOAD_MS)
+    assert pane.dashboard.states_as_of == pane.evaluation.at

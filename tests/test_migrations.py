@@ -13,6 +13,7 @@ from app.models import Base
 from app.services import schema
 from app.services.db import Database
 from app.services.errors import SchemaTooNew
+from app.services.trade_search import include_object
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -27,7 +28,8 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path):
 
 def _diff(db: Database) -> list:
     with db.engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
+        opts = {"compare_type": True, "render_as_batch": True, "include_object": include_object}
+        ctx = MigrationContext.configure(conn, opts=opts)
         return compare_metadata(ctx, Base.metadata)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 
 from app.config import resolve_database_url
 from app.models import Base
+from app.services.trade_search import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -24,6 +25,8 @@ def _configure(connection) -> None:  # type: ignore[no-untyped-def]
         render_as_batch=True,
         compare_type=True,
         compare_server_default=False,
+        # Objects the models cannot spell (the blotter's search index, migration 0011) are not differences.
+        include_object=include_object,
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, BigId, IdMixin, UTCDateTime, VersionedMixin, enum_type, utcnow
@@ -73,7 +73,14 @@ class SlaEvent(IdMixin, Base):
 
 
 class SlaItemState(Base):
-    """The state the last recorded evaluation gave an open item under an SLA (one row per SLA and item)."""
+    """The state the last recorded evaluation gave an open item under an SLA (one row per SLA and item).
+
+    ``due_at`` (also as ``due_s``, its epoch seconds: integers to compare, for the evaluator's bulk read and the
+    monitor's state-at-a-moment tests) and ``owner_id`` are kept equal to the last evaluation's (rewritten when the
+    deadline or the owner changed, not only the state), so the monitor reads counts, "time left" and workload from
+    here and from its aggregate ``sla_due_counts``: the state at any later moment is a comparison of the deadline
+    with the clock.
+    """
 
     __tablename__ = "sla_item_states"
 
@@ -83,8 +90,46 @@ class SlaItemState(Base):
     item_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     state: Mapped[SlaState] = mapped_column(enum_type(SlaState))
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    due_s: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # NULL (rows before 0012): rewritten
     since: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     owner_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+
+
+class SlaDueCount(Base):
+    """How many open items of an SLA share a deadline and an owner (``owner_key`` -1: nobody), from the states.
+
+    A stored aggregate of ``sla_item_states`` (a few rows per deadline instant: deadlines are cut-offs per date and
+    market, except the hour-based rules), moved in the same transaction by the recording evaluation by exactly
+    the rows it rewrites or drops. The monitor counts items by state at any moment (deadline ranges) and the
+    workload per owner from here, in a few thousand rows instead of every open item.
+    """
+
+    __tablename__ = "sla_due_counts"
+
+    sla_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("sla_definitions.id", ondelete="CASCADE"), primary_key=True
+    )
+    due_s: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the deadline, epoch seconds
+    owner_key: Mapped[int] = mapped_column(BigId, primary_key=True)
+    items: Mapped[int] = mapped_column(Integer)
+
+
+class SlaDailyOutcome(Base):
+    """Per SLA and business date: the distinct items that ended MET and BREACHED (attainment and its trend).
+
+    A stored aggregate of ``sla_events``: the recording evaluation recomputes, in the same transaction, the rows
+    of every (SLA, business date) it wrote a MET or BREACHED event for, with the very GROUP BY the dashboard would
+    run over the events; the monitor then reads a few hundred rows instead of counting the whole history.
+    """
+
+    __tablename__ = "sla_daily_outcomes"
+
+    sla_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("sla_definitions.id", ondelete="CASCADE"), primary_key=True
+    )
+    business_date: Mapped[dt.date] = mapped_column(Date(), primary_key=True)
+    met: Mapped[int] = mapped_column(Integer, default=0)
+    breached: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class RegulatoryReport(IdMixin, Base):

@@ -9,7 +9,8 @@ place: the count, the pages around the trade at the top of the view (by keyset f
 trades are now. A filtered page may be read through the filter's index instead of the sort's when few rows match
 (see "choosing the access path" below). The generic pieces (page and window shapes, keyset clauses, the read
 connection, the refresh window, the access-path estimates) are ``paging.py``'s, shared with the settlement queue;
-what is here is particular to the trades table.
+what is here is particular to the trades table. The free text on references goes through the trigram index of
+migration 0011 (``trade_search.py``; see "free text on the references" below).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, literal_column, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, literal_column, or_, select, text
 from sqlalchemy.engine import Connection
 
 from app.models import Instrument, Trade, User
 from app.models.enums import Side, TradeStatus
 from app.models.trades import SETTLE_SORT_SQL
 
-from . import paging
+from . import paging, trade_search
 from .db import Database
 from .paging import (
     FILTER_INDEX,
@@ -136,8 +137,14 @@ class Totals:
     gross_by_currency: dict[str, Decimal] = field(default_factory=dict)
 
 
-def _conditions(flt: BlotterFilter, *, opaque: bool = False) -> list[ColumnElement[bool]]:
-    """The WHERE conditions of a filter; ``opaque`` hides the equality columns' indexes from SQLite's planner."""
+#: How the free text is looked for: LIKE on every row (SQLite without a usable index, or a term too short), the
+#: SQLite FTS5 candidates then LIKE (FTS), ILIKE (PostgreSQL, with or without the trigram indexes).
+SCAN, FTS, ILIKE = "scan", "fts", "ilike"
+
+
+def _conditions(flt: BlotterFilter, *, opaque: bool = False, search: str = SCAN) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of a filter; ``opaque`` hides the equality columns' indexes from SQLite's planner,
+    ``search`` says how the free text is looked for (:func:`_search_mode`)."""
 
     def col(column: Any) -> Any:
         return no_index(column) if opaque else column
@@ -181,9 +188,8 @@ def _conditions(flt: BlotterFilter, *, opaque: bool = False) -> list[ColumnEleme
             c.append(Trade.side == Side(flt.side.upper()))
     if flt.source:
         c.append(Trade.source.like(f"{flt.source}%"))
-    if flt.text:
-        t = f"%{flt.text.strip()}%"
-        c.append(or_(Trade.trade_ref.like(t), Trade.order_ref.like(t), Trade.source_ref.like(t)))
+    if flt.text and flt.text.strip():
+        c.append(_text_condition(flt.text.strip(), search))
     if flt.owner_id is not None:
         c.append(Trade.owner_id == flt.owner_id)
     if flt.owner_or_unassigned is not None:
@@ -197,9 +203,86 @@ def _conditions(flt: BlotterFilter, *, opaque: bool = False) -> list[ColumnEleme
     return c
 
 
-def _base(flt: BlotterFilter) -> Select[Any]:
+# --- free text on the references ------------------------------------------------------------------------------------
+#
+# A trade matches when one of its trade, order or source references contains the term, whatever its case (SQLite's
+# LIKE ignores the case of ASCII letters; PostgreSQL's LIKE does not, so it runs ILIKE: the same trades on both).
+# ``%`` and ``_`` in the term stay LIKE's wildcards, as they always were. The index of migration 0011 finds the
+# candidates (see trade_search.py): on PostgreSQL the trigram indexes serve the ILIKE itself; on SQLite the FTS5
+# table gives the candidate ids and the LIKE is checked on those rows only, so the result is exactly the scan's.
+# A term too short for trigrams scans, as before.
+
+
+def _text_condition(term: str, search: str) -> ColumnElement[bool]:
+    pattern = f"%{term}%"
+    refs = (Trade.trade_ref, Trade.order_ref, Trade.source_ref)
+    if search == ILIKE:
+        return or_(*(r.ilike(pattern) for r in refs))
+    like = or_(*(r.like(pattern) for r in refs))
+    query = trade_search.fts_query(term) if search == FTS else None
+    if query is None:
+        return like
+    candidates = text(
+        f"SELECT rowid FROM {trade_search.FTS_TABLE} WHERE {trade_search.FTS_TABLE} MATCH :fts_query"
+    ).bindparams(fts_query=query)
+    return and_(Trade.id.in_(candidates.columns(literal_column("rowid"))), like)
+
+
+def _search_mode(s: Connection, flt: BlotterFilter) -> str:
+    """How this filter's text is looked for on this connection: FTS on SQLite when the index exists, the term is
+    long enough and it selects few trades (a term found in most trades is met at once walking the sort index,
+    while their ids from the index would cost more than the rows they save)."""
+    if s.dialect.name != "sqlite":
+        return ILIKE
+    matches = _text_matches(s, flt)
+    return FTS if matches is not None and matches < FEW_ROWS else SCAN
+
+
+def _text_matches(s: Connection, flt: BlotterFilter) -> float | None:
+    """About how many trades the filter's text selects (cached), or None when no estimate helps: no text, a term
+    too short for trigrams, a SQLite database without the index.
+
+    SQLite counts the index's candidates (up to FEW_ROWS). PostgreSQL asks its planner (EXPLAIN, no execution),
+    whose estimate is good for a LIKE pattern; the plan it would pick with it is not: it walks the sort index
+    hoping to meet matches early, and matches cluster (references are numbered in trade order), so "00012" walked
+    900,000 rows of a million (2.2 s) where reading its 11,000 matches through the trigram indexes and sorting them
+    takes 50 ms. With the estimate, :func:`paging.choose_plan` takes the filter path when few rows match.
+    """
+    term = (flt.text or "").strip()
+    query = trade_search.fts_query(term) if term else None
+    if query is None:
+        return None
+    if s.dialect.name == "postgresql":
+        return _pg_text_estimate(s, term)
+    if s.dialect.name != "sqlite" or not trade_search.sqlite_has_index(s):
+        return None
+    sql = text(
+        f"SELECT count(*) FROM (SELECT 1 FROM {trade_search.FTS_TABLE} "
+        f"WHERE {trade_search.FTS_TABLE} MATCH :q LIMIT :cap)"
+    )
+    key = ("fts", str(s.engine.url), query, FEW_ROWS)
+    return int(
+        paging.cached(key, paging.SQLITE_COUNT_TTL_S, lambda: s.scalar(sql, {"q": query, "cap": FEW_ROWS}))
+        or 0
+    )
+
+
+def _pg_text_estimate(s: Connection, term: str) -> float | None:
+    compiled = select(literal(1)).where(_text_condition(term, ILIKE)).compile(s)
+
+    def estimate() -> float | None:
+        plan = s.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar()
+        try:
+            return float(plan[0]["Plan"]["Plan Rows"])  # type: ignore[index]
+        except (LookupError, TypeError, ValueError):
+            return None
+
+    return paging.cached(("pg_text", str(s.engine.url), term), paging.STATS_TTL_S, estimate)  # type: ignore[no-any-return]
+
+
+def _base(flt: BlotterFilter, search: str = SCAN) -> Select[Any]:
     cols = [getattr(Trade, k) for k in COLUMN_KEYS]
-    return select(*cols).where(and_(True, *_conditions(flt)))
+    return select(*cols).where(and_(True, *_conditions(flt, search=search)))
 
 
 # Trades in repair may have no settlement date; they sort as if it were 9999-12-31, using the expression index
@@ -271,7 +354,9 @@ def _fetch(
     shape = page_shape(sort.descending, after=after, offset=offset, from_end=from_end, before=before)
     desc = shape.desc
     plan = _choose_plan(s, flt, sort)
-    where = _conditions(flt, opaque=plan == SORT_INDEX)
+    # Walking the sort index (many rows match) checks the LIKE on the rows it meets; no candidate ids.
+    search = SCAN if plan == SORT_INDEX else _search_mode(s, flt)
+    where = _conditions(flt, opaque=plan == SORT_INDEX, search=search)
     if shape.bound is not None:
         where.append(_beyond(sort, key, shape.bound, desc))
     cols = [getattr(Trade, k) for k in COLUMN_KEYS]
@@ -286,7 +371,7 @@ def _fetch(
     if shape.offset:
         q = q.offset(shape.offset)
     # Core execution on a Connection: plain tuples, no ORM loading (less Python per page on a worker thread).
-    rows = shape.arrange([tuple(r) for r in s.execute(q).all()])
+    rows = shape.arrange(paging.read_rows(s, q))
     return page_of(rows, COL[sort.key], COL["id"])
 
 
@@ -297,20 +382,22 @@ def count(db: Database, actor: Actor, flt: BlotterFilter) -> int:
 
 
 def _count(s: Connection, flt: BlotterFilter) -> int:
-    return int(s.scalar(select(func.count()).select_from(Trade).where(and_(True, *_conditions(flt)))) or 0)
+    where = _conditions(flt, search=_search_mode(s, flt))
+    return int(s.scalar(select(func.count()).select_from(Trade).where(and_(True, *where))) or 0)
 
 
 def totals(db: Database, actor: Actor, flt: BlotterFilter) -> Totals:
     """Count and gross amount by currency of everything the filter selects (one GROUP BY in the database)."""
     require(actor, Permission.VIEW)
-    q = (
-        select(Trade.currency, func.count(), func.sum(Trade.gross_amount))
-        .where(and_(True, *_conditions(flt)))
-        .group_by(Trade.currency)
-        .order_by(Trade.currency)
-    )
     with db.read() as s:
-        rows = s.execute(q).all()
+        conn = s.connection()
+        q = (
+            select(Trade.currency, func.count(), func.sum(Trade.gross_amount))
+            .where(and_(True, *_conditions(flt, search=_search_mode(conn, flt))))
+            .group_by(Trade.currency)
+            .order_by(Trade.currency)
+        )
+        rows = conn.execute(q).all()
     return Totals(
         count=sum(int(n) for _, n, _ in rows),
         gross_by_currency={c: Decimal(g).quantize(Decimal("0.01")) for c, _, g in rows if g is not None},
@@ -330,11 +417,12 @@ def _locate(
 ) -> tuple[int, tuple[Any, ...]] | None:
     """(row number, row) of a trade under the filter and sort, or None when the filter excludes it (or it is gone)."""
     key = _sort_expr(sort)
-    row = s.execute(_base(flt).where(Trade.id == trade_id)).first()
+    search = _search_mode(s, flt)
+    row = s.execute(_base(flt, search).where(Trade.id == trade_id)).first()
     if row is None:
         return None
     before = _beyond(sort, key, (row[COL[sort.key]], trade_id), not sort.descending)
-    n = s.scalar(select(func.count()).select_from(Trade).where(before, *_conditions(flt)))
+    n = s.scalar(select(func.count()).select_from(Trade).where(before, *_conditions(flt, search=search)))
     return int(n or 0), tuple(row)
 
 
@@ -400,7 +488,16 @@ def _estimable(flt: BlotterFilter) -> list[tuple[str, list[str]]]:
 
 def _choose_plan(s: Connection, flt: BlotterFilter, sort: Sort) -> str:
     conditions = [(c, v) for c, v in _estimable(flt) if c != sort.key]
-    return paging.choose_plan(s, Trade.__table__, conditions, estimable=ESTIMABLE_COLUMNS, few_rows=FEW_ROWS)
+    # The free text's matches, when SQLite's index can count them, weigh in like an equality's.
+    matches = _text_matches(s, flt)
+    return paging.choose_plan(
+        s,
+        Trade.__table__,
+        conditions,
+        estimable=ESTIMABLE_COLUMNS,
+        few_rows=FEW_ROWS,
+        matches=() if matches is None else (matches,),
+    )
 
 
 def refresh_statistics(db: Database, actor: Actor) -> None:

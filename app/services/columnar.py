@@ -154,8 +154,11 @@ class _Worker:
         self.proc.stdin.write(json.dumps(req).encode() + b"\n")
         self.proc.stdin.flush()
         tag = self.proc.stdout.read(1)
-        if tag == b"K":
-            return pa.ipc.open_stream(self.proc.stdout).read_all()
+        if tag == b"K":  # a stream, then its trailer: '.' when complete, else the error that cut it short
+            table = pa.ipc.open_stream(self.proc.stdout).read_all()
+            tag = self.proc.stdout.read(1)
+            if tag == b".":
+                return table
         if tag == b"E":
             (n,) = struct.unpack(">I", self.proc.stdout.read(4))
             raise _WorkerQueryError(self.proc.stdout.read(n).decode())
@@ -588,20 +591,24 @@ def _nulls(arr: pa.Array) -> np.ndarray:
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
-    """A converted table as pandas: see :meth:`Reader.frame`."""
-    frame = pd.DataFrame(index=pd.RangeIndex(table.num_rows))
+    """A converted table as pandas: see :meth:`Reader.frame`.
+
+    The columns are made first and the frame from all of them at once, without copies: a frame grown column by
+    column copies each new column in (about 0.3 s for a million rows of eleven columns)."""
+    columns: dict[str, Any] = {}
     for name in table.column_names:
         arr = table.column(name).combine_chunks()
         t = arr.type
         if pa.types.is_string(t) or pa.types.is_large_string(t):
-            frame[name] = pd.Series(
-                pd.arrays.ArrowStringArray(arr.cast(pa.large_string())), index=frame.index
-            )
+            columns[name] = pd.arrays.ArrowStringArray(arr.cast(pa.large_string()))
         elif pa.types.is_integer(t):
-            values = arr.fill_null(0).to_numpy().astype(np.int64, copy=False)
-            frame[name] = pd.arrays.IntegerArray(values, _nulls(arr))
+            if arr.null_count:
+                values = arr.fill_null(0).to_numpy().astype(np.int64, copy=False)
+            else:
+                values = arr.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            columns[name] = pd.arrays.IntegerArray(values, _nulls(arr))
         elif pa.types.is_date32(t):
-            frame[name] = pd.Series(arr.cast(pa.timestamp("s")).to_pandas(), index=frame.index)
+            columns[name] = pd.Series(arr.cast(pa.timestamp("s")).to_pandas()).array
         else:
-            frame[name] = arr.to_pandas()
-    return frame
+            columns[name] = pd.Series(arr.to_pandas()).array
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows), copy=False)

@@ -63,7 +63,7 @@ from app.models.enums import (
     TradeStatus,
 )
 
-from . import audit, auth
+from . import audit, auth, trade_search
 from . import demo_data as dd
 from .calendars import CALENDAR_END, CALENDAR_START, BusinessCalendar, get_calendar
 from .capture.enrichment import amounts as enrichment_amounts
@@ -379,11 +379,14 @@ def _load(s: Session, book: Book, pg: bool, report: _Reporter) -> dict[str, int]
         foreign_keys = _drop_foreign_keys(s, big) if pg else []
         dropped = _drop_secondary_indexes(s, big, pg)
         done = 0
-        for frame in book.frames:
-            for n in _write_frame(s, frame, pg):
-                done += n
-                report.stage(35 + int(55 * done / total), f"Writing {frame.table}")
-            frame.cols.clear()  # release what only this frame held before the next one renders
+        # SQLite: the trades' text index (migration 0011) filled in one statement after the load, not by a trigger
+        # per row.
+        with trade_search.bulk_inserts(s):
+            for frame in book.frames:
+                for n in _write_frame(s, frame, pg):
+                    done += n
+                    report.stage(35 + int(55 * done / total), f"Writing {frame.table}")
+                frame.cols.clear()  # release what only this frame held before the next one renders
         report.stage(90, "Building indexes")
         for ddl in dropped:
             s.connection().exec_driver_sql(

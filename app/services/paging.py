@@ -172,6 +172,20 @@ def window_bounds(total: int, top: int, visible: int, page_size: int) -> tuple[i
 
 # --- one page -------------------------------------------------------------------------------------------------------
 
+#: Rows turned into Python values per stretch. A worker converting a page holds the GIL (the GUI thread needs it
+#: for every repaint); between stretches it lets go, so a waiting GUI thread takes it at once rather than after
+#: the switch interval.
+CHUNK_ROWS = 50
+
+
+def read_rows(conn: Connection, query: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` as plain tuples, read and converted :data:`CHUNK_ROWS` at a time."""
+    rows: list[tuple[Any, ...]] = []
+    for part in conn.execute(query).partitions(CHUNK_ROWS):
+        rows.extend(map(tuple, part))
+        time.sleep(0)  # a GIL hand-over point: nothing sleeps, the GUI thread may run
+    return rows
+
 
 def page_of(rows: list[tuple[Any, ...]], key_index: int, id_index: int) -> Page:
     """A page of rows with the keyset keys of its first and last row (``key_index``: the sort column)."""
@@ -334,30 +348,33 @@ def choose_plan(
     *,
     estimable: Sequence[str],
     few_rows: int = FEW_ROWS,
+    matches: Sequence[float] = (),
 ) -> str:
     """The access path of a page filtered by ``conditions`` ((column, values) equalities on indexed columns of
     ``table``, none of them the sort column): FILTER_INDEX when fewer than ``few_rows`` rows match, else
     SORT_INDEX on SQLite (hide the filter's indexes) and PLANNER on PostgreSQL. ``estimable``: every column the
-    list ever estimates, whose PostgreSQL statistics are read (and cached) in one query."""
-    if not conditions:
+    list ever estimates, whose PostgreSQL statistics are read (and cached) in one query. ``matches``: rows that
+    other conditions of the filter select, counted by the caller (the blotter's text index on SQLite)."""
+    if not conditions and not matches:
         return PLANNER
     sqlite = conn.dialect.name == "sqlite"
+    counted = [float(m) for m in matches]
     try:
         if sqlite:
             total = float(sqlite_count(conn, table))
-            matches = [float(sqlite_count(conn, table, column, values)) for column, values in conditions]
+            counted += [float(sqlite_count(conn, table, column, values)) for column, values in conditions]
         else:
             stats = pg_column_stats(conn, table, estimable)
             if not stats or any(c not in stats for c, _ in conditions):
                 return PLANNER
             total = max(st.total for st in stats.values())
-            matches = [stats[c].rows(values) for c, values in conditions]
+            counted += [stats[c].rows(values) for c, values in conditions]
     except Exception:  # an estimate is an optimisation: without one the planner decides, as before
         return PLANNER
     if total <= 0:
         return PLANNER
     matching = total
-    for m in matches:
+    for m in counted:
         matching *= min(1.0, m / total)  # independent filters multiply
     if matching < few_rows:
         return FILTER_INDEX

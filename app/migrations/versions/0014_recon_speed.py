@@ -1,4 +1,5 @@
-"""Placeholder revision reserved for recon speed work (no schema change yet)
+"""Recon speed: no schema change (the reads run side by side and the writes build their JSON in Arrow; the tables
+and indexes stay as they are, so this revision only keeps the chain linear)
 
 Revision ID: 0014
 Revises: 0013

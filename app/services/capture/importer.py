@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from app.models import ImportBatch, TradeVersion, utcnow
 from app.models.enums import ChangeAction, TradeStatus
-from app.services import audit
+from app.services import audit, trade_search
 from app.services.db import Database
 from app.services.errors import OpsDeskError, ValidationFailed
 from app.services.permissions import Actor, Permission, require
@@ -585,7 +585,7 @@ def _write_plan(
             [stamp] * total_new,
             [stamp] * total_new,
         ]
-        with bulk.deferred_indexes(s, "trades", total_new) as deferred:
+        with bulk.deferred_indexes(s, "trades", total_new) as deferred, trade_search.bulk_inserts(s):
             bulk.insert_rows(s, "trades", trade_cols, data, on_chunk=on_chunk)
             if deferred:
                 step(85, "Rebuilding the blotter's indexes")

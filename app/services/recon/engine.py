@@ -111,6 +111,16 @@ class _Side:
             self.frame["_id"].array.take(pos).to_numpy(dtype=object, na_value=None), dtype=object
         )
 
+    def ids_arrow(self, pos: np.ndarray) -> pa.Array | None:
+        """The identities of some records as an Arrow string array, or None when the identities are not held as
+        Arrow strings (then use :meth:`ids_at`). No Python object per record."""
+        arr = self.frame["_id"].array
+        if not isinstance(arr, pd.arrays.ArrowStringArray):
+            return None
+        data = pa.array(arr)  # the Arrow data itself (``__arrow_array__``), no copy
+        taken = data.take(pa.array(np.asarray(pos, dtype=np.int64)))
+        return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
+
     def col(self, name: str) -> _Col:
         if name not in self._cols:
             spec = self.config.fields[name]
@@ -572,14 +582,10 @@ def _dec_text(units: int, scale: int) -> str:
 
 def _records(side: _Side, pos: np.ndarray) -> list[dict[str, Any]]:
     cfg = side.config
-    cols = {name: _display(spec, side.col(name), pos) for name, spec in cfg.fields.items()}
-    ids = side.ids_at(pos).tolist()
-    out = []
-    for i, rid in enumerate(ids):
-        rec = {"_id": rid}
-        rec.update({name: cols[name][i] for name in cfg.fields})
-        out.append(rec)
-    return out
+    names = ["_id", *cfg.fields]
+    cols = [side.ids_at(pos).tolist(), *(_display(spec, side.col(n), pos) for n, spec in cfg.fields.items())]
+    # One dict per record from the columns zipped (C loops), not a comprehension per record.
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols, strict=True)]
 
 
 def _units(side: _Side, name: str | None, pos: int) -> tuple[int, int] | None:
@@ -636,6 +642,29 @@ def _currency(side: _Side, pos: int) -> str | None:
     return str(v)[:3]
 
 
+def _currencies(side: _Side, pos: np.ndarray) -> list[str | None]:
+    """:func:`_currency` of many records at once (one take of the labels, not one per break)."""
+    name = side.config.currency
+    if name is None or not len(pos):
+        return [None] * len(pos)
+    col = side.col(name)
+    null = col.null[pos]
+    if col.labels is not None:
+        vals = col.labels.take(np.where(null, 0, col.values[pos])) if len(col.labels) else [None] * len(pos)
+    else:
+        vals = col.values[pos].tolist()
+    return [None if n else str(v)[:3] for v, n in zip(vals, null.tolist(), strict=True)]
+
+
+def _field_lists(differ: np.ndarray, compare: list[str]) -> list[tuple[str, ...]]:
+    """The differing field names of each mismatch (rows of the boolean matrix), each distinct pattern made once."""
+    if not len(differ):
+        return []
+    patterns, inverse = np.unique(differ, axis=0, return_inverse=True)
+    names = [tuple(compare[j] for j in np.flatnonzero(row).tolist()) for row in patterns]
+    return [names[i] for i in np.asarray(inverse).reshape(-1).tolist()]
+
+
 def describe(result: EngineResult) -> list[dict[str, Any]]:
     """One dict per break: ``break_type``, ``internal_ref``/``external_ref`` (record identities), ``key`` (what
     the fingerprint is made of), ``fields`` (differing), ``differences`` [{field, internal, external}],
@@ -658,9 +687,11 @@ def describe(result: EngineResult) -> list[dict[str, Any]]:
         rrec = rall[roff[0] : roff[1]]
         ml, mr = result.mismatch_left.tolist(), result.mismatch_right.tolist()
         passes = result.mismatch_pass.tolist()
+        fields_of = _field_lists(result.mismatch_fields, compare)
+        cur_l, cur_r = _currencies(L, result.mismatch_left), _currencies(R, result.mismatch_right)
         for k in range(len(ml)):
             lp, rp = ml[k], mr[k]
-            fields = [compare[j] for j in np.flatnonzero(result.mismatch_fields[k]).tolist()]
+            fields = list(fields_of[k])
             first = cfg.fields[fields[0]]
             out.append(
                 {
@@ -676,7 +707,7 @@ def describe(result: EngineResult) -> list[dict[str, Any]]:
                     "root_cause": next((cfg.fields[f].code for f in fields if cfg.fields[f].code), None),
                     "category": first.category,
                     "amount": _stake_mismatch(result, lp, rp, fields),
-                    "currency": _currency(L, lp) or _currency(R, rp),
+                    "currency": cur_l[k] or cur_r[k],
                     "internal_record": lrec[k],
                     "external_record": rrec[k],
                 }
@@ -700,6 +731,7 @@ def describe(result: EngineResult) -> list[dict[str, Any]]:
             rall[roff[1] : roff[2]],
         ),
     ):
+        currencies = _currencies(side, pos)
         for k, p in enumerate(pos.tolist()):
             b = {
                 "break_type": kind,
@@ -712,7 +744,7 @@ def describe(result: EngineResult) -> list[dict[str, Any]]:
                 "root_cause": codes.get(kind),
                 "category": kind,
                 "amount": _value(side, p) or Decimal(0),
-                "currency": _currency(side, p),
+                "currency": currencies[k],
                 "internal_record": None,
                 "external_record": None,
             }

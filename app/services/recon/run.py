@@ -31,13 +31,17 @@ import hashlib
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
+from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, select, text, update
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import Break, ReconDefinition, ReconMatch, ReconRun, utcnow
@@ -90,7 +94,13 @@ class RunResult:
 
 def fingerprint(definition_id: int, break_type: str, key: list[Any]) -> str:
     """The identity of a difference: definition, type, record identities and differing field names."""
-    return hashlib.sha256(canonical_json([definition_id, break_type, key]).encode()).hexdigest()
+    if type(definition_id) is int and type(break_type) is str and all(type(k) is str for k in key):
+        # What canonical_json gives for plain strings (compact, unescaped non-ASCII), written directly: a run
+        # fingerprints every break it finds, and a new JSON encoder per call was most of the cost.
+        text_ = f"[{definition_id},{_quote(break_type)},[{','.join(map(_quote, key))}]]"
+    else:
+        text_ = canonical_json([definition_id, break_type, key])
+    return hashlib.sha256(text_.encode()).hexdigest()
 
 
 def _manual_refs(s: Session, definition_id: int) -> tuple[set[str], set[str]]:
@@ -161,7 +171,6 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
             right if len(pos_r) == len(right) else right.iloc[pos_r].reset_index(drop=True),
             cfg,
         )
-        found = describe(result)
         matched_l, matched_r = in_manual_l.copy(), in_manual_r.copy()
         matched_l[pos_l] |= result.state_left == MATCHED
         matched_r[pos_r] |= result.state_right == MATCHED
@@ -176,7 +185,6 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
             cfg,
             run_date,
             result,
-            found,
             sides,
             {"manual": manual, "out_of_coverage": out_of_coverage, "as_of": as_of},
         )
@@ -279,6 +287,7 @@ def _json(value: Any) -> str | None:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what JSON escapes inside a string (RE2, for Arrow)
 
 
 def _json_strings(ids: list[Any]) -> str:
@@ -290,6 +299,21 @@ def _json_strings(ids: list[Any]) -> str:
     if body.count('"') == 2 * max(len(ids) - 1, 0) and "\\" not in body and not _CONTROL.search(body):
         return f'["{body}"]' if ids else "[]"
     return json.dumps(ids)
+
+
+def _json_ids(side: Any, pos: np.ndarray) -> str:
+    """The JSON array of some records' identities (as :func:`_json_strings` gives it), made in Arrow where the
+    identities are Arrow strings: a million identities joined without a Python string for each."""
+    arr = side.ids_arrow(pos)
+    if arr is None or arr.null_count:
+        return _json_strings(side.ids_at(pos).tolist())
+    if not len(arr):
+        return "[]"
+    if pc.any(pc.match_substring_regex(arr, _NEEDS_ESCAPE)).as_py():
+        return json.dumps(arr.to_pylist())
+    arr = arr.cast(pa.large_string())
+    whole = pa.LargeListArray.from_arrays(pa.array([0, len(arr)], type=pa.int64()), arr)
+    return '["' + pc.binary_join(whole, pa.scalar('","', pa.large_string()))[0].as_py() + '"]'
 
 
 def _insert_breaks(
@@ -305,9 +329,7 @@ def _insert_breaks(
     n = len(rows)
     found = [b for b, _ in rows]
     stamp = bulk.timestamp(now, s)
-    amounts = np.array(
-        [int(Decimal(b["amount"]).scaleb(4).to_integral_value()) for b in found], dtype=np.int64
-    )
+    amounts = np.array([_units4(b["amount"]) for b in found], dtype=np.int64)
 
     def text_(key: str, size: int) -> list[str | None]:
         return [None if b[key] is None else str(b[key])[:size] for b in found]
@@ -338,6 +360,39 @@ def _insert_breaks(
     bulk.insert_rows(s, "breaks", list(columns), list(columns.values()))
 
 
+def _units4(amount: Any) -> int:
+    """A break's amount (Decimal or its text) as integer units of 1e-4, the Money column's scale."""
+    return int(Decimal(amount).scaleb(4).to_integral_value())
+
+
+def _refresh_breaks(
+    s: Session, rows: list[tuple[int, dict[str, Any]]], run_id: int, run_date: dt.date
+) -> None:
+    """Breaks found again: the last run and the current values, in one statement executed for all of them (JSON
+    made once here, as for new breaks); status, owner and version are left alone."""
+    pg = bulk.is_postgres(s)
+    doc = "CAST(? AS JSONB)" if pg else "?"
+    sql = (
+        f"UPDATE breaks SET last_run_id = ?, differences = {doc}, amount = ?, internal_record = {doc},"
+        f" external_record = {doc}, as_of_date = ? WHERE id = ?"
+    )
+    amounts = bulk.numbers(np.array([_units4(b["amount"]) for _, b in rows], dtype=np.int64), 4, s)
+    day: Any = run_date if pg else run_date.isoformat()
+    params = [
+        (
+            run_id,
+            _json(b["differences"]),
+            amount,
+            _json(b["internal_record"]),
+            _json(b["external_record"]),
+            day,
+            bid,
+        )
+        for (bid, b), amount in zip(rows, amounts, strict=True)
+    ]
+    bulk.execute_many(s, sql, params)
+
+
 def _record_ids(rec: dict[str, Any] | None) -> list[str]:
     if not rec:
         return []
@@ -354,12 +409,11 @@ def _write(
     cfg: ReconConfig,
     run_date: dt.date,
     result: Any,
-    found: list[dict[str, Any]],
     sides: _Scope,
     extra: dict[str, Any],
 ) -> dict[str, int]:
     now = utcnow()
-    with db.write() as s:
+    with db.write() as s, bulk.bulk_write(s):
         if db.is_postgres:
             s.execute(text("SELECT id FROM recon_definitions WHERE id = :i FOR UPDATE"), {"i": def_id})
         run = ReconRun(
@@ -373,6 +427,17 @@ def _write(
         s.add(run)
         s.flush()
         run_id = run.id
+        # The run's 1:1 pairs (two JSON arrays of up to a million identities) go to the database from a thread
+        # while this one builds the break records: the driver waits for the database (PostgreSQL compresses the
+        # arrays) without holding the GIL, and describe() is Python. One thread at a time uses the session: this one
+        # makes no query until the pairs are written.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recon-pairs") as pool:
+            pairs_job = pool.submit(_write_pairs, s, run_id, def_id, result)
+            try:
+                found = describe(result)
+                prints = [fingerprint(def_id, b["break_type"], b["key"]) for b in found]
+            finally:
+                n_pairs = pairs_job.result()
         existing = {
             r.fingerprint: r
             for r in s.execute(
@@ -387,11 +452,10 @@ def _write(
             )
         }
         new_rows: list[tuple[dict[str, Any], str]] = []
-        refresh: list[dict[str, Any]] = []
+        refresh: list[tuple[int, dict[str, Any]]] = []
         reopen: list[tuple[int, dict[str, Any]]] = []
         seen: set[str] = set()
-        for b in found:
-            fp = fingerprint(def_id, b["break_type"], b["key"])
+        for b, fp in zip(found, prints, strict=True):
             if fp in seen:  # cannot happen with distinct records; guards the unique constraint all the same
                 continue
             seen.add(fp)
@@ -399,19 +463,20 @@ def _write(
             if old is None:
                 new_rows.append((b, fp))
                 continue
-            values = {
-                "b_id": old.id,
-                "last_run_id": run_id,
-                "differences": to_jsonable(b["differences"]),
-                "amount": b["amount"],
-                "internal_record": to_jsonable(b["internal_record"]),
-                "external_record": to_jsonable(b["external_record"]),
-                "as_of_date": run_date,
-            }
             if old.status == BreakStatus.RESOLVED:
-                reopen.append((old.id, values))
+                reopen.append(
+                    (
+                        old.id,
+                        {
+                            "differences": to_jsonable(b["differences"]),
+                            "amount": b["amount"],
+                            "internal_record": to_jsonable(b["internal_record"]),
+                            "external_record": to_jsonable(b["external_record"]),
+                        },
+                    )
+                )
             else:
-                refresh.append(values)
+                refresh.append((old.id, b))
         # Breaks of this definition not found again: close those whose records this run read.
         gone = [r for fp, r in existing.items() if fp not in seen and r.status in ACTIVE]
         dup_ids: dict[int, tuple[list[str], list[str]]] = {}
@@ -450,20 +515,7 @@ def _write(
             _insert_breaks(s, new_rows, def_id, run_id, run_date, now, actor)
         table = Break.__table__
         if refresh:
-            s.execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values(
-                    last_run_id=bindparam("last_run_id"),
-                    differences=bindparam("differences"),
-                    amount=bindparam("amount"),
-                    internal_record=bindparam("internal_record"),
-                    external_record=bindparam("external_record"),
-                    as_of_date=bindparam("as_of_date"),
-                )
-                .execution_options(synchronize_session=False),
-                refresh,
-            )
+            _refresh_breaks(s, refresh, run_id, run_date)
         for bid, values in reopen:
             s.execute(
                 update(table)
@@ -515,7 +567,7 @@ def _write(
                 bid,
                 after={"status": BreakStatus.RESOLVED.value, "note": note},
             )
-        n_matches, n_pairs = _write_matches(s, run_id, def_id, result, now, closed_l, closed_r)
+        n_matches = _write_matches(s, run_id, def_id, result, now, closed_l, closed_r)
         stats = {
             "definition": def_name,
             "left_records": result.left.n,
@@ -554,30 +606,17 @@ def _write(
     }
 
 
-def _write_matches(
-    s: Session,
-    run_id: int,
-    def_id: int,
-    result: Any,
-    now: dt.datetime,
-    closed_left: set[str],
-    closed_right: set[str],
-) -> tuple[int, int]:
-    """The run's matches: every 1:1 pair in ``recon_run_pairs`` (one row per pass), and in ``recon_matches`` the
-    aggregation groups and the pairs that closed a break (what people look at and may unmatch).
-
-    Returns (recon_matches rows, recon_run_pairs rows)."""
+def _write_pairs(s: Session, run_id: int, def_id: int, result: Any) -> int:
+    """Every 1:1 pair of the run in ``recon_run_pairs``: one row per pass, the two identity lists side by side
+    (JSON arrays built in Arrow). Returns the number of rows."""
     L, R = result.left, result.right
     pair_rows: list[list[Any]] = [[], [], [], [], [], []]
     for i, name in enumerate(result.pass_names):
         sel = np.flatnonzero(result.pair_pass == i)
         if not len(sel):
             continue
-        lids = L.ids_at(result.pair_left[sel]).tolist()
-        rids = R.ids_at(result.pair_right[sel]).tolist()
-        for col, v in zip(
-            pair_rows, (run_id, def_id, name, len(sel), _json_strings(lids), _json_strings(rids)), strict=True
-        ):
+        lids, rids = _json_ids(L, result.pair_left[sel]), _json_ids(R, result.pair_right[sel])
+        for col, v in zip(pair_rows, (run_id, def_id, name, len(sel), lids, rids), strict=True):
             col.append(v)
     if pair_rows[0]:
         bulk.insert_rows(
@@ -586,21 +625,37 @@ def _write_matches(
             ["run_id", "definition_id", "pass_name", "pairs", "left_refs", "right_refs"],
             pair_rows,
         )
+    return len(pair_rows[0])
+
+
+def _write_matches(
+    s: Session,
+    run_id: int,
+    def_id: int,
+    result: Any,
+    now: dt.datetime,
+    closed_left: set[str],
+    closed_right: set[str],
+) -> int:
+    """The ``recon_matches`` rows of a run: the aggregation groups and the pairs that closed a break (what people
+    look at and may unmatch). Returns the number of rows."""
+    L, R = result.left, result.right
     names = np.array(result.pass_names, dtype=object)
     pass_col: list[str] = []
     left_col: list[str] = []
     right_col: list[str] = []
     if closed_left or closed_right:  # the pairs that closed a break: a person will want to see them
-        pl, pr = L.ids_at(result.pair_left), R.ids_at(result.pair_right)
-        hit = np.zeros(len(pl), dtype=bool)
+        hit = np.zeros(len(result.pair_left), dtype=bool)
         if closed_left:
-            hit |= pd.Series(pl, dtype=object).isin(list(closed_left)).to_numpy(dtype=bool)
+            hit |= _isin(L, result.pair_left, closed_left)
         if closed_right:
-            hit |= pd.Series(pr, dtype=object).isin(list(closed_right)).to_numpy(dtype=bool)
-        for k in np.flatnonzero(hit).tolist():
+            hit |= _isin(R, result.pair_right, closed_right)
+        ks = np.flatnonzero(hit)
+        pl, pr = L.ids_at(result.pair_left[ks]).tolist(), R.ids_at(result.pair_right[ks]).tolist()
+        for j, k in enumerate(ks.tolist()):
             pass_col.append(names[result.pair_pass[k]])
-            left_col.append(json.dumps([pl[k]]))
-            right_col.append(json.dumps([pr[k]]))
+            left_col.append(json.dumps([pl[j]]))
+            right_col.append(json.dumps([pr[j]]))
     if result.groups:  # identities of every group's records in one take per side, then split per group
         lids = L.ids_at(np.concatenate([g[1] for g in result.groups])).tolist()
         rids = R.ids_at(np.concatenate([g[2] for g in result.groups])).tolist()
@@ -619,7 +674,16 @@ def _write_matches(
             ["run_id", "definition_id", "pass_name", "left_refs", "right_refs", "matched_at"],
             [[run_id] * n, [def_id] * n, pass_col, left_col, right_col, [stamp] * n],
         )
-    return n, len(pair_rows[0])
+    return n
+
+
+def _isin(side: Any, pos: np.ndarray, refs: set[str]) -> np.ndarray:
+    """Which of the records at ``pos`` have an identity among ``refs`` (Arrow hashing where it can)."""
+    arr = side.ids_arrow(pos)
+    if arr is not None:
+        found = pc.is_in(arr, value_set=pa.array(sorted(refs), type=arr.type))
+        return found.to_numpy(zero_copy_only=False).astype(bool)
+    return pd.Series(side.ids_at(pos), dtype=object).isin(list(refs)).to_numpy(dtype=bool)
 
 
 def run_pairs(db: Database, actor: Actor, run_id: int) -> dict[str, list[tuple[str, str]]]:

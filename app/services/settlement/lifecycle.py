@@ -38,7 +38,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Iterable, Iterator
+import operator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -112,8 +113,21 @@ class InvalidTransition(errors.InvalidTransition):
         super().__init__(f"Instruction {instruction_ref} cannot go from {old.value} to {new.value}: {why}.")
 
 
+def as_status(value: InstructionStatus | str) -> InstructionStatus:
+    """``InstructionStatus(value)`` by a dict lookup (a member and its value are the same key): the Enum call costs
+    more than the rule it feeds, and a 100,000-message file makes a million of them."""
+    found = _STATUS.get(value)
+    return found if found is not None else InstructionStatus(value)
+
+
+def as_type(value: InstructionType | str) -> InstructionType:
+    """``InstructionType(value)`` by a dict lookup (see :func:`as_status`)."""
+    found = _TYPE.get(value)
+    return found if found is not None else InstructionType(value)
+
+
 def allowed(old: InstructionStatus, new: InstructionStatus) -> bool:
-    return new in ALLOWED[InstructionStatus(old)]
+    return new in ALLOWED[as_status(old)]
 
 
 def why_not(old: InstructionStatus, new: InstructionStatus) -> str:
@@ -374,6 +388,7 @@ _WRITTEN = (
     "instructed_at",
     "version",
 )
+_written_values = operator.attrgetter(*_WRITTEN)  # one C call per state (a file changes 100,000)
 
 
 @dataclass(slots=True)
@@ -408,7 +423,7 @@ class InstructionState:
     ] = ()  # the written columns as the database had them (only changed ones are written)
 
     def values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, c) for c in _WRITTEN)
+        return _written_values(self)
 
     def restore(self, values: tuple[Any, ...]) -> None:
         for c, v in zip(_WRITTEN, values, strict=True):
@@ -617,8 +632,8 @@ class Batch:
         state.restore(values)
 
     def check_allowed(self, state: InstructionState, new: InstructionStatus) -> None:
-        old = InstructionStatus(state.status)
-        new = InstructionStatus(new)
+        old = as_status(state.status)
+        new = as_status(new)
         if not allowed(old, new):
             raise InvalidTransition(state.instruction_ref, old, new, why_not(old, new))
 
@@ -634,8 +649,8 @@ class Batch:
         details: dict[str, Any] | None = None,
     ) -> None:
         """``transition`` for a state: the same checks, reason handling, stamps and version bump."""
-        old = InstructionStatus(state.status)
-        new = InstructionStatus(new)
+        old = as_status(state.status)
+        new = as_status(new)
         _check(state.instruction_ref, old, new, reason_code)
         self.states.setdefault(state.id, state)
         before = _state_snapshot(state)
@@ -659,7 +674,8 @@ class Batch:
             changed[step.state.id] = step.state
             if step.sync:
                 synced[step.state.id] = step.state
-        self._write_rows(list(changed.values()))
+        # Only what changed since it was last written (take_rows may have written the rest already).
+        self._write_rows([st for st in changed.values() if st.version != st.loaded_version])
         trades_by_instruction = self._sync_trades(
             list(synced.values()), per_row=len(steps) <= PER_ROW_AUDIT_MAX
         )
@@ -675,7 +691,25 @@ class Batch:
                 self.session.expire(obj)
         return len(changed)
 
+    def take_rows(self) -> Callable[[], None]:
+        """The rows of every instruction changed since it was last written, taken now (the states may go on
+        changing); the returned call writes them, and raises ``StaleEdit`` as :meth:`flush` does. It may run on
+        another thread while the caller goes on, provided nothing else uses the session meanwhile. The transitions
+        stay in the batch: :meth:`flush` moves the trades and writes the audit trail of all of them."""
+        dirty = [st for st in self.states.values() if st.version != st.loaded_version]
+        write = self._rows_writer(dirty)
+        for st in dirty:
+            st.loaded_version = st.version
+            st.loaded = st.values()
+        return write
+
     def _write_rows(self, states: list[InstructionState]) -> None:
+        self._rows_writer(states)()
+
+    def _rows_writer(self, states: list[InstructionState]) -> Callable[[], None]:
+        """The UPDATE of ``states`` as they are now: rows built here, written by the returned call."""
+        if not states:
+            return lambda: None
         session = self.session
         pg = session.get_bind().dialect.name == "postgresql"
         uid = self.actor.user_id
@@ -692,7 +726,7 @@ class Batch:
 
         def row(st: InstructionState) -> tuple[Any, ...]:
             return (
-                InstructionStatus(st.status).value,
+                as_status(st.status).value,
                 st.reason_code,
                 st.reason_text,
                 num(st.settled_quantity),
@@ -706,28 +740,35 @@ class Batch:
                 st.loaded_version,
             )
 
-        conn = session.connection()
-        if pg and len(states) >= _PG_COPY_MIN:
-            conn.exec_driver_sql(
-                "CREATE TEMP TABLE lc_batch (status varchar(20), reason_code varchar(8), reason_text varchar(500), "
-                "settled_quantity numeric(20, 6), settled_amount numeric(20, 4), actual_settlement_date date, "
-                "instructed_at timestamptz, version integer, updated_by_id bigint, updated_at timestamptz, "
-                "id bigint, loaded_version integer) ON COMMIT DROP"
-            )
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            with cursor.copy("COPY lc_batch FROM STDIN") as copy:
-                for st in states:
-                    copy.write_row(row(st))
-            cursor.close()
-            done = conn.exec_driver_sql(
-                "UPDATE settlement_instructions SET status = b.status, reason_code = b.reason_code, "
-                "reason_text = b.reason_text, settled_quantity = b.settled_quantity, "
-                "settled_amount = b.settled_amount, actual_settlement_date = b.actual_settlement_date, "
-                "instructed_at = b.instructed_at, version = b.version, updated_by_id = b.updated_by_id, "
-                "updated_at = b.updated_at FROM lc_batch b "
-                "WHERE settlement_instructions.id = b.id AND settlement_instructions.version = b.loaded_version"
-            ).rowcount
-            conn.exec_driver_sql("DROP TABLE lc_batch")
+        n = len(states)
+        if pg and n >= _PG_COPY_MIN:
+            rows = [row(st) for st in states]
+
+            def write() -> int:
+                conn = session.connection()
+                conn.exec_driver_sql(
+                    "CREATE TEMP TABLE lc_batch (status varchar(20), reason_code varchar(8), "
+                    "reason_text varchar(500), settled_quantity numeric(20, 6), settled_amount numeric(20, 4), "
+                    "actual_settlement_date date, instructed_at timestamptz, version integer, "
+                    "updated_by_id bigint, updated_at timestamptz, id bigint, loaded_version integer) "
+                    "ON COMMIT DROP"
+                )
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                with cursor.copy("COPY lc_batch FROM STDIN") as copy:
+                    for r in rows:
+                        copy.write_row(r)
+                cursor.close()
+                done = conn.exec_driver_sql(
+                    "UPDATE settlement_instructions SET status = b.status, reason_code = b.reason_code, "
+                    "reason_text = b.reason_text, settled_quantity = b.settled_quantity, "
+                    "settled_amount = b.settled_amount, actual_settlement_date = b.actual_settlement_date, "
+                    "instructed_at = b.instructed_at, version = b.version, updated_by_id = b.updated_by_id, "
+                    "updated_at = b.updated_at FROM lc_batch b "
+                    "WHERE settlement_instructions.id = b.id AND settlement_instructions.version = b.loaded_version"
+                ).rowcount
+                conn.exec_driver_sql("DROP TABLE lc_batch")
+                return int(done)
+
         else:
             from ..capture import bulk  # a service helper, imported late to keep this module's imports light
 
@@ -740,20 +781,28 @@ class Batch:
                 # The 7 data columns of _WRITTEN (version is always written).
                 cols = tuple(k for k in range(7) if not st.loaded or vals[k] != st.loaded[k])
                 groups.setdefault(cols, []).append(tuple(full[k] for k in cols) + full[7:])
-            done = 0
-            for cols, params in groups.items():
-                sets = "".join(f"{_WRITTEN[k]} = ?, " for k in cols)
-                done += bulk.execute_many(
-                    session,
-                    f"UPDATE settlement_instructions SET {sets}version = ?, updated_by_id = ?, updated_at = ? "
-                    "WHERE id = ? AND version = ?",
-                    params,
+
+            def write() -> int:
+                done = 0
+                for cols, params in groups.items():
+                    sets = "".join(f"{_WRITTEN[k]} = ?, " for k in cols)
+                    done += bulk.execute_many(
+                        session,
+                        f"UPDATE settlement_instructions SET {sets}version = ?, updated_by_id = ?, updated_at = ? "
+                        "WHERE id = ? AND version = ?",
+                        params,
+                    )
+                return done
+
+        def write_checked() -> None:
+            done = write()
+            if done != n:
+                raise errors.StaleEdit(
+                    f"{n - done} of {n} settlement instruction(s) were changed by someone else while this batch "
+                    "was applied; nothing was saved — run it again."
                 )
-        if done != len(states):
-            raise errors.StaleEdit(
-                f"{len(states) - done} of {len(states)} settlement instruction(s) were changed by someone else while "
-                "this batch was applied; nothing was saved — run it again."
-            )
+
+        return write_checked
 
     def _ids_statement(self, sql: str, ids: list[int], params: dict[str, Any]) -> int:
         """``sql`` with ``{ids}`` standing for the id list (= ANY on PostgreSQL, json_each on SQLite)."""
@@ -783,7 +832,7 @@ class Batch:
                     trades_of.setdefault(int(iid), []).append(int(tid))
         groups: dict[InstructionStatus, list[int]] = {}
         for st in states:
-            groups.setdefault(InstructionStatus(st.status), []).append(st.id)
+            groups.setdefault(as_status(st.status), []).append(st.id)
         keep = ", ".join(f"'{s}'" for s in _TRADE_KEEP)
         base = (
             "UPDATE trades SET status = :st, version = version + 1, updated_by_id = :uid, updated_at = :now "
@@ -886,10 +935,25 @@ def _sqlite_stamp(v: dt.datetime) -> str:
     return v.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
+def canonical_decimal(v: Decimal) -> str:
+    """to_jsonable's text of a Decimal (no exponent, no trailing zeros)."""
+    return format(v.normalize(), "f")
+
+
+_PLAIN = frozenset({str, int, type(None)})
+
+
 def _compact(snapshot: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     for v in snapshot.values():
-        if isinstance(v, Decimal):
+        t = type(v)
+        if t is Decimal:
+            v = canonical_decimal(v)
+        elif t is InstructionStatus:
+            v = v.value
+        elif t in _PLAIN:
+            pass
+        elif isinstance(v, Decimal):
             v = format(v.normalize(), "f")
         elif isinstance(v, InstructionStatus):
             v = v.value

@@ -18,6 +18,7 @@ currency).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -60,12 +61,12 @@ def amount_tolerance(amount: Decimal) -> Decimal:
 
 
 def securities_sign(instruction_type: InstructionType | str) -> int:
-    return 1 if InstructionType(instruction_type) in RECEIVING else -1
+    return 1 if lifecycle.as_type(instruction_type) in RECEIVING else -1
 
 
 def cash_sign(instruction_type: InstructionType | str) -> int:
     """Sign of the cash movement for a positive settlement amount (0 for free of payment)."""
-    itype = InstructionType(instruction_type)
+    itype = lifecycle.as_type(instruction_type)
     if itype not in AGAINST_PAYMENT:
         return 0
     return -1 if itype is InstructionType.RVP else 1
@@ -165,7 +166,7 @@ def check_settlement(
     ref = state.instruction_ref
     qty = Decimal(quantity)
     amt = Decimal(amount)
-    itype = InstructionType(state.instruction_type)
+    itype = lifecycle.as_type(state.instruction_type)
     if qty <= 0:
         raise ValidationFailed(f"Instruction {ref}: a settlement moves a positive quantity (got {qty}).")
     done_qty = Decimal(state.settled_quantity or 0) + qty
@@ -191,7 +192,7 @@ def check_settlement(
                 f"have settled already: {amt:,f} more would over-settle the cash beyond the tolerance of {tol}."
             )
     new = InstructionStatus.SETTLED if done_qty == total_qty else InstructionStatus.PARTIALLY_SETTLED
-    old = InstructionStatus(state.status)
+    old = lifecycle.as_status(state.status)
     if not lifecycle.allowed(old, new):
         raise lifecycle.InvalidTransition(ref, old, new, lifecycle.why_not(old, new))
     return new, done_qty, done_amt
@@ -233,7 +234,7 @@ class SettlementBatch:
         """``apply_settlement`` for a state: the same refusals (nothing queued when refused), movements queued."""
         qty, amt = Decimal(quantity), Decimal(amount)
         new, done_qty, done_amt = check_settlement(state, qty, amt)
-        itype = InstructionType(state.instruction_type)
+        itype = lifecycle.as_type(state.instruction_type)
         self._securities.append(
             (state.id, state.account_id, state.instrument_id, securities_sign(itype) * qty, settled_on)
         )
@@ -249,7 +250,14 @@ class SettlementBatch:
                 "settled_amount": done_amt,
                 "actual_settlement_date": settled_on,
             },
-            details={"settlement": {"quantity": qty, "amount": amt, "settled_on": settled_on}},
+            # Already as the audit trail writes them (a file settles 100,000: the generic conversion costs).
+            details={
+                "settlement": {
+                    "quantity": lifecycle.canonical_decimal(qty),
+                    "amount": lifecycle.canonical_decimal(amt),
+                    "settled_on": settled_on.isoformat(),
+                }
+            },
         )
 
     def flush(self) -> int:
@@ -257,11 +265,25 @@ class SettlementBatch:
         self._post_movements()
         return self.lifecycle.flush()
 
-    def _post_movements(self) -> None:
-        from ..capture import bulk  # shared bulk-write helpers (COPY / executemany)
-
+    def take_movements(self) -> Callable[[], None]:
+        """The movements queued so far, taken now; the returned call posts them (movements, positions, balances).
+        Like ``lifecycle.Batch.take_rows`` it may run on another thread while nothing else uses the session."""
         sec, cash = self._securities, self._cash
         self._securities, self._cash = [], []
+        return lambda: self._post(sec, cash)
+
+    def _post_movements(self) -> None:
+        sec, cash = self._securities, self._cash
+        self._securities, self._cash = [], []
+        self._post(sec, cash)
+
+    def _post(
+        self,
+        sec: list[tuple[int, int, int, Decimal, dt.date]],
+        cash: list[tuple[int, int, str, Decimal, dt.date]],
+    ) -> None:
+        from ..capture import bulk  # shared bulk-write helpers (COPY / executemany)
+
         if not sec and not cash:
             return
         session = self.session

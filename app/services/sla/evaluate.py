@@ -21,6 +21,9 @@ How one evaluation runs, per active SLA:
    evaluation). Items closed since the last evaluation (affirmed, fixed, instructed, settled, resolved, decided,
    reported) get their final event, MET if closed by the deadline else BREACHED, and leave ``sla_item_states``.
    The first recorded evaluation of an SLA looks back ``BACKFILL_DAYS`` for closed items so attainment has a history.
+   Items whose state did not change but whose deadline or owner did get their stored row rewritten (no event), and
+   ``sla_daily_outcomes`` is recomputed for every business date that received a MET or BREACHED event: the monitor
+   pane reads both instead of evaluating (``monitor.py``).
 
 Which rows each SLA watches (``SOURCES``), by kind:
 
@@ -68,6 +71,9 @@ STATES: tuple[SlaState, ...] = (SlaState.ON_TRACK, SlaState.AT_RISK, SlaState.BR
 ON_TRACK, AT_RISK, BREACHED, MET = range(4)
 STATE_CODE = {s: i for i, s in enumerate(STATES)}
 NONE = -1
+# More deadline/owner moves than this (and than half the SLA's stored states): sla_due_counts of the SLA is counted
+# again in the database instead of netted.
+DUE_COUNTS_REBUILD = 20_000
 NULL_I = -(2**62)  # integer NULL marker in bulk reads
 BACKFILL_DAYS = 30
 DAY_S = 86_400
@@ -791,23 +797,45 @@ def read_open(
     return split_open(slas, read_many(session, open_queries(session, slas, pg, reader), reader))
 
 
+STORED_COLUMNS = 5  # sla_id, item_id, state code, owner (-1 none), due (epoch s)
+
+
 def stored_states_sql(sla_ids: list[int] | None) -> str:
-    """Stored states as integers (sla_id, item_id, state code); ``None``: the whole table, read in one scan."""
+    """Stored states as integers (sla_id, item_id, state code, owner, due epoch seconds); ``None``: the whole
+    table, read in one scan. The owner and the deadline are read so that a change of either (an item claimed, a
+    rule edited, a date amended) is written too: the monitor reads them from the table. The deadline as the
+    integer ``due_s`` (parsing ``due_at`` per row would cost more than the rest of the read)."""
     where = f" WHERE sla_id IN ({', '.join(str(int(i)) for i in sla_ids)})" if sla_ids is not None else ""
     return (
         "SELECT sla_id, item_id, CASE state WHEN 'ON_TRACK' THEN 0 WHEN 'AT_RISK' THEN 1 WHEN 'BREACHED' THEN 2 "
-        f"ELSE 3 END FROM sla_item_states{where}"
+        f"ELSE 3 END, COALESCE(owner_id, -1), COALESCE(due_s, {NULL_I}) FROM sla_item_states{where}"
     )
 
 
-def split_stored(slas: list[SlaInfo], rows: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Per SLA id, its stored (item ids, state codes) sorted by item id."""
-    order = np.lexsort((rows[:, 1], rows[:, 0]))
-    rows = rows[order]
+@dataclass
+class Stored:
+    """One SLA's stored states, sorted by item id (parallel arrays)."""
+
+    ids: np.ndarray
+    state: np.ndarray
+    owner: np.ndarray
+    due: np.ndarray
+
+
+def split_stored(slas: list[SlaInfo], rows: np.ndarray) -> dict[int, Stored]:
+    """Per SLA id, its stored states sorted by item id."""
+    # One int64 key (SLA id above the item id's 40 bits) sorts faster than a lexsort of two; rows that come in
+    # order already (rowid order after a first recording) are not sorted again.
+    key = (rows[:, 0] << 40) | rows[:, 1]
+    if len(key) > 1 and not bool(np.all(key[1:] >= key[:-1])):
+        rows = rows[np.argsort(key, kind="stable")]
     ids = np.array([i.id for i in slas], dtype=np.int64)
     lo = np.searchsorted(rows[:, 0], ids, side="left")
     hi = np.searchsorted(rows[:, 0], ids, side="right")
-    return {int(k): (rows[a:b, 1], rows[a:b, 2]) for k, a, b in zip(ids, lo, hi, strict=True)}
+    return {
+        int(k): Stored(rows[a:b, 1], rows[a:b, 2], rows[a:b, 3], rows[a:b, 4])
+        for k, a, b in zip(ids, lo, hi, strict=True)
+    }
 
 
 def _evaluate_one(
@@ -878,7 +906,7 @@ def evaluate_all(
             # written by this transaction yet, and no one else writes it meanwhile (SQLite: this transaction holds
             # the write lock; PostgreSQL: the advisory lock), so the committed rows are the session's rows. All
             # active SLAs: one scan of the table, not a seek per row through its key.
-            queries[_STORED] = (stored_states_sql([i.id for i in slas] if codes else None), 3)
+            queries[_STORED] = (stored_states_sql([i.id for i in slas] if codes else None), STORED_COLUMNS)
         rows = read_many(s, queries, reader)
         stored_all = split_stored(slas, rows.pop(_STORED)) if recording else {}
         open_rows = split_open(slas, rows)
@@ -975,16 +1003,16 @@ def _record(
     at: dt.datetime,
     since: dt.datetime | None,
     warning_s: int,
-    stored: tuple[np.ndarray, np.ndarray],
+    stored: Stored,
 ) -> int:
     """Write the state changes of one SLA (events + current states); returns the number of events.
 
-    ``stored``: the SLA's stored (item ids sorted, state codes) as read before this transaction wrote any."""
+    ``stored``: the SLA's stored states as read before this transaction wrote any."""
     at_s = int(at.timestamp())
     lo_s = int(since.timestamp()) if since is not None else -(2**62)
-    stored_ids, stored_state = stored
+    stored_ids, stored_state = stored.ids, stored.state
 
-    def previous(ids: np.ndarray) -> np.ndarray:
+    def lookup(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pos = np.searchsorted(stored_ids, ids)
         pos_c = np.minimum(pos, max(len(stored_ids) - 1, 0))
         found = (
@@ -992,6 +1020,10 @@ def _record(
             if len(stored_ids)
             else np.zeros(len(ids), bool)
         )
+        return found, pos_c
+
+    def previous(ids: np.ndarray) -> np.ndarray:
+        found, pos_c = lookup(ids)
         out = np.full(len(ids), NONE, dtype=np.int64)
         out[found] = stored_state[pos_c[found]]
         return out
@@ -999,6 +1031,14 @@ def _record(
     # Open items whose state differs from the stored one (or that are new).
     prev = previous(items.ids)
     changed = prev != state
+    # Same state, but a new deadline or owner (a rule edited, a date amended, an item claimed): the stored row is
+    # brought up to date without an event (the history is of states), keeping when the state began.
+    found, pos_c = lookup(items.ids)
+    moved = (
+        found & ~changed & ((stored.due[pos_c] != items.due) | (stored.owner[pos_c] != items.owner))
+        if len(stored_ids)
+        else np.zeros(len(items.ids), bool)
+    )
     # When the change really happened: the deadline (BREACHED) or the start of the warning window (AT_RISK), if
     # that fell since the last evaluation; otherwise now.
     threshold = np.where(
@@ -1059,8 +1099,12 @@ def _record(
                 owner_col.tolist(),
             ],
         )
+        outcome = (st == MET) | (st == BREACHED)
+        _refresh_outcomes(s, info.id, day[outcome])
     # Current states: drop what closed or left, then upsert the changed open items.
-    drop = np.concatenate(gone) if gone else np.zeros(0, dtype=np.int64)
+    drop = (
+        np.unique(np.concatenate(gone)) if gone else np.zeros(0, dtype=np.int64)
+    )  # a closed item is also gone
     drop = drop[np.isin(drop, stored_ids)] if len(drop) else drop
     if len(drop):
         execute_for_ids(
@@ -1072,7 +1116,116 @@ def _record(
     if up.any():
         was = prev[up] != NONE
         _upsert_states(s, info.id, items, state, when, up, was)
+    if moved.any():
+        _move_states(s, info.id, items, moved)
+    # sla_due_counts moves by exactly the stored rows rewritten (out with the old deadline and owner, in with the
+    # new) and dropped here.
+    # (A new state with the same deadline and owner moves nothing: those rows are left out before netting.)
+    rewritten = changed | moved
+    if len(stored_ids):
+        same = found & (stored.due[pos_c] == items.due) & (stored.owner[pos_c] == items.owner)
+        rewritten &= ~same
+    old = found & rewritten
+    _, drop_pos = lookup(drop)
+    _move_due_counts(
+        s,
+        info.id,
+        plus=(items.due[rewritten], items.owner[rewritten]),
+        minus=(
+            np.concatenate([stored.due[pos_c[old]], stored.due[drop_pos]]),
+            np.concatenate([stored.owner[pos_c[old]], stored.owner[drop_pos]]),
+        ),
+        rows_before=len(stored_ids),
+    )
     return n_events
+
+
+def _move_due_counts(
+    s: Session,
+    sla_id: int,
+    *,
+    plus: tuple[np.ndarray, np.ndarray],
+    minus: tuple[np.ndarray, np.ndarray],
+    rows_before: int,
+) -> None:
+    """Add one item per (due, owner) in ``plus`` and take one per pair in ``minus`` from ``sla_due_counts``.
+
+    A few changes (every minute's evaluation) are applied as upserts of the net change per key; many, compared with
+    the ``rows_before`` stored states (the first recording, a rule edit), by counting the SLA's stored states
+    again in the database, set-based."""
+    n = len(plus[0]) + len(minus[0])
+    if n == 0:
+        return
+    sla = int(sla_id)
+    if n > DUE_COUNTS_REBUILD and n > rows_before // 2:
+        s.execute(text(f"DELETE FROM sla_due_counts WHERE sla_id = {sla}"))
+        s.execute(
+            text(
+                "INSERT INTO sla_due_counts (sla_id, due_s, owner_key, items) "
+                f"SELECT sla_id, due_s, COALESCE(owner_id, -1), COUNT(*) FROM sla_item_states WHERE sla_id = {sla} "
+                "GROUP BY sla_id, due_s, COALESCE(owner_id, -1)"
+            )
+        )
+        return
+    due = np.concatenate([plus[0], minus[0]])
+    owner = np.concatenate([plus[1], minus[1]])
+    delta = np.concatenate([np.ones(len(plus[0]), np.int64), np.full(len(minus[0]), -1, np.int64)])
+    net = (
+        pd.DataFrame({"due": due, "owner": owner, "n": delta})
+        .groupby(["due", "owner"], sort=False)["n"]
+        .sum()
+    )
+    net = net[net != 0]
+    if net.empty:
+        return
+    s.execute(
+        text(
+            "INSERT INTO sla_due_counts (sla_id, due_s, owner_key, items) VALUES (:sla, :due, :owner, :n) "
+            "ON CONFLICT (sla_id, due_s, owner_key) DO UPDATE SET items = sla_due_counts.items + excluded.items"
+        ),
+        [
+            {"sla": sla, "due": int(d), "owner": int(o), "n": int(k)}
+            for (d, o), k in zip(net.index.tolist(), net.to_numpy().tolist(), strict=True)
+        ],
+    )
+    s.execute(text(f"DELETE FROM sla_due_counts WHERE sla_id = {sla} AND items <= 0"))
+
+
+def _move_states(s: Session, sla_id: int, items: Items, mask: np.ndarray) -> None:
+    """New deadline or owner for items whose state is unchanged (rare: one statement per row is fine here)."""
+    ids = items.ids[mask].tolist()
+    due = timestamps(items.due[mask].astype("datetime64[s]"), s)
+    owner = np.where(items.owner[mask] < 0, None, items.owner[mask].astype(object)).tolist()
+    s.execute(
+        text(
+            "UPDATE sla_item_states SET due_at = :due, due_s = :due_s, owner_id = :owner "
+            "WHERE sla_id = :sla AND item_id = :item"
+        ),
+        [
+            {"due": d, "due_s": int(ds), "owner": o, "sla": int(sla_id), "item": int(i)}
+            for d, ds, o, i in zip(due, items.due[mask].tolist(), owner, ids, strict=True)
+        ],
+    )
+
+
+def _refresh_outcomes(s: Session, sla_id: int, days: np.ndarray) -> None:
+    """Recompute ``sla_daily_outcomes`` for the business dates this evaluation wrote outcomes on (the events of
+    this transaction included): the same distinct-item counts :func:`kpis.outcomes` takes over the events."""
+    names = [d for d in _day_strings(np.unique(days)) if d is not None]
+    for start in range(0, len(names), 500):
+        chunk = ", ".join(f"'{d}'" for d in names[start : start + 500])
+        where = f"sla_id = {int(sla_id)} AND business_date IN ({chunk})"
+        s.execute(text(f"DELETE FROM sla_daily_outcomes WHERE {where}"))
+        s.execute(
+            text(
+                "INSERT INTO sla_daily_outcomes (sla_id, business_date, met, breached) "
+                "SELECT sla_id, business_date, "
+                "COUNT(DISTINCT CASE WHEN state = 'MET' THEN item_id END), "
+                "COUNT(DISTINCT CASE WHEN state = 'BREACHED' THEN item_id END) "
+                f"FROM sla_events WHERE {where} AND state IN ('MET', 'BREACHED') "
+                "GROUP BY sla_id, business_date"
+            )
+        )
 
 
 def _day_strings(day: np.ndarray) -> list[str | None]:
@@ -1107,8 +1260,16 @@ def _upsert_states(
     insert_rows(
         s,
         "sla_item_states",
-        ("sla_id", "item_id", "state", "due_at", "since", "owner_id"),
-        [[sla_id] * len(ids), ids.tolist(), st.tolist(), due, since, owner.tolist()],
+        ("sla_id", "item_id", "state", "due_at", "due_s", "since", "owner_id"),
+        [
+            [sla_id] * len(ids),
+            ids.tolist(),
+            st.tolist(),
+            due,
+            items.due[mask].tolist(),
+            since,
+            owner.tolist(),
+        ],
     )
 
 

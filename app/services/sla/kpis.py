@@ -132,6 +132,9 @@ class HealthItem:
     value: str
     status: str  # ok, warn, bad, neutral
     detail: str = ""
+    as_of: dt.datetime | None = (
+        None  # when it was measured (the monitor caches some); None: with the dashboard
+    )
 
 
 @dataclass
@@ -149,6 +152,10 @@ class Dashboard:
     workload: pd.DataFrame | None  # owner_id, username, open, ON_TRACK, AT_RISK, BREACHED
     health: list[HealthItem] = field(default_factory=list)
     seconds: float = 0.0
+    #: When the item states were last recorded (the monitor reads them stored; None: a fresh evaluation).
+    states_as_of: dt.datetime | None = None
+    #: When the slowly changing KPIs (daily charts, throughput, most of the checklist) were measured (None: now).
+    kpis_as_of: dt.datetime | None = None
 
     def tile(self, code: str) -> Tile:
         for t in self.tiles:
@@ -527,6 +534,19 @@ def _health(
     verify_audit: bool,
     pg: bool,
 ) -> list[HealthItem]:
+    items = health_head(s, settlement, lo, day, verify_audit)
+    items.append(health_compliance(tiles))
+    # Resilience: backup and connection.
+    items.append(_backup(s, db, pg))
+    items.append(_round_trip(db))
+    items.append(health_integration(stp))
+    return items
+
+
+def health_head(
+    s: Session, settlement: pd.DataFrame, lo: dt.date, day: dt.date, verify_audit: bool
+) -> list[HealthItem]:
+    """Accuracy, timeliness and controls: the checklist's first rows (measured over the window)."""
     items: list[HealthItem] = []
     # Accuracy: break rate and its trend.
     start = dt.datetime.combine(lo, dt.time(), dt.UTC)
@@ -635,37 +655,36 @@ def _health(
                 + ("." if chain.intact else f"; entry #{chain.first_bad_id} {chain.problem}."),
             )
         )
-    # Compliance: transaction reports on time.
+    return items
+
+
+def health_compliance(tiles: list[Tile]) -> HealthItem:
+    """Transaction reports on time: the REG_REPORT_T1 tile's attainment over the window."""
     reg = next((t for t in tiles if t.code == "REG_REPORT_T1"), None)
     pct = reg.attainment_window if reg else None
-    items.append(
-        HealthItem(
-            "Compliance",
-            "Transaction reports on time",
-            fmt_pct(pct),
-            _tone(pct, 99, 95),
-            "Share of trades with their transaction report filed by T+1 (REG_REPORT_T1 attainment)"
-            + ("" if reg else "; the SLA is not active")
-            + (f"; {reg.counts.get('BREACHED', 0):,} still unreported past T+1." if reg else "."),
-        )
+    return HealthItem(
+        "Compliance",
+        "Transaction reports on time",
+        fmt_pct(pct),
+        _tone(pct, 99, 95),
+        "Share of trades with their transaction report filed by T+1 (REG_REPORT_T1 attainment)"
+        + ("" if reg else "; the SLA is not active")
+        + (f"; {reg.counts.get('BREACHED', 0):,} still unreported past T+1." if reg else "."),
     )
-    # Resilience: backup and connection.
-    items.append(_backup(s, db, pg))
-    items.append(_round_trip(db))
-    # Integration: STP.
+
+
+def health_integration(stp: pd.DataFrame) -> HealthItem:
+    """Straight-through processing over the window."""
     trades = int(stp["trades"].sum()) if len(stp) else 0
     n_stp = int(stp["stp"].sum()) if len(stp) else 0
     pct = _pct(n_stp, trades)
-    items.append(
-        HealthItem(
-            "Integration",
-            "Straight-through processing",
-            fmt_pct(pct),
-            _tone(pct, 90, 75),
-            f"{n_stp:,} of {trades:,} trades captured flowed through without a repair.",
-        )
+    return HealthItem(
+        "Integration",
+        "Straight-through processing",
+        fmt_pct(pct),
+        _tone(pct, 90, 75),
+        f"{n_stp:,} of {trades:,} trades captured flowed through without a repair.",
     )
-    return items
 
 
 def _backup(s: Session, db: Database, pg: bool) -> HealthItem:

@@ -163,6 +163,7 @@ def swift_price(text: str) -> tuple[str, str | None, Decimal]:
     return m.group(1), m.group(2), swift_decimal(m.group(3))
 
 
+@functools.lru_cache(maxsize=4096)
 def bic_from_lt(lt_address: str) -> str:
     """A 12-character logical terminal address → BIC: ``FOOBARXXAXXX`` → ``FOOBARXX``, ``BBBBFRPPAHCM`` →
     ``BBBBFRPPHCM`` (the 9th character is the terminal code, not part of the BIC; branch XXX is dropped)."""

@@ -9,6 +9,7 @@ settlement importer.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -72,13 +73,16 @@ class IncomingSettlement:
         return next((s for s in self.statuses if s.qualifier == qualifier), None)
 
     def to_json(self) -> dict[str, Any]:
-        # Runs once per message of a file: plain values pass through, the rest is converted by type.
+        # Runs once per message of a file: every value read in one C call; plain values pass through, the rest is
+        # converted by type.
         out: dict[str, Any] = {}
-        for k in _JSON_KEYS:
-            x = getattr(self, k)
+        for k, x in zip(_JSON_KEYS, _json_values(self), strict=True):
             if x is None:
                 continue
-            if isinstance(x, Decimal):
+            t = type(x)
+            if t is str or t is bool:
+                pass
+            elif isinstance(x, Decimal):
                 x = str(x)
             elif isinstance(x, dt.date):  # date and datetime
                 x = x.isoformat()
@@ -88,3 +92,4 @@ class IncomingSettlement:
 
 
 _JSON_KEYS = tuple(k for k in IncomingSettlement.__slots__ if k != "statuses")  # type: ignore[attr-defined]
+_json_values = operator.attrgetter(*_JSON_KEYS)

@@ -1,10 +1,20 @@
-"""SLA monitors: a tile per SLA, the operations dashboard charts and the health checklist, refreshed every minute.
+"""SLA monitors: a tile per SLA, the operations dashboard charts and the health checklist.
 
-Each refresh runs on the task runner: ``evaluate_all`` (records the state changes, so the history and everyone's
-alerts move while the pane is open) and ``kpis.dashboard`` (the aggregates); the GUI thread only feeds the numbers
-into widgets built once (labels re-texted, curves and bars fed with ``setData``/``setOpts``). Any count, bar or
-point drills down to the exact items, opened in their own pane (trade blotter, settlement queue, breaks,
-approvals) through ``open_items``. Supervisors, admins and auditors also see the per-owner workload.
+Two kinds of background work, both on the task runner (the GUI thread only feeds numbers into widgets built once:
+labels re-texted, curves and bars fed with ``setData``/``setOpts``):
+
+- **Refresh** (the pane's ``loader``): ``monitor.read_dashboard`` reads what is stored: the item states the last
+  recorded evaluation left (their state now taken from their deadlines), the per-day outcomes, the open breaks'
+  ageing, and the slowly changing KPIs this pane measured last (kept in ``self.slow``, shown with their time).
+  A few set-based queries: nothing is evaluated, no item is loaded.
+- **Evaluation** (its own timer, every ``EVALUATE_MS``, and a few seconds after a change-feed event about trades,
+  instructions, breaks or corrections): ``evaluate_all(record=True)`` writes the state changes, the events (the
+  alerts every workstation's watcher reads) and the stored states; every ``SLOW_MAX_AGE`` (sooner after a
+  business change) it also measures the slow KPIs. When it finishes the pane refreshes from the stored data.
+
+Any count, bar or point drills down to the exact items, opened in their own pane (trade blotter, settlement queue,
+breaks, approvals) through ``open_items``; a count's items are read at the moment the count was (the same stored
+rows). Supervisors, admins and auditors also see the per-owner workload.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import gc
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -30,10 +40,15 @@ from PySide6.QtWidgets import (
 )
 
 from app.views.panes.base import Pane, Workspace
-from app.views.tasks import TaskContext, TaskFailure
+from app.views.tasks import TaskContext, TaskFailure, TaskHandle
 
-REFRESH_MS = 60_000
-VERIFY_AUDIT_EVERY = 10  # refreshes between two audit-chain verifications (it reads the whole log)
+REFRESH_MS = 60_000  # deadlines move with the clock: re-read the stored states at least this often
+EVALUATE_MS = 60_000  # the background evaluation (records state changes: history, alerts)
+EVALUATE_AFTER_CHANGE_MS = 3_000  # a burst of change-feed events becomes one evaluation
+SLOW_MAX_AGE = dt.timedelta(minutes=5)  # daily charts, throughput, checklist: measured at most this long ago
+SLOW_AFTER_CHANGE = dt.timedelta(minutes=1)  # ... or this long, once the business data changed
+BUSINESS_TYPES = frozenset({"trades", "settlement_instructions", "breaks", "corrections"})
+STORED_TYPES = frozenset({"sla_events", "sla_definitions"})  # someone recorded or edited: read again
 TILE_COLUMNS = 3
 STATE_WORDS = {"ON_TRACK": "on track", "AT_RISK": "at risk", "BREACHED": "breached", "": "open"}
 
@@ -43,26 +58,39 @@ class SlaMonitorsPane(Pane):
     title = "SLA monitors"
     subtitle = "Deadlines at risk, attainment and the health of the day"
     icon_name = "sla_monitors"
-    entity_types = frozenset(
-        {"trades", "settlement_instructions", "breaks", "corrections", "sla_events", "sla_definitions"}
-    )
+    entity_types = BUSINESS_TYPES | STORED_TYPES
+
+    #: A background evaluation finished (its refresh follows).
+    evaluated = Signal()
 
     def __init__(
-        self, workspace: Workspace, parent: QWidget | None = None, *, refresh_ms: int = REFRESH_MS
+        self,
+        workspace: Workspace,
+        parent: QWidget | None = None,
+        *,
+        refresh_ms: int = REFRESH_MS,
+        evaluate_ms: int = EVALUATE_MS,
     ) -> None:
         super().__init__(workspace, parent)
-        self.evaluation: Any = None
+        self.evaluation: Any = None  # the last background evaluation (evaluate.Evaluation)
         self.dashboard: Any = None
+        self.slow: Any = None  # monitor.SlowKpis: the slowly changing KPIs, measured in the background
         self.tiles: dict[str, Any] = {}
         self.charts: Any = None
-        self._refreshes = 0
         self._audit_item: Any = None
         self._built = False
+        self._eval_task: TaskHandle | None = None
+        self._eval_due = True  # evaluate once the pane is first on screen
+        self._eval_again = False
+        self._business_changed = False
 
         bar = QHBoxLayout()
         self.summary_label = QLabel("")
         self.summary_label.setObjectName("slaSummary")
         bar.addWidget(self.summary_label, 1)
+        self.asof_label = QLabel("")
+        self.asof_label.setObjectName("muted")
+        bar.addWidget(self.asof_label)
         self.alerts_button = QPushButton("Alerts…")
         self.alerts_button.setToolTip("Choose which SLAs alert you when your items turn at risk or breached")
         self.alerts_button.clicked.connect(self.edit_alerts)
@@ -87,6 +115,14 @@ class SlaMonitorsPane(Pane):
         self.timer.setInterval(refresh_ms)
         self.timer.timeout.connect(self._tick)
         self.timer.start()
+        self.eval_timer = QTimer(self)
+        self.eval_timer.setInterval(evaluate_ms)
+        self.eval_timer.timeout.connect(self._eval_tick)
+        self.eval_timer.start()
+        self.eval_soon = QTimer(self)
+        self.eval_soon.setSingleShot(True)
+        self.eval_soon.setInterval(EVALUATE_AFTER_CHANGE_MS)
+        self.eval_soon.timeout.connect(lambda: self.evaluate_now() if self.on_screen else self._eval_tick())
 
     # --- building (once, on the first load: keeps pyqtgraph out of start-up) ------------------------------------
 
@@ -97,6 +133,9 @@ class SlaMonitorsPane(Pane):
         heading = QLabel("Operations dashboard")
         heading.setObjectName("slaHeading")
         self.content_layout.addWidget(heading)
+        self.charts_asof = QLabel("")
+        self.charts_asof.setObjectName("muted")
+        self.content_layout.addWidget(self.charts_asof)
         self.charts = DashboardCharts()
         self.charts.point_clicked.connect(self._chart_clicked)
         self.content_layout.addWidget(self.charts)
@@ -118,7 +157,7 @@ class SlaMonitorsPane(Pane):
         header = self.health_view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((0, 110), (2, 200), (3, 90)):
+        for col, width in ((0, 110), (2, 200), (3, 90), (4, 90)):
             header.resizeSection(col, width)
         self.health_view.setFixedHeight(26 * 9 + header.sizeHint().height() + 4)
         self.content_layout.addWidget(self.health_view)
@@ -151,31 +190,119 @@ class SlaMonitorsPane(Pane):
     # --- loading ------------------------------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        # Deadlines move with the clock even when nothing changes in the database.
+        # Deadlines move with the clock even when nothing changes in the database (and even if no evaluation
+        # could run): a read counts the stored deadlines against the clock again.
+        if self.evaluating:
+            return  # its refresh follows
         if self.on_screen:
             self.refresh()
         else:
             self.stale = True
 
     def loader(self) -> Callable[[TaskContext], Any]:
-        from app.services.sla import evaluate, kpis
+        from app.services.sla import monitor
 
-        db, actor = self.ws.db, self.ws.actor
-        verify = self._refreshes % VERIFY_AUDIT_EVERY == 0
-        self._refreshes += 1
+        db, actor, slow = self.ws.db, self.ws.actor, self.slow
 
-        def load(ctx: TaskContext) -> tuple[Any, Any]:
-            ev = evaluate.evaluate_all(db, actor, record=True)
-            ctx.check()
-            return ev, kpis.dashboard(db, actor, ev, verify_audit=verify)
+        def load(_ctx: TaskContext) -> tuple[Any, Any]:
+            return monitor.read_dashboard(db, actor, slow=slow)
 
         return load
+
+    # --- the background evaluation ------------------------------------------------------------------------------
+
+    def on_changed(self, entity_types: list[str]) -> None:
+        types = set(entity_types)
+        if types & BUSINESS_TYPES:
+            # Items opened, closed or moved: re-evaluate (which records and then refreshes), after the burst.
+            self._business_changed = True
+            if self.on_screen:
+                self.eval_soon.start()
+            else:
+                self._eval_due = True
+                self.stale = True
+        if types & STORED_TYPES:
+            self.mark_stale()  # another workstation recorded, or an SLA was edited: read what is stored
+
+    def _eval_tick(self) -> None:
+        if self.on_screen:
+            # On the timer, record only if no workstation did in the last minute (their alert watchers record
+            # too); after a business change, always (see on_changed / eval_soon).
+            self.evaluate_now(force=self._business_changed)
+        else:
+            self._eval_due = True  # evaluate when brought forward (alerts are the watcher's: it records too)
+
+    @property
+    def evaluating(self) -> bool:
+        return self._eval_task is not None
+
+    def evaluate_now(self, *, force: bool = True, measure_slow: bool | None = None) -> None:
+        """Record an evaluation in the background (without ``force``: only if nobody recorded one in the last
+        ``EVALUATE_MS``), and measure the slow KPIs when due (or as ``measure_slow`` says); then refresh from what
+        is stored."""
+        from app.services.sla import evaluate, monitor
+
+        if self._eval_task is not None:
+            self._eval_again = True
+            return
+        self._eval_due = False
+        db, actor = self.ws.db, self.ws.actor
+        age = None if self.slow is None else dt.datetime.now(dt.UTC) - self.slow.as_of
+        limit = SLOW_AFTER_CHANGE if self._business_changed else SLOW_MAX_AGE
+        measure = (age is None or age >= limit) if measure_slow is None else measure_slow
+        self._business_changed = False
+
+        max_age = dt.timedelta(milliseconds=self.eval_timer.interval() * 0.9)
+
+        def work(ctx: TaskContext) -> tuple[Any, Any]:
+            if force:
+                ev = evaluate.evaluate_all(db, actor, record=True)
+            else:
+                ev = evaluate.evaluate_if_stale(db, actor, max_age=max_age)  # None: recorded recently
+            ctx.check()
+            return ev, monitor.slow_kpis(db, actor) if measure else None
+
+        self._eval_task = self.ws.tasks.run(
+            work,
+            on_done=self._evaluated,
+            on_error=self._eval_failed,
+            on_cancelled=self._eval_finished,
+            label="Evaluating the SLAs",
+            quiet=True,
+            owner=self,
+        )
+
+    def _evaluated(self, result: tuple[Any, Any]) -> None:
+        ev, slow = result
+        if ev is not None:
+            self.evaluation = ev
+        if slow is not None:
+            self.slow = slow
+        self._eval_finished()
+        self.evaluated.emit()
+        self.mark_stale()  # read what it stored (now, or when next on screen)
+
+    def _eval_failed(self, failure: TaskFailure) -> None:
+        # Keep showing the stored states (their time says how old); the next tick tries again.
+        self.error_label.setText(f"Could not evaluate the SLAs: {failure.message}")
+        self.error_label.show()
+        self._eval_finished()
+
+    def _eval_finished(self) -> None:
+        self._eval_task = None
+        if self._eval_again:
+            self._eval_again = False
+            self.evaluate_now()
 
     def present(self, result: Any) -> None:
         if not self._built:
             self._build()
-        ev, d = result
-        self.evaluation, self.dashboard = ev, d
+        d, slow = result
+        self.dashboard = d
+        if self.slow is None or slow.as_of > self.slow.as_of:
+            self.slow = slow  # measured by this load (the first, or a new day)
+        if self._eval_due and self.on_screen:
+            self.evaluate_now()
         seen = set()
         for t in d.tiles:
             self._tile(t.code).update_tile(t, d.zone)
@@ -194,7 +321,7 @@ class SlaMonitorsPane(Pane):
             text = "No SLA is defined yet: a supervisor creates the defaults (opsdesk sla defaults)."
         if text != self.summary_label.text():
             self.summary_label.setText(text)
-        self.summary_label.setToolTip(f"Evaluated {ev.items:,} open items in {ev.seconds * 1000:.0f} ms")
+        self._show_times(d)
         self.charts.update_charts(d)
         health = list(d.health)
         audit_now = next((x for x in health if x.check == "Audit chain intact"), None)
@@ -205,21 +332,58 @@ class SlaMonitorsPane(Pane):
                 next((i for i, x in enumerate(health) if x.area == "Compliance"), len(health)),
                 self._audit_item,
             )
-        self.health_model.set_items(health)
+        self.health_model.set_items(health, d.zone)
+
+    def _show_times(self, d: Any) -> None:
+        """Say how current each part is: states as recorded, counted by the clock; the slow KPIs' time."""
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(d.zone)
+        today = d.at.astimezone(tz).date()
+
+        def clock(t: dt.datetime | None) -> str:
+            if t is None:
+                return "–"
+            local = t.astimezone(tz)
+            return f"{local:%H:%M:%S}" if local.date() == today else f"{local:%d %b %H:%M}"
+
+        states = "not evaluated yet" if d.states_as_of is None else f"evaluated {clock(d.states_as_of)}"
+        self.asof_label.setText(f"Items {states} · states at {clock(d.at)}")
+        tip = "Open items as the last recorded evaluation found them; their state counted at the time shown."
+        ev = self.evaluation
+        if ev is not None:
+            tip += f"\nThis pane's last evaluation: {ev.items:,} open items in {ev.seconds * 1000:.0f} ms."
+        self.asof_label.setToolTip(tip)
+        self.summary_label.setToolTip(tip)
+        self.charts_asof.setText(
+            f"Daily charts and throughput measured at {clock(d.kpis_as_of)} (every "
+            f"{int(SLOW_MAX_AGE.total_seconds() // 60)} min, sooner after changes) · break ageing and workload "
+            f"at {clock(d.at)}"
+        )
 
     # --- drill-down ---------------------------------------------------------------------------------------------
 
     def drill_tile(self, code: str, state: str) -> None:
+        """Open the items behind a count: read off the GUI thread at the moment the count was read."""
+        from app.services.sla import monitor
+
         tile = self.tiles.get(code)
-        if tile is None or tile.tile is None:
+        if tile is None or tile.tile is None or self.dashboard is None:
             return
         t = tile.tile
-        if state:
-            ids = list(t.ids.get(state, []))
-        else:
-            ids = [i for s in ("BREACHED", "AT_RISK", "ON_TRACK") for i in t.ids.get(s, [])]
         title = f"SLA {STATE_WORDS.get(state, state.lower())}: {t.name}"
-        self.open_items.emit(t.pane_id, {"ids": ids, "title": title})
+        self.ws.tasks.call(
+            monitor.tile_items,
+            self.ws.db,
+            self.ws.actor,
+            t.sla_id,
+            state,
+            self.dashboard.at,
+            on_done=lambda found: self.open_items.emit(found.pane_id, {"ids": found.ids, "title": title}),
+            on_error=self._drill_failed,
+            label="Finding the items behind the count",
+            owner=self,
+        )
 
     def _trend_clicked(self, code: str, day: dt.date) -> None:
         tile = self.tiles.get(code)
@@ -233,14 +397,29 @@ class SlaMonitorsPane(Pane):
                 "break_investigation", {"ids": list(ids), "title": f"Open breaks aged {label}"}
             )
             return
-        if chart == "workload" and self.evaluation is not None:
-            from app.services.sla import kpis
+        if chart == "workload" and self.dashboard is not None and self.dashboard.workload is not None:
+            from app.services.sla import monitor
 
-            found = kpis.workload_items(self.evaluation, int(key))
-            if found is not None:
-                row = self.dashboard.workload[self.dashboard.workload["owner_id"] == int(key)]
-                who = row["username"].iloc[0] if len(row) else "owner"
-                self.open_items.emit(found[0], {"ids": found[1], "title": f"At risk or breached: {who}"})
+            row = self.dashboard.workload[self.dashboard.workload["owner_id"] == int(key)]
+            who = row["username"].iloc[0] if len(row) else "owner"
+
+            def show(found: Any) -> None:
+                if found is not None:
+                    self.open_items.emit(
+                        found.pane_id, {"ids": found.ids, "title": f"At risk or breached: {who}"}
+                    )
+
+            self.ws.tasks.call(
+                monitor.owner_items,
+                self.ws.db,
+                self.ws.actor,
+                int(key),
+                self.dashboard.at,
+                on_done=show,
+                on_error=self._drill_failed,
+                label="Finding the owner's items",
+                owner=self,
+            )
             return
         self._point(chart, key)
 

@@ -1,0 +1,155 @@
+"""The recon run's fast paths give exactly what the plain paths give: the two sides read side by side (columnar, one
+connection each) equal the same sources read one after the other through the session; identities stored as JSON
+arrays built in Arrow equal ``json.dumps`` of them, whatever characters they hold; a break's fingerprint is the
+canonical-JSON hash it always was (breaks already in a database are found again); and the SQLite columnar worker
+that fails half-way through a result reports the error and stays usable; a break found again (written in one
+statement for all) takes the run's values and keeps its status, owner and version."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sqlalchemy import select, text
+
+from app.models import Break
+from app.services import columnar, demo
+from app.services.db import Database
+from app.services.jsonable import canonical_json
+from app.services.permissions import SYSTEM, Actor
+from app.services.recon import definitions as defs
+from app.services.recon.config import parse_config
+from app.services.recon.engine import reconcile
+from app.services.recon.run import _json_ids, _json_strings, fingerprint, run_recon
+from app.services.recon.sources import needed_columns, read_source, read_sources
+
+from .conftest import PASSWORD
+
+ODD = ['quote"d', "back\\slash", "tab\there", "ctrl\x01", "é-ß-中", "", "plain", "T000000001"]
+
+
+def test_both_sides_read_side_by_side_equal_the_session_reads(db: Database, users: dict[str, Actor]) -> None:
+    demo.build_demo(db, SYSTEM, trades=300, seed=7, today=dt.date(2026, 11, 30), password=PASSWORD)
+    defs.ensure_default_definitions(db, SYSTEM)
+    both_sides = 0
+    with db.read() as s:
+        for name in defs.DEFAULTS:
+            cfg = defs.validate(defs.find(s, name).config)
+            wanted = [
+                (cfg.left.source, None, needed_columns(cfg, "left")),
+                (cfg.right.source, None, needed_columns(cfg, "right")),
+            ]
+            together = read_sources(s, db, wanted)
+            # Without ``db``: the session's own driver (COPY as CSV / sqlite3 fetchall), one after the other.
+            alone = [read_source(s, src, as_of, cols) for src, as_of, cols in wanted]
+            assert [len(f) for f in together] == [len(f) for f in alone]
+            both_sides += all(len(f) for f in alone)
+            for got, want in zip(together, alone, strict=True):
+                pd.testing.assert_frame_equal(got, want, check_dtype=False)
+                for c in want.columns:  # exact integers on both paths (never a float on the way)
+                    assert str(got[c].dtype) == str(want[c].dtype) or got[c].dtype.kind == want[c].dtype.kind
+    # The demo book gives most definitions rows on both sides: the comparison means something.
+    assert both_sides >= 3
+
+
+def _cfg() -> object:
+    return parse_config(
+        {
+            "left": {"source": "ours"},
+            "right": {"source": "theirs"},
+            "fields": {"ref": {}},
+            "key": ["ref"],
+            "compare": [],
+            "passes": [{"name": "exact_ref", "kind": "pair", "keys": ["ref"]}],
+        }
+    )
+
+
+@pytest.mark.parametrize("arrow", [True, False])
+def test_identity_arrays_are_the_json_of_the_identities(arrow: bool) -> None:
+    ids = [f"{v}#{i}" for i, v in enumerate(ODD)] + [f"T{i:09d}" for i in range(1000)]
+    for subset in (ids, ids[len(ODD) :], []):
+        col = pa.array(subset, type=pa.large_string())
+        values = pd.arrays.ArrowStringArray(col) if arrow else pd.array(subset, dtype=object)
+        left = pd.DataFrame({"_id": values, "ref": values})
+        result = reconcile(left, left.copy(), _cfg())
+        pos = result.pair_left
+        assert len(pos) == len(subset)
+        text = _json_ids(result.left, pos)
+        assert json.loads(text) == result.left.ids[pos].tolist()
+        assert text == _json_strings(result.left.ids[pos].tolist())  # the very text stored before
+
+
+def test_fingerprints_are_the_canonical_hash_they_always_were() -> None:
+    for key in (["T1", "C1", "quantity"], ODD, ["X"], [], ["a", 1], ["a", None], [{"b": 2, "a": 1}]):
+        want = hashlib.sha256(canonical_json([7, "FIELD_MISMATCH", key]).encode()).hexdigest()
+        assert fingerprint(7, "FIELD_MISMATCH", key) == want
+
+
+def test_the_sqlite_worker_reports_a_failure_half_way_and_stays_usable(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t (a)")
+    # Integers for more than one batch, then a text: the driver typed the column from the first batch.
+    con.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(columnar._SQLITE_BATCH_ROWS + 10)])
+    con.execute("INSERT INTO t VALUES ('text')")
+    con.commit()
+    con.close()
+    db = Database(f"sqlite:///{path}")
+    try:
+        with columnar.reader(db) as r:
+            assert r.via == "adbc"
+            with pytest.raises(columnar.DRIVER_ERRORS):
+                r._adbc.query("SELECT a FROM t", ())
+            # The exchange stayed in step: the same worker answers the next query.
+            again = r._adbc.query("SELECT count(*) AS n FROM t WHERE a < ?", (5,))
+            assert again.column("n").to_pylist() == [5]
+            got = r.arrow("SELECT a FROM t WHERE typeof(a) = :k", {"k": "integer"}, {"a": "int"})
+            assert got.num_rows == columnar._SQLITE_BATCH_ROWS + 10
+    finally:
+        db.dispose()
+
+
+def test_a_break_found_again_takes_the_new_values_and_keeps_its_state(
+    db: Database, users: dict[str, Actor]
+) -> None:
+    demo.build_demo(db, SYSTEM, trades=300, seed=7, today=dt.date(2026, 11, 30), password=PASSWORD)
+    clerk = users["clerk1"]
+    first = run_recon(db, clerk, defs.CASH)
+    with db.read() as s:
+        before = {b.id: b for b in s.scalars(select(Break))}
+    mism = next(b for b in before.values() if b.break_type.value == "FIELD_MISMATCH")
+    missing = [b for b in before.values() if b.break_type.value != "FIELD_MISMATCH"]
+    good = Decimal(mism.differences[0]["internal"])
+    other = good + Decimal("12.34")  # still wrong, by another amount: the same difference (same fields)
+    shown = format(other.normalize(), "f")  # as break records show decimals: no trailing zeros
+    with db.write() as s:
+        s.execute(
+            text("UPDATE statement_lines SET amount = :a WHERE reference = :r"),
+            {"a": str(other), "r": mism.external_ref},
+        )
+    again = run_recon(db, clerk, defs.CASH)
+    assert (again.new_breaks, again.still_open, again.resolved) == (0, first.new_breaks, 0)
+    with db.read() as s:
+        after = {b.id: b for b in s.scalars(select(Break))}
+    assert set(after) == set(before)
+    b = after[mism.id]
+    assert b.differences == [
+        {"field": "amount", "internal": mism.differences[0]["internal"], "external": shown}
+    ]
+    assert b.external_record["amount"] == shown and b.internal_record == mism.internal_record
+    assert b.amount == Decimal("12.34") and mism.amount != b.amount
+    assert (b.version, b.status, b.last_run_id) == (mism.version, mism.status, again.run_id)
+    for old in missing:  # a missing side stays missing (SQL NULL read back as None), the record as it was
+        new = after[old.id]
+        assert (new.internal_record, new.external_record) == (old.internal_record, old.external_record)
+        assert (new.version, new.amount, new.as_of_date) == (old.version, old.amount, old.as_of_date)
+        assert new.last_run_id == again.run_id
