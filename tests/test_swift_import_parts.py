@@ -1,5 +1,6 @@
-"""A large FIN file is imported part by part (its instructions and movements written on a writer thread while the
-next part is parsed): the outcome must be exactly that of the same file imported in one part, on both backends.
+"""A large FIN file is imported part by part (its instructions and movements written after each part, so the rows
+built never pile up for the whole file): the outcome must be exactly that of the same file imported in one part, on
+both backends.
 
 The file mixes what can go wrong across part boundaries: a partial settlement and its remainder in different
 parts, a duplicate of a message of an earlier part, a status after a settlement, an over-settlement refused and
@@ -160,26 +161,22 @@ def test_parts_give_the_same_outcome_as_one_part(
     assert (named != {None}) == (per_row_audit_max == 1)
 
 
-def test_a_failed_write_on_the_writer_thread_rolls_back_the_whole_file(
+def test_a_failed_write_of_a_later_part_rolls_back_the_whole_file(
     two_dbs: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = two_dbs[0]
     data = _scenario(db)
     before = _state(db)
     monkeypatch.setattr(messages, "PART", 3)
-    taken = lifecycle.Batch.take_rows
+    written = lifecycle.Batch.write_changed
 
-    def fails_on_second_part(self: lifecycle.Batch) -> Any:
-        write = taken(self)
+    def fails_on_second_part(self: lifecycle.Batch) -> None:
+        written(self)  # the part's rows are in the transaction ...
         self.parts = getattr(self, "parts", 0) + 1
-
-        def write_then_fail() -> None:
-            write()
+        if self.parts == 2:  # ... when the second part's write finds a stale row
             raise errors.StaleEdit("changed by someone else while this batch was applied")
 
-        return write_then_fail if self.parts == 2 else write
-
-    monkeypatch.setattr(lifecycle.Batch, "take_rows", fails_on_second_part)
+    monkeypatch.setattr(lifecycle.Batch, "write_changed", fails_on_second_part)
     with pytest.raises(errors.StaleEdit):
         messages.import_bytes(db, SYSTEM, data, "parts.fin", as_of=ISD)
     assert _state(db) == before  # nothing of the file stayed: not the first part's rows, not the movements

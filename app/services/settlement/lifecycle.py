@@ -597,6 +597,8 @@ class Batch:
         self.actor = actor
         self.now = utcnow()
         self.states: dict[int, InstructionState] = {}
+        self._by_ref: dict[str, InstructionState] = {}  # the same states by reference (unique)
+        self._taken = 0  # steps whose rows write_changed has written already
         self.steps: list[_Step] = []
         self.audit_entry_id: int | None = None  # the batch entry (large batches), once flushed
 
@@ -605,14 +607,16 @@ class Batch:
     def load(self, *, ids: Iterable[int] = (), refs: Iterable[str] = ()) -> list[InstructionState]:
         """Load (or return the already loaded) states; a state already in the batch keeps its in-memory changes."""
         ids, refs = list(ids), {r for r in refs if r}
-        have_refs = {st.instruction_ref for st in self.states.values()}
+        by_ref = self._by_ref
         want_ids = [i for i in ids if i not in self.states]
-        want_refs = [r for r in refs if r not in have_refs]
+        want_refs = [r for r in refs if r not in by_ref]
         for st in load_states(self.session, ids=want_ids, refs=want_refs):
-            self.states.setdefault(st.id, st)
+            st = self.states.setdefault(st.id, st)
+            by_ref.setdefault(st.instruction_ref, st)
         out = [self.states[i] for i in ids if i in self.states]
         if refs:
-            out += [st for st in self.states.values() if st.instruction_ref in refs]
+            # A file is loaded part by part: look the references up, never walk every state loaded so far.
+            out += sorted((by_ref[r] for r in refs if r in by_ref), key=lambda st: st.id)
         return out
 
     def get(self, instruction_id: int) -> InstructionState | None:
@@ -629,6 +633,7 @@ class Batch:
         """Undo every transition since ``checkpoint`` (of this state; nothing else may have changed since)."""
         n, values = token
         del self.steps[n:]
+        self._taken = min(self._taken, n)
         state.restore(values)
 
     def check_allowed(self, state: InstructionState, new: InstructionStatus) -> None:
@@ -653,6 +658,7 @@ class Batch:
         new = as_status(new)
         _check(state.instruction_ref, old, new, reason_code)
         self.states.setdefault(state.id, state)
+        self._by_ref.setdefault(state.instruction_ref, state)
         before = _state_snapshot(state)
         _apply(state, old, new, reason_code, reason_text, changes, self.now)
         sync = (
@@ -668,13 +674,14 @@ class Batch:
         if not self.steps:
             return 0
         steps, self.steps = self.steps, []
+        self._taken = 0
         changed: dict[int, InstructionState] = {}
         synced: dict[int, InstructionState] = {}
         for step in steps:
             changed[step.state.id] = step.state
             if step.sync:
                 synced[step.state.id] = step.state
-        # Only what changed since it was last written (take_rows may have written the rest already).
+        # Only what changed since it was last written (write_changed may have written the rest already).
         self._write_rows([st for st in changed.values() if st.version != st.loaded_version])
         trades_by_instruction = self._sync_trades(
             list(synced.values()), per_row=len(steps) <= PER_ROW_AUDIT_MAX
@@ -691,17 +698,18 @@ class Batch:
                 self.session.expire(obj)
         return len(changed)
 
-    def take_rows(self) -> Callable[[], None]:
-        """The rows of every instruction changed since it was last written, taken now (the states may go on
-        changing); the returned call writes them, and raises ``StaleEdit`` as :meth:`flush` does. It may run on
-        another thread while the caller goes on, provided nothing else uses the session meanwhile. The transitions
-        stay in the batch: :meth:`flush` moves the trades and writes the audit trail of all of them."""
-        dirty = [st for st in self.states.values() if st.version != st.loaded_version]
-        write = self._rows_writer(dirty)
+    def write_changed(self) -> None:
+        """Write the rows of every instruction changed since they were last written (a large file goes part by
+        part, so the rows built never pile up for the whole file); raises ``StaleEdit`` as :meth:`flush` does. The
+        transitions stay in the batch: :meth:`flush` moves the trades and writes the audit trail of all of them."""
+        # The states of the steps since the last write (not every state loaded so far).
+        fresh = {step.state.id: step.state for step in self.steps[self._taken :]}
+        self._taken = len(self.steps)
+        dirty = [st for st in fresh.values() if st.version != st.loaded_version]
+        self._rows_writer(dirty)()
         for st in dirty:
             st.loaded_version = st.version
             st.loaded = st.values()
-        return write
 
     def _write_rows(self, states: list[InstructionState]) -> None:
         self._rows_writer(states)()

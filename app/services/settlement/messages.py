@@ -41,7 +41,6 @@ import io
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -687,30 +686,6 @@ def _prepare(u: _Unit) -> None:
             u.parsed["reason_codes"] = list(dict.fromkeys(codes))
 
 
-class _Writer:
-    """Database writes run in order on one background thread while the importer parses the next part of the file.
-
-    SQLite and the PostgreSQL driver let go of the GIL while the database works, so the two overlap. The importer
-    hands over calls whose rows are already built (``take_rows`` / ``take_movements``: later changes to the states
-    do not reach them) and uses the session itself only after :meth:`wait`, so the session is never used by both
-    threads at once. An error of a write is raised by the next :meth:`wait`, and the transaction rolls back."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsdesk-message-writer")
-        self._pending: list[Future[None]] = []
-
-    def submit(self, call: Callable[[], None]) -> None:
-        self._pending.append(self._pool.submit(call))
-
-    def wait(self) -> None:
-        pending, self._pending = self._pending, []
-        for f in pending:
-            f.result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-
-
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a file's messages are read and applied: they create millions of
@@ -765,10 +740,11 @@ def _import_units(
     it was (its own transitions are undone) and is quarantined with the reason.
 
     Part by part (``PART`` messages of a large FIN file): the instructions and movements a part changed are written
-    on the writer thread while the next part is parsed; the trades, the audit trail (one batch entry for a large
-    file, listing every transition of the file) and the message rows are written once all parts are applied."""
+    once the part is applied, so the rows built for them never pile up for the whole file; the trades, the audit
+    trail (one batch entry for a large file, listing every transition of the file) and the message rows are written
+    once all parts are applied. (Writing a part on a thread while the next one was parsed gained nothing measurable:
+    the database work is the larger share and holds the GIL between rows.)"""
     batch = movements.SettlementBatch(s, actor)
-    writer = _Writer()
     seen: set[str] = set()
     by_ref: dict[str, lifecycle.InstructionState] = {}
     changed: set[int] = set()
@@ -777,66 +753,59 @@ def _import_units(
     to_name: list[int] = []  # rows of applied messages: they name the file's batch audit entry
     total = 0
     encode = _message_rows(s, file_name)
-    # The writer must be done before anything else touches the connection (restoring the SQLite settings,
-    # or rolling back after an error).
     with bulk.bulk_write(s):  # SQLite: a page cache that holds the indexes being updated
-        try:
-            for units in parts:  # parsing this part overlaps the writing of the previous one
-                for u in units:
-                    _prepare(u)
-                writer.wait()  # the session is ours again
-                total += len(units)
-                known = _existing_hashes(s, [u.content_hash for u in units if u.content_hash not in seen])
-                fresh: list[_Unit] = []
-                for u in units:
-                    result.messages += 1
-                    if u.content_hash in seen or u.content_hash in known:
-                        result.count(u.message_type, "duplicates")
-                        continue
-                    seen.add(u.content_hash)
-                    fresh.append(u)
-                for st in batch.lifecycle.load(
-                    refs=[u.incoming.related_reference or "" for u in fresh if u.incoming is not None]
-                ):
-                    by_ref[st.instruction_ref] = st
-                for u in fresh:
-                    _apply_unit(s, batch, by_ref, u, as_of, changed)
-                    result.count(u.message_type, u.outcome)
-                    if u.outcome != "applied":
-                        result.issues.append(
-                            {
-                                "file": file_name,
-                                "message": u.index,
-                                "type": u.message_type,
-                                "outcome": u.outcome,
-                                "reason": u.reason,
-                            }
-                        )
-                writer.submit(batch.take_movements())
-                writer.submit(batch.lifecycle.take_rows())
-                for u in fresh:
-                    if u.instruction_id is not None and u.outcome == "applied":
-                        to_name.append(len(rows))
-                    rows.append(encode(u))
-                live.extend(fresh)
-            writer.wait()
-            batch.flush()
-            result.instructions_changed += len(changed)
-            if not live:
-                return
-            batch_entry = batch.lifecycle.audit_entry_id
-            if batch_entry is not None:
-                # The instruction's history for a large file: this message, and the entry listing the change. The
-                # key goes last into the message's parsed JSON, as if set on the dict before it was encoded.
-                named = f',"transition_audit_entry":{int(batch_entry)}}}'
-                for i in to_name:
-                    row = rows[i]
-                    doc = row[10]
-                    doc = doc[:-1] + named if doc != "{}" else "{" + named[1:]
-                    rows[i] = (*row[:10], doc, *row[11:])
-            _insert_messages(s, rows)
-        finally:
-            writer.close()
+        for units in parts:
+            for u in units:
+                _prepare(u)
+            total += len(units)
+            known = _existing_hashes(s, [u.content_hash for u in units if u.content_hash not in seen])
+            fresh: list[_Unit] = []
+            for u in units:
+                result.messages += 1
+                if u.content_hash in seen or u.content_hash in known:
+                    result.count(u.message_type, "duplicates")
+                    continue
+                seen.add(u.content_hash)
+                fresh.append(u)
+            for st in batch.lifecycle.load(
+                refs=[u.incoming.related_reference or "" for u in fresh if u.incoming is not None]
+            ):
+                by_ref[st.instruction_ref] = st
+            for u in fresh:
+                _apply_unit(s, batch, by_ref, u, as_of, changed)
+                result.count(u.message_type, u.outcome)
+                if u.outcome != "applied":
+                    result.issues.append(
+                        {
+                            "file": file_name,
+                            "message": u.index,
+                            "type": u.message_type,
+                            "outcome": u.outcome,
+                            "reason": u.reason,
+                        }
+                    )
+            batch.post_movements()
+            batch.lifecycle.write_changed()
+            for u in fresh:
+                if u.instruction_id is not None and u.outcome == "applied":
+                    to_name.append(len(rows))
+                rows.append(encode(u))
+            live.extend(fresh)
+        batch.flush()
+        result.instructions_changed += len(changed)
+        if not live:
+            return
+        batch_entry = batch.lifecycle.audit_entry_id
+        if batch_entry is not None:
+            # The instruction's history for a large file: this message, and the entry listing the change. The
+            # key goes last into the message's parsed JSON, as if set on the dict before it was encoded.
+            named = f',"transition_audit_entry":{int(batch_entry)}}}'
+            for i in to_name:
+                row = rows[i]
+                doc = row[10]
+                doc = doc[:-1] + named if doc != "{}" else "{" + named[1:]
+                rows[i] = (*row[:10], doc, *row[11:])
+        _insert_messages(s, rows)
     counts = Counter(u.outcome for u in live)
     audit.record(
         s,

@@ -18,7 +18,6 @@ currency).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -262,17 +261,11 @@ class SettlementBatch:
 
     def flush(self) -> int:
         """Write the movements, positions, balances and instructions; returns the instructions written."""
-        self._post_movements()
+        self.post_movements()
         return self.lifecycle.flush()
 
-    def take_movements(self) -> Callable[[], None]:
-        """The movements queued so far, taken now; the returned call posts them (movements, positions, balances).
-        Like ``lifecycle.Batch.take_rows`` it may run on another thread while nothing else uses the session."""
-        sec, cash = self._securities, self._cash
-        self._securities, self._cash = [], []
-        return lambda: self._post(sec, cash)
-
-    def _post_movements(self) -> None:
+    def post_movements(self) -> None:
+        """Post the movements queued so far (movements, positions, balances)."""
         sec, cash = self._securities, self._cash
         self._securities, self._cash = [], []
         self._post(sec, cash)
