@@ -100,7 +100,10 @@ UNASSIGNED = "(unassigned)"
 
 @dataclass
 class Tile:
-    """One SLA at a glance: open items by state (with their ids), attainment today and over the window, trend."""
+    """One SLA at a glance: open items by state, attainment today and over the window, trend.
+
+    ``ids`` holds the items per state when built from an evaluation (the daily report); the monitor's stored read
+    (``monitor.py``) leaves it empty and reads a state's items only when asked (``monitor.tile_items``)."""
 
     sla_id: int
     code: str
