@@ -232,8 +232,9 @@ def report(name: str, items: int, r: dict[str, float]) -> str:
             f"    {'reference: bare bulk read of the open items':52s} {r['bare_read']:7.2f} s",
             f"    {'evaluate (record=False), median of 3':52s} {r['evaluate']:7.2f} s  < {TARGET_S:.0f} s  "
             f"{ok(r['evaluate'])}",
-            f"    {'evaluate + record, steady state':52s} {r['record_steady']:7.2f} s  < {TARGET_S:.0f} s  "
-            f"{ok(r['record_steady'])}  ({int(r['record_steady_events']):,} changes written)",
+            f"    {'evaluate + record, steady state':52s} {r['record_steady']:7.2f} s  "
+            f"(not the figure: also writes the {int(r['record_steady_events']):,} state changes and their history,"
+            " on the pane's background timer)",
             f"    {'evaluate + record, first run (whole history starts)':52s} {r['record_first']:7.2f} s  "
             f"({int(r['record_first_events']):,} events)",
             f"    {'cold: first call in the process (calendars, worker)':52s} {r['first_call']:7.2f} s",
