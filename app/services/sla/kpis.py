@@ -489,6 +489,13 @@ def _workload(s: Session, ev: Evaluation) -> pd.DataFrame:
             counts[code] = 0
     counts = counts[[ON_TRACK, AT_RISK, BREACHED]]
     counts.columns = ["ON_TRACK", "AT_RISK", "BREACHED"]
+    return workload_table(s, counts)
+
+
+def workload_table(s: Session, counts: pd.DataFrame) -> pd.DataFrame:
+    """The per-clerk workload from counts indexed by ``owner_id`` (-1: unassigned) with ON_TRACK / AT_RISK /
+    BREACHED columns: totals, user names, the most breached first (the evaluation's and the stored read's)."""
+    counts = counts.copy()
     counts["open"] = counts.sum(axis=1)
     counts = counts.reset_index()
     owners = [int(o) for o in counts["owner_id"] if o >= 0]
@@ -497,7 +504,7 @@ def _workload(s: Session, ev: Evaluation) -> pd.DataFrame:
         names.get(int(o), f"user #{int(o)}") if o >= 0 else UNASSIGNED for o in counts["owner_id"]
     ]
     counts = counts.sort_values(["BREACHED", "AT_RISK", "open"], ascending=False, kind="stable")
-    return counts[cols].reset_index(drop=True)
+    return counts[["owner_id", "username", "open", "ON_TRACK", "AT_RISK", "BREACHED"]].reset_index(drop=True)
 
 
 def workload_items(ev: Evaluation, owner_id: int) -> tuple[str, list[int]] | None:

@@ -32,13 +32,13 @@ import pandas as pd
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app.models import SlaDefinition, User, utcnow
+from app.models import SlaDefinition, utcnow
 
 from ..db import Database
 from ..errors import ValidationFailed
 from ..permissions import Actor, Permission, require
 from . import kpis
-from .kpis import UNASSIGNED, WINDOW_DAYS, Dashboard, HealthItem, Tile, _pct
+from .kpis import WINDOW_DAYS, Dashboard, HealthItem, Tile, _pct
 from .rules import DESK_ZONE, ITEM_PANES, SlaInfo, _info
 
 # =====================================================================================================================
@@ -268,15 +268,7 @@ def _workload(s: Session, rows: list[tuple[int, int, int, int, int | None]]) -> 
         index=pd.Index(owners_, name="owner_id"),
         columns=["ON_TRACK", "AT_RISK", "BREACHED"],
     )
-    counts["open"] = counts.sum(axis=1)
-    counts = counts.reset_index()
-    owners = [int(o) for o in counts["owner_id"] if o >= 0]
-    names = dict(s.execute(select(User.id, User.username).where(User.id.in_(owners))).all()) if owners else {}
-    counts["username"] = [
-        names.get(int(o), f"user #{int(o)}") if o >= 0 else UNASSIGNED for o in counts["owner_id"]
-    ]
-    counts = counts.sort_values(["BREACHED", "AT_RISK", "open"], ascending=False, kind="stable")
-    return counts[cols].reset_index(drop=True)
+    return kpis.workload_table(s, counts)
 
 
 # =====================================================================================================================
