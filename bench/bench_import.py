@@ -23,6 +23,7 @@ tests/pgserver.TempPostgres), in the same run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from app.services import calendars, demo, schema  # noqa: E402
+from app.services import calendars, demo, schema, trade_search  # noqa: E402
 from app.services.capture import import_trades  # noqa: E402
 from app.services.capture.bulk import bulk_write, deferred_indexes  # noqa: E402
 from app.services.db import Database  # noqa: E402
@@ -161,7 +162,13 @@ def raw_load(db: Database, data: dict[str, tuple[list[str], list[tuple]]], *, de
             cols, rows = data[t]
             if not rows:
                 continue
-            with deferred_indexes(s, t, len(rows) if defer and t in ("trades", "trade_versions") else 0):
+            # The search index is kept the way the import keeps it (one INSERT … SELECT after the rows, not a
+            # trigger per row), so the reference pays the same index upkeep and no more.
+            search = trade_search.bulk_inserts(s) if t == "trades" else contextlib.nullcontext()
+            with (
+                search,
+                deferred_indexes(s, t, len(rows) if defer and t in ("trades", "trade_versions") else 0),
+            ):
                 if db.is_postgres:
                     cur = conn.connection.driver_connection.cursor()
                     with cur.copy(f"COPY {t} ({', '.join(cols)}) FROM STDIN") as cp:
