@@ -9,6 +9,7 @@ database (before/after) or from the service run on the same input, never written
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -50,6 +51,7 @@ from app.views.operations.message_import import MessageImportDialog
 from app.views.operations.recon_definitions import ReconDefinitionsDialog
 from app.views.operations.recon_files import ReconcileFilesDialog
 from app.views.operations.send_instructions import SendInstructionsDialog
+from app.views.operations.sla_rules import SlaRulesDialog
 from app.views.operations.statement_import import StatementImportDialog
 from app.views.panes.base import Workspace
 from app.views.panes.break_investigation import BreakInvestigationPane
@@ -466,6 +468,7 @@ def test_each_operations_entry_opens_its_dialog(qtbot: QtBot, demo_db: Database,
         "recon_definitions": ReconDefinitionsDialog,
         "raise_give_up": RaiseExceptionDialog,
         "approval_thresholds": ApprovalThresholdsDialog,
+        "sla_rules": SlaRulesDialog,
     }
     try:
         for key, cls in expected.items():
@@ -613,6 +616,59 @@ def test_a_supervisor_sets_a_threshold_and_a_clerk_only_reads_them(
     assert "needs the role" in clerk.notice_text()
 
 
+# --- SLA rules ----------------------------------------------------------------------------------------------------
+
+
+def test_a_supervisor_edits_an_sla_rule_and_bad_or_stale_edits_are_refused(
+    qtbot: QtBot, ws: Opener, show: Opener, demo_db: Database
+) -> None:
+    from app.services.sla import rules
+
+    sup = ws("supervisor")
+    rules.ensure_default_slas(demo_db, sup.actor)
+    dialog = show(SlaRulesDialog(sup))
+    qtbot.waitUntil(lambda: dialog.sla.count() == len(rules.list_slas(demo_db, sup.actor)), timeout=WAIT)
+    dialog.sla.setCurrentIndex(dialog.sla.findData("REPAIR_FIX"))
+    before = dialog.current()
+    assert before is not None and "REPAIR_FIX" in dialog.sla.currentText()
+    assert json.loads(dialog.rule.toPlainText()) == before.rule.as_dict()
+    assert "within" in dialog.reading.text()
+
+    # A changed warning window and rule are saved as the next version, and the next evaluation reads them.
+    rule = before.rule.as_dict() | {"hours": before.rule.hours + 2}
+    dialog.rule.setPlainText(json.dumps(rule))
+    dialog.warning.setValue(before.warning_minutes + 15)
+    run(qtbot, dialog)
+    stored = next(i for i in rules.list_slas(demo_db, sup.actor) if i.code == "REPAIR_FIX")
+    assert stored.version == before.version + 1
+    assert (
+        stored.rule.hours == before.rule.hours + 2 and stored.warning_minutes == before.warning_minutes + 15
+    )
+    assert dialog.current() is not None and dialog.current().version == stored.version  # the form shows it
+
+    # Not JSON: refused in the dialog, nothing sent.
+    dialog.rule.setPlainText("{ not json")
+    dialog.start()
+    assert "not valid JSON" in dialog.notice_text() and not dialog.running
+    # JSON the service does not accept: its reason, naming the field.
+    dialog.rule.setPlainText(json.dumps(stored.rule.as_dict() | {"hours": -1}))
+    assert "hours" in refused(qtbot, dialog)
+    # Someone else saved meanwhile: the stale copy is refused and nothing changes.
+    rules.update_sla(
+        demo_db, ws("supervisor2").actor, stored.id, warning_minutes=5, seen_version=stored.version
+    )
+    dialog.rule.setPlainText(json.dumps(stored.rule.as_dict()))
+    dialog.warning.setValue(90)
+    assert "supervisor2" in refused(qtbot, dialog)
+    latest = next(i for i in rules.list_slas(demo_db, sup.actor) if i.code == "REPAIR_FIX")
+    assert latest.warning_minutes == 5 and latest.version == stored.version + 1
+    dialog.close()
+
+    clerk = show(SlaRulesDialog(ws("clerk1")))
+    qtbot.waitUntil(lambda: clerk.sla.count() > 0, timeout=WAIT)
+    assert not clerk.run_button.isEnabled() and "needs the role" in clerk.notice_text()
+
+
 # --- give-ups and out-trades --------------------------------------------------------------------------------------
 
 
@@ -756,8 +812,16 @@ def test_screenshots_of_dialogs_with_results(
     limits.currency.setText("*")
     limits.amount.setText("1000000")
     run(qtbot, limits)
+    from app.services.sla.rules import ensure_default_slas
+
+    ensure_default_slas(demo_db, ws("supervisor").actor)
+    sla_rules = show(SlaRulesDialog(ws("supervisor")))
+    sla_rules.resize(760, 720)
+    qtbot.waitUntil(lambda: sla_rules.sla.count() > 0, timeout=WAIT)
+    sla_rules.sla.setCurrentIndex(sla_rules.sla.findData("BREAK_RESOLVE"))
     qtbot.wait(200)  # let the layouts take the result tables in before grabbing
     shown = (
+        ("sla_rules", sla_rules),
         ("approval_thresholds", limits),
         ("messages", messages),
         ("statements", statements),

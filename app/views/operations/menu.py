@@ -107,6 +107,16 @@ ENTRIES: tuple[tuple[str, str, str, str, Permission | None, str, str, str], ...]
         "",
     ),
     (
+        "sla_rules",
+        "S&LA rules…",
+        "sla_rules",
+        "SlaRulesDialog",
+        None,  # everyone may look; only EDIT_RULES may save (the dialog's Save says so)
+        "Each SLA's deadline rule, warning window and activity (supervisors edit)",
+        "filter",
+        "",
+    ),
+    (
         "approval_thresholds",
         "Approval t&hresholds…",
         "approval_thresholds",
