@@ -264,6 +264,49 @@ def test_a_manual_match_is_respected_and_an_assigned_break_keeps_its_owner(
         assert manual.unmatched_at is None
 
 
+def test_records_a_person_unmatched_are_never_paired_again_by_a_run(
+    db: Database, book: demo.DemoSummary, users: dict[str, Actor]
+) -> None:
+    from app.models.enums import CorrectionKind
+    from app.services.workflow import corrections as wf
+
+    clerk, sup = users["clerk1"], users["supervisor"]
+    first = run_recon(db, clerk, defs.HOLDINGS)
+    left, right = next(iter(run_pairs(db, clerk, first.run_id).values()))[0]
+    with db.write() as s:  # the engine's pair, as a break it closed would have recorded it
+        def_id = s.scalar(select(ReconDefinition.id).where(ReconDefinition.name == defs.HOLDINGS))
+        m = ReconMatch(definition_id=def_id, pass_name="exact_ref", left_refs=[left], right_refs=[right])
+        s.add(m)
+        s.flush()
+        match_id = m.id
+    cid = wf.propose(
+        db,
+        clerk,
+        CorrectionKind.UNMATCH,
+        "recon_matches",
+        match_id,
+        {},
+        "not the same holding",
+        seen_version=None,
+    )
+    wf.approve(db, sup, cid)
+    opened = {(b.internal_ref, b.external_ref): b.id for b in _breaks_of(db, def_id) if b.status == "OPEN"}
+    assert (left, None) in opened and (None, right) in opened
+
+    again = run_recon(db, clerk, defs.HOLDINGS)
+    assert sum(again.matched_by_pass.values()) == sum(first.matched_by_pass.values()) - 1
+    assert again.new_breaks == 0 and again.resolved == 0  # nothing re-paired, nothing closed, nothing doubled
+    for key in ((left, None), (None, right)):
+        assert _break(db, id=opened[key]).status == BreakStatus.OPEN
+    paired = [p for pairs in run_pairs(db, clerk, again.run_id).values() for p in pairs]
+    assert paired and not any(lft == left or rgt == right for lft, rgt in paired)
+
+
+def _breaks_of(db: Database, def_id: int) -> list[Break]:
+    with db.read() as s:
+        return list(s.scalars(select(Break).where(Break.definition_id == def_id)))
+
+
 def test_a_duplicated_statement_line_is_a_duplicate_key_break_never_paired(
     db: Database, book: demo.DemoSummary, users: dict[str, Actor]
 ) -> None:

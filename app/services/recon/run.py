@@ -13,6 +13,9 @@ Break lifecycle across runs (the rules clerks rely on):
   is still there stays written off (the difference was accepted).
 - Records in an active manual match (``recon_matches`` with ``pass_name = 'manual'``, made by a person) are taken
   out of the run before matching: a run never re-breaks them and never undoes the match.
+- Records of a match a person undid (an approved UNMATCH) are left out of later runs: the engine never pairs them
+  again by itself, and the breaks the unmatch opened stay with the people working them until someone matches them
+  by hand.
 
 What is stored of the matches (auditability without a million rows a run): every one-to-one pair a pass made goes
 to ``recon_run_pairs``, one row per run and pass holding the two identity lists side by side (``run_pairs`` reads
@@ -119,6 +122,22 @@ def _manual_refs(s: Session, definition_id: int) -> tuple[set[str], set[str]]:
     return left, right
 
 
+def _kept_apart(s: Session, definition_id: int) -> tuple[set[str], set[str]]:
+    """The records of matches a person undid (an approved UNMATCH): the engine must not pair them again by itself.
+    Only a person puts them together again, with a manual match (which then takes them, see ``_manual_refs``)."""
+    left: set[str] = set()
+    right: set[str] = set()
+    rows = s.execute(
+        select(ReconMatch.left_refs, ReconMatch.right_refs).where(
+            ReconMatch.definition_id == definition_id, ReconMatch.unmatched_at.is_not(None)
+        )
+    )
+    for lrefs, rrefs in rows:
+        left.update(str(r) for r in lrefs or [])
+        right.update(str(r) for r in rrefs or [])
+    return left, right
+
+
 def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = None) -> RunResult:
     """Run the definition ``name`` (or id) over both sides as of ``as_of`` (default: everything known today)."""
     require(actor, Permission.RUN_PROCESSES)
@@ -146,6 +165,9 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
             ],
         )
         manual_l, manual_r = _manual_refs(s, def_id)
+        apart_l, apart_r = _kept_apart(s, def_id)
+        apart_l -= manual_l
+        apart_r -= manual_r
         timings["read"] = time.perf_counter() - t
     run_date = as_of or dt.datetime.now(dt.UTC).date()
     try:
@@ -153,6 +175,12 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
         left = prepare(left_raw, cfg.left, cfg, "left")
         right = prepare(right_raw, cfg.right, cfg, "right")
         del left_raw, right_raw
+        # Records a person took apart are left out of the run altogether, as if not read: the engine does not pair
+        # them again, and the breaks the unmatch made for them stay as people left them.
+        if apart_l:
+            left = left.loc[~_in(left["_id"], apart_l)].reset_index(drop=True)
+        if apart_r:
+            right = right.loc[~_in(right["_id"], apart_r)].reset_index(drop=True)
         # Every record read is in this run's scope (its breaks may close); records a person matched stay out of
         # the matching and count as matched.
         in_manual_l = _in(left["_id"], manual_l)
