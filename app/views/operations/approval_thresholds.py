@@ -71,15 +71,7 @@ class ApprovalThresholdsDialog(OperationDialog):
         if not self.ws.actor.can(Permission.APPROVE_CORRECTION):
             self.inputs.setEnabled(False)
             self.inputs.setToolTip(who_may(Permission.APPROVE_CORRECTION, self.ws.actor))
-        self.ws.tasks.run(
-            current,
-            self.ws.db,
-            self.ws.actor,
-            on_done=self.show_thresholds,
-            on_error=lambda failure: self.show_notice(failure.message, "bad"),
-            label="Reading the approval thresholds",
-            owner=self,
-        )
+        self.read_first(current, self.show_thresholds, "Reading the approval thresholds")
 
     def check_inputs(self) -> str | None:
         if not self.currency.text().strip():

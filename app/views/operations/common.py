@@ -345,6 +345,19 @@ class OperationDialog(QDialog):
     def show_result(self, result: Any) -> None:
         """Put the result on screen (summary text and tables)."""
 
+    def read_first(self, fn: Callable[..., Any], on_done: Callable[[Any], None], label: str) -> None:
+        """Read what the dialog edits, in the background as it opens: ``fn(ctx, db, actor)``; a failure is shown
+        in the notice (the dialogs that edit settings: SLA rules, approval thresholds)."""
+        self.ws.tasks.run(
+            fn,
+            self.ws.db,
+            self.ws.actor,
+            on_done=on_done,
+            on_error=lambda failure: self.show_notice(failure.message, "bad"),
+            label=label,
+            owner=self,
+        )
+
     # --- running --------------------------------------------------------------------------------------------------
 
     @property

@@ -73,15 +73,7 @@ class SlaRulesDialog(OperationDialog):
         self.form.addRow("Reads", self.reading)
         self.form.addRow("Rule", self.rule)
         self.sla.currentIndexChanged.connect(lambda _i: self._fill())
-        self.ws.tasks.run(
-            load,
-            self.ws.db,
-            self.ws.actor,
-            on_done=self.show_slas,
-            on_error=lambda failure: self.show_notice(failure.message, "bad"),
-            label="Reading the SLA rules",
-            owner=self,
-        )
+        self.read_first(load, self.show_slas, "Reading the SLA rules")
 
     def current(self) -> SlaInfo | None:
         i = self.sla.currentIndex()
