@@ -201,6 +201,19 @@ def fmt_pct(value: float | None) -> str:
 # =====================================================================================================================
 
 
+def frame(zone: str | None, actor: Actor, at: dt.datetime, window_days: int) -> tuple[str, ZoneInfo, dt.date]:
+    """The zone the KPIs are shown in (the user's, else the desk's), checked, and the day ``at`` falls on there;
+    the window of days is checked too."""
+    zone = zone or actor.timezone or DESK_ZONE
+    try:
+        tz = ZoneInfo(zone)
+    except Exception:
+        raise ValidationFailed(f"Unknown time zone {zone!r}.") from None
+    if window_days < 1 or window_days > 366:
+        raise ValidationFailed("The KPI window must be 1 to 366 days.")
+    return zone, tz, at.astimezone(tz).date()
+
+
 def dashboard(
     db: Database,
     actor: Actor,
@@ -221,15 +234,9 @@ def dashboard(
     """
     require(actor, Permission.VIEW)
     started = time.perf_counter()
-    zone = zone or actor.timezone or DESK_ZONE
-    try:
-        tz = ZoneInfo(zone)
-    except Exception:
-        raise ValidationFailed(f"Unknown time zone {zone!r}.") from None
     at = evaluation.at
-    day = day or at.astimezone(tz).date()
-    if window_days < 1 or window_days > 366:
-        raise ValidationFailed("The KPI window must be 1 to 366 days.")
+    zone, tz, today = frame(zone, actor, at, window_days)
+    day = day or today
     lo = day - dt.timedelta(days=window_days - 1)
     if throughput_hours is None:
         end_hour = at.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, replace
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import select, text
@@ -39,7 +38,7 @@ from ..errors import ValidationFailed
 from ..permissions import Actor, Permission, require
 from . import kpis
 from .kpis import WINDOW_DAYS, Dashboard, HealthItem, Tile, _pct
-from .rules import DESK_ZONE, ITEM_PANES, SlaInfo, _info
+from .rules import ITEM_PANES, SlaInfo, _info
 
 # =====================================================================================================================
 # The slowly changing KPIs (measured in the background, cached by the caller)
@@ -67,19 +66,6 @@ class SlowKpis:
         return (self.day, self.zone, self.window_days) == (day, zone, window_days)
 
 
-def _frame(
-    zone: str | None, actor: Actor, at: dt.datetime, window_days: int
-) -> tuple[str, ZoneInfo, dt.date]:
-    zone = zone or actor.timezone or DESK_ZONE
-    try:
-        tz = ZoneInfo(zone)
-    except Exception:
-        raise ValidationFailed(f"Unknown time zone {zone!r}.") from None
-    if window_days < 1 or window_days > 366:
-        raise ValidationFailed("The KPI window must be 1 to 366 days.")
-    return zone, tz, at.astimezone(tz).date()
-
-
 def slow_kpis(
     db: Database,
     actor: Actor,
@@ -93,7 +79,7 @@ def slow_kpis(
     require(actor, Permission.VIEW)
     started = time.perf_counter()
     at = (at or utcnow()).astimezone(dt.UTC)
-    zone, tz, day = _frame(zone, actor, at, window_days)
+    zone, tz, day = kpis.frame(zone, actor, at, window_days)
     lo = day - dt.timedelta(days=window_days - 1)
     end_hour = at.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
     with db.read() as s:
@@ -294,7 +280,7 @@ def read_dashboard(
     require(actor, Permission.VIEW)
     started = time.perf_counter()
     at = (at or utcnow()).astimezone(dt.UTC)
-    zone, _tz, day = _frame(zone, actor, at, window_days)
+    zone, _tz, day = kpis.frame(zone, actor, at, window_days)
     if slow is None or not slow.fits(day, zone, window_days):
         slow = slow_kpis(db, actor, at=at, zone=zone, window_days=window_days, verify_audit=verify_audit)
     lo = day - dt.timedelta(days=window_days - 1)
