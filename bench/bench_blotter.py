@@ -53,6 +53,8 @@ TARGET_SLOW_MS = 400.0
 TARGET_STALL_MS = 50.0
 #: Python's switch interval during the measurement: None is the app's own (run_gui's share_the_gil).
 SWITCH_INTERVAL_S: float | None = None
+#: The worker threads' nice increment over the GUI thread: None is the app's own (tasks.WORKER_NICE).
+WORKER_NICE: int | None = None
 TARGET_RSS_MB = 400.0
 #: Stalls longer than this are listed with their breakdown (those over the target are the ones that count).
 SHOWN_STALL_MS = 25.0
@@ -190,7 +192,7 @@ def measure(name: str, url: str, *, reference_url: str | None = None, password: 
 
     db = Database(url)
     actor = auth.login(db, "clerk1", password)
-    tasks = TaskRunner()
+    tasks = TaskRunner() if WORKER_NICE is None else TaskRunner(worker_nice=WORKER_NICE)
     # Warm the pool: in the app the log-in and the connection monitor have opened connections by now.
     pings: list[bool] = []
     for _ in range(4):
@@ -419,23 +421,33 @@ def main() -> int:
         metavar="MS",
         help="Python's switch interval in ms (default: the app's, app.views.tasks.GUI_SWITCH_INTERVAL_S)",
     )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        metavar="N",
+        help="the worker threads' nice increment over the GUI thread (default: the app's, tasks.WORKER_NICE; "
+        "0 runs them at the GUI thread's priority)",
+    )
     args = parser.parse_args()
-    global SWITCH_INTERVAL_S
+    global SWITCH_INTERVAL_S, WORKER_NICE
     if args.switch_interval is not None:
         SWITCH_INTERVAL_S = args.switch_interval / 1000
+    WORKER_NICE = args.worker_nice
     if args.build:
         build(args.build, args.trades)
         return 0
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from app.views.tasks import GUI_SWITCH_INTERVAL_S
+    from app.views.tasks import WORKER_NICE as APP_WORKER_NICE
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"OpsDesk blotter bench: {args.trades:,} trades, {os.cpu_count()} CPUs, {dt.datetime.now():%Y-%m-%d %H:%M},"
-        f" load average {load}, switch interval {(SWITCH_INTERVAL_S or GUI_SWITCH_INTERVAL_S) * 1000:g} ms (other processes share"
+        f" load average {load}, switch interval {(SWITCH_INTERVAL_S or GUI_SWITCH_INTERVAL_S) * 1000:g} ms,"
+        f" workers at nice +{APP_WORKER_NICE if WORKER_NICE is None else WORKER_NICE} (other processes share"
         " these cores; each stall below is split into time on a core, time waiting for a core, and time blocked)"
     )
     results: list[Result] = []

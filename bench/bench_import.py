@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -41,7 +42,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from app.services import calendars, demo, schema, trade_search  # noqa: E402
-from app.services.capture import import_trades  # noqa: E402
+from app.services.capture import bulk, import_trades  # noqa: E402
 from app.services.capture.bulk import bulk_write, deferred_indexes  # noqa: E402
 from app.services.db import Database  # noqa: E402
 from app.services.permissions import SYSTEM  # noqa: E402
@@ -182,6 +183,181 @@ def raw_load(db: Database, data: dict[str, tuple[list[str], list[tuple]]], *, de
     return time.perf_counter() - started
 
 
+def _copy_or_insert(conn, table: str, cols: list[str], rows: list[tuple], pg: bool) -> None:  # type: ignore[no-untyped-def]
+    if pg:
+        cur = conn.connection.driver_connection.cursor()
+        with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+            for row in rows:
+                cp.write_row(row)
+        cur.close()
+    else:
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        for i in range(0, len(rows), 50_000):
+            conn.exec_driver_sql(sql, rows[i : i + 50_000])
+
+
+def _proc_cpu(pid: int) -> tuple[int, float]:
+    """(parent pid, CPU seconds) of a process from /proc (0, 0.0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0, 0.0
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_meter(db: Database):  # type: ignore[no-untyped-def]
+    """A function giving the CPU seconds used so far by this process and, for a PostgreSQL server on this machine,
+    by every process of that server (backends, parallel workers, WAL writer, checkpointer). On a shared machine the
+    wall clock also measures the neighbours; CPU time measures the work. Finished processes' time is not counted
+    (a parallel worker that ends inside a step), so PostgreSQL's figure is a lower bound."""
+    if not db.is_postgres:
+        return time.process_time
+    with db.engine.connect() as c:
+        backend = int(c.exec_driver_sql("SELECT pg_backend_pid()").scalar() or 0)
+    postmaster = _proc_cpu(backend)[0]
+    if postmaster <= 1:
+        return time.process_time  # a remote server: its CPU is not visible from here
+
+    def used() -> float:
+        total = time.process_time() + _proc_cpu(postmaster)[1]
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                parent, secs = _proc_cpu(int(entry.name))
+                if parent == postmaster:
+                    total += secs
+        return total
+
+    return used
+
+
+def phases(make_db, data: dict[str, tuple[list[str], list[tuple]]], trades: int) -> None:  # type: ignore[no-untyped-def]
+    """Where the write time goes: the same rows the import wrote, loaded step by step in one transaction into a
+    copy of the template. First into a bare copy of trades (no index, no key, no constraint: the heap alone), then
+    into trades with only its primary key and unique trade_ref (every other index, foreign key and the search
+    trigger dropped, as the import's deferral does); then each secondary index, the search index and each foreign
+    key built one at a time; then the versions, the exceptions and the commit."""
+    db = make_db("phases")
+    pg = db.is_postgres
+    out: list[tuple[str, float, float]] = []
+    cpu = cpu_meter(db)
+
+    def timed(label: str, fn) -> None:  # type: ignore[no-untyped-def]
+        t, c = time.perf_counter(), cpu()
+        fn()
+        out.append((label, time.perf_counter() - t, cpu() - c))
+
+    s = (
+        db._write_sessions()
+    )  # the import's kind of session (SQLite: BEGIN IMMEDIATE), committed by hand below
+    try:
+        s.begin()
+        with bulk_write(s):
+            conn = s.connection()
+            cols, rows = data["trades"]
+            if pg:
+                conn.exec_driver_sql("CREATE TABLE trades_bare (LIKE trades INCLUDING DEFAULTS)")
+            else:
+                conn.exec_driver_sql("CREATE TABLE trades_bare AS SELECT * FROM trades WHERE 0")
+            timed(
+                "trades: heap only (no index, no key)",
+                lambda: _copy_or_insert(conn, "trades_bare", cols, rows, pg),
+            )
+            conn.exec_driver_sql("DROP TABLE trades_bare")
+            # The same with the primary key and the unique trade_ref only: what the keys cost, and (SQLite, whose
+            # foreign keys cannot be dropped) what its per-row foreign-key look-ups add in the next line.
+            if pg:
+                conn.exec_driver_sql("CREATE TABLE trades_keys (LIKE trades INCLUDING DEFAULTS)")
+                conn.exec_driver_sql("ALTER TABLE trades_keys ADD PRIMARY KEY (id), ADD UNIQUE (trade_ref)")
+            else:
+                others = ", ".join(c for c in cols if c not in ("id", "trade_ref"))
+                conn.exec_driver_sql(
+                    f"CREATE TABLE trades_keys (id INTEGER PRIMARY KEY, trade_ref VARCHAR(64) UNIQUE, {others})"
+                )
+            timed(
+                "trades: primary key + unique trade_ref only",
+                lambda: _copy_or_insert(conn, "trades_keys", cols, rows, pg),
+            )
+            conn.exec_driver_sql("DROP TABLE trades_keys")
+            if not pg:
+                # trades' own definition (types, checks, keys) without its foreign keys: the next line's difference
+                # is SQLite's per-row look-ups in the parent tables.
+                ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'trades'").scalar()
+                ddl = re.sub(r",\s*CONSTRAINT \w+ FOREIGN KEY\([^)]*\) REFERENCES \w+ \(id\)", "", str(ddl))
+                conn.exec_driver_sql(ddl.replace("CREATE TABLE trades", "CREATE TABLE trades_nofk", 1))
+                timed(
+                    "trades: its definition without the foreign keys",
+                    lambda: _copy_or_insert(conn, "trades_nofk", cols, rows, pg),
+                )
+                conn.exec_driver_sql("DROP TABLE trades_nofk")
+            indexes = bulk._secondary_indexes(s, "trades")
+            fks = bulk._foreign_keys(s, "trades") if pg else []
+            trigger = None
+            if pg:
+                conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+                for name, _ in fks:
+                    conn.exec_driver_sql(f'ALTER TABLE trades DROP CONSTRAINT "{name}"')
+            else:
+                trigger = conn.exec_driver_sql(
+                    f"SELECT sql FROM sqlite_master WHERE name = '{trade_search.INSERT_TRIGGER}'"
+                ).scalar()
+                if trigger:
+                    conn.exec_driver_sql(f"DROP TRIGGER {trade_search.INSERT_TRIGGER}")
+            for name, _ in indexes:
+                conn.exec_driver_sql(f'DROP INDEX "{name}"')
+            timed(
+                "trades table: keys, check" + ("" if pg else ", per-row foreign-key look-ups"),
+                lambda: _copy_or_insert(conn, "trades", cols, rows, pg),
+            )
+            for name, sql in indexes:
+                timed(f"index {name}", lambda sql=sql: conn.exec_driver_sql(sql))
+            if trigger:
+                search_cols = ", ".join(trade_search.SEARCH_COLUMNS)
+                timed(
+                    "search index: FTS5 INSERT ... SELECT",
+                    lambda: conn.exec_driver_sql(
+                        f"INSERT INTO {trade_search.FTS_TABLE}(rowid, {search_cols}) SELECT id, {search_cols} FROM trades"
+                    ),
+                )
+                conn.exec_driver_sql(str(trigger))
+            for name, definition in fks:
+                timed(
+                    f"foreign key {name}",
+                    lambda n=name, d=definition: conn.exec_driver_sql(
+                        f'ALTER TABLE trades ADD CONSTRAINT "{n}" {d}'
+                    ),
+                )
+            for t in ("trade_versions", "trade_exceptions"):
+                vcols, vrows = data[t]
+                if vrows:
+                    with deferred_indexes(s, t, len(vrows) if t == "trade_versions" else 0):
+                        timed(
+                            f"{t}: {len(vrows):,} rows",
+                            lambda c=vcols, r=vrows, t=t: _copy_or_insert(conn, t, c, r, pg),
+                        )
+            if not pg:
+                timed(
+                    "(for comparison: PRAGMA foreign_key_check(trades), set-wise)",
+                    lambda: conn.exec_driver_sql("PRAGMA foreign_key_check(trades)").all(),
+                )
+        timed("commit", s.commit)
+    finally:
+        s.close()
+    db.dispose()
+    total = sum(c for _, _, c in out)
+    who = "this process + the PostgreSQL server" if pg else "this process"
+    print(
+        f"{'':<10} write-path breakdown ({trades:,} trades): wall s, CPU s ({who}), trades/s of CPU were this the "
+        "only cost, share of CPU"
+    )
+    for label, secs, used in out:
+        print(
+            f"{'':<12} {label:<62} {secs:6.2f} {used:6.2f}  {trades / max(used, 1e-9):>11,.0f}/s  "
+            f"{100 * used / total:5.1f}%"
+        )
+    wall = sum(w for _, w, _ in out)
+    print(f"{'':<12} {'total':<62} {wall:6.2f} {total:6.2f}  {trades / total:>11,.0f}/s")
+
+
 def floors(db: Database) -> dict[str, int]:
     with db.engine.connect() as c:
         return {
@@ -189,10 +365,14 @@ def floors(db: Database) -> dict[str, int]:
         }
 
 
-def run_backend(name: str, make_db, csv_path: Path, rows: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run_backend(  # type: ignore[no-untyped-def]
+    name: str, make_db, csv_path: Path, rows: int, show_phases: bool = False, raw: bool = True
+) -> dict[str, float]:
     imp_db = make_db("import")
     floor = floors(imp_db)
     stages: list[tuple[float, str]] = []
+    cpu = cpu_meter(imp_db)
+    c0 = cpu()
     t0 = time.perf_counter()
     report = import_trades(
         imp_db,
@@ -202,14 +382,16 @@ def run_backend(name: str, make_db, csv_path: Path, rows: int) -> dict[str, floa
         progress=lambda d, t, s: stages.append((time.perf_counter() - t0, s)),
     )
     import_s = time.perf_counter() - t0
+    import_cpu = cpu() - c0
     data = read_back(imp_db, floor)
     imp_db.dispose()
-    raw_db = make_db("raw")
-    raw_s = raw_load(raw_db, data, defer=False)
-    raw_db.dispose()
     deferred = any(s.startswith("Rebuilding") for _, s in stages)
-    raw2_s = None
-    if deferred:
+    raw_s = raw2_s = None
+    if raw:
+        raw_db = make_db("raw")
+        raw_s = raw_load(raw_db, data, defer=False)
+        raw_db.dispose()
+    if raw and deferred:
         raw2_db = make_db("raw2")
         raw2_s = raw_load(raw2_db, data, defer=True)
         raw2_db.dispose()
@@ -219,14 +401,19 @@ def run_backend(name: str, make_db, csv_path: Path, rows: int) -> dict[str, floa
         f"(accepted {report.accepted:,}, repair {report.repair:,}, rejected {report.rejected:,}"
         f"{'; indexes rebuilt after the load' if deferred else ''})"
     )
+    print(
+        f"{'':<10} CPU time of the import ({'this process + the PostgreSQL server' if imp_db.is_postgres else 'this process'}): "
+        f"{import_cpu:8.2f} s = {rows / import_cpu:>9,.0f} trades per CPU-second (load average {os.getloadavg()[0]:.2f})"
+    )
     what = (
         f"{written['trades']:,} trades + {written['trade_versions']:,} versions + "
         f"{written['trade_exceptions']:,} exceptions"
     )
-    print(
-        f"{'':<10} raw load of the same rows ({what}) into the indexed tables: {raw_s:8.2f} s = "
-        f"{rows / raw_s:>9,.0f} trades/s  -> import / raw = {import_s / raw_s:.2f}x"
-    )
+    if raw_s is not None:
+        print(
+            f"{'':<10} raw load of the same rows ({what}) into the indexed tables: {raw_s:8.2f} s = "
+            f"{rows / raw_s:>9,.0f} trades/s  -> import / raw = {import_s / raw_s:.2f}x"
+        )
     if raw2_s is not None:
         print(
             f"{'':<10} raw load of the same rows, indexes (and PostgreSQL foreign keys) rebuilt after the load as the import did: "
@@ -239,7 +426,9 @@ def run_backend(name: str, make_db, csv_path: Path, rows: int) -> dict[str, floa
     )
     marks = [(round(t, 2), s) for t, s in stages if not s.startswith("Writing trades (")]
     print(f"{'':<10} import stages (s since start): {marks}")
-    return {"import": import_s, "raw": raw_s}
+    if show_phases:
+        phases(make_db, data, rows)
+    return {"import": import_s, "raw": raw_s or 0.0}
 
 
 def main() -> int:
@@ -247,6 +436,10 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--phases", action="store_true", help="also break the write down index by index")
+    ap.add_argument(
+        "--no-raw", action="store_true", help="skip the raw reference loads (iterating on --phases)"
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="opsdesk-bench-import-"))
     server = None
@@ -273,7 +466,7 @@ def main() -> int:
                 shutil.copy(template, path)
                 return Database(f"sqlite:///{path}")
 
-            run_backend("SQLite", make_sqlite, csv_path, args.rows)
+            run_backend("SQLite", make_sqlite, csv_path, args.rows, args.phases, not args.no_raw)
 
         if args.backend in ("postgresql", "both"):
             url = os.environ.get("OPSDESK_TEST_PG_URL")
@@ -304,7 +497,7 @@ def main() -> int:
                 return Database(make_url(url).set(database=name).render_as_string(hide_password=False))
 
             try:
-                run_backend("PostgreSQL", make_pg, csv_path, args.rows)
+                run_backend("PostgreSQL", make_pg, csv_path, args.rows, args.phases, not args.no_raw)
             finally:
                 with admin.connect() as c:
                     for name in [*made, tpl]:

@@ -231,3 +231,59 @@ def test_a_role_that_may_not_create_pg_trgm_gets_the_scan(pg_admin_url, pg_empty
         with admin.connect() as c:
             c.execute(text(f"DROP ROLE {role}"))
         admin.dispose()
+
+
+def test_the_sqlite_index_without_column_sizes_finds_the_same_trades(sqlite_db) -> None:
+    """Migration 0016 rebuilds the FTS5 table with ``columnsize=0`` (no per-trade size row): every search finds
+    the same trades before and after it, and going down to 0015 gives back 0011's table with the same answers."""
+    actor = SYSTEM
+    rnd = random.Random(17)
+    rows = [
+        trade_row(
+            i,
+            rnd,
+            latest=dt.date(2026, 11, 18),
+            trade_ref=f"MIG-{i:04d}{'Emu' if i % 3 == 0 else 'Yak'}",
+            order_ref=None if i % 4 == 0 else f"ord-{i // 2:04d}",
+        )
+        for i in range(60)
+    ]
+    with sqlite_db.write() as s:
+        s.execute(insert(Trade), rows)
+    sort = Sort("trade_ref", False)
+    terms = ("emu", "YAK", "ord-001", "MIG-00", "4Em", "no-such-ref")
+
+    def answers() -> list[list[str]]:
+        return [_refs(sqlite_db, actor, BlotterFilter(text=t), sort) for t in terms]
+
+    def fts_definition() -> tuple[str, bool]:
+        with sqlite_db.engine.connect() as conn:
+            sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'trades_search'")).scalar()
+            docsize = conn.execute(
+                text("SELECT 1 FROM sqlite_master WHERE name = 'trades_search_docsize'")
+            ).first()
+            triggers = conn.scalars(
+                text(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'trades' ORDER BY 1"
+                )
+            ).all()
+        assert triggers == ["trades_search_ad", "trades_search_ai", "trades_search_au"]
+        return str(sql), docsize is not None
+
+    head = answers()
+    assert head[0] and head[1] and head[-1] == []
+    sql, docsize = fts_definition()
+    assert "columnsize=0" in sql and not docsize
+    schema.downgrade(sqlite_db, "0015")
+    trade_search.forget()
+    sql, docsize = fts_definition()
+    assert "columnsize" not in sql and docsize
+    assert answers() == head
+    schema.upgrade(sqlite_db)
+    trade_search.forget()
+    assert fts_definition() == (sql.replace("tokenize='trigram'", "tokenize='trigram', columnsize=0"), False)
+    assert answers() == head
+    # Still kept in step by the triggers after the rebuild.
+    with sqlite_db.write() as s:
+        s.execute(update(Trade).where(Trade.trade_ref == "MIG-0001Yak").values(order_ref="Late-Emu"))
+    assert "MIG-0001Yak" in _refs(sqlite_db, actor, BlotterFilter(text="emu"), sort)

@@ -600,3 +600,28 @@ def test_cleared_exceptions_read_back_as_utc_timestamps(db: Database, tmp_path: 
         trade = s.scalars(select(Trade)).one()
     assert exc.cleared_at is not None and exc.cleared_at.tzinfo is not None
     assert abs((exc.cleared_at - trade.updated_at).total_seconds()) < 1 and exc.cleared_at >= exc.raised_at
+
+
+def test_the_cycle_collector_is_paused_during_an_import_only(ref_db: Database, tmp_path: Path) -> None:
+    """The import pauses Python's cycle collector (bulk.cycle_collector_paused) and gives it back as it was:
+    after a good file, after a refused one, and not switched on when it was off before."""
+    import gc
+
+    seen: list[bool] = []
+    path = write_csv(tmp_path / "t.csv", line("T1"), line("T2"))
+    assert gc.isenabled()
+    report = import_trades(
+        ref_db, CLERK, path, today=TODAY, progress=lambda d, t, s: seen.append(gc.isenabled())
+    )
+    assert report.accepted == 2 and seen and not any(seen) and gc.isenabled()
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\x00\x01binary\xff")
+    with pytest.raises(ValidationFailed):
+        import_trades(ref_db, CLERK, bad, today=TODAY)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        import_trades(ref_db, CLERK, write_csv(tmp_path / "u.csv", line("U1")), today=TODAY)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

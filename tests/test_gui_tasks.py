@@ -7,6 +7,7 @@ SQLAlchemy; views reach the database only through services, called through the h
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pytestqt.qtbot import QtBot
 
 from app.services.errors import DatabaseUnavailable, ValidationFailed
 from app.views import qt_check
+from app.views import tasks as tasks_module
 from app.views.status_bar import OpsStatusBar
 from app.views.tasks import TaskContext, TaskFailure, TaskRunner
 
@@ -232,6 +234,94 @@ def test_quiet_tasks_do_not_make_the_runner_busy(qtbot: QtBot, tasks: TaskRunner
     finally:
         gate.set()
     qtbot.waitUntil(lambda: not tasks.busy)
+
+
+def _worker_nices(qtbot: QtBot, runner: TaskRunner, n: int = 4) -> list[int | None]:
+    """The nice value each of ``n`` tasks ran at (several at once, so more than one pool thread is seen)."""
+    seen: list[int | None] = []
+    gate = threading.Barrier(min(n, 2), timeout=5)
+
+    def work(_ctx: TaskContext) -> int | None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            gate.wait()
+        return tasks_module.thread_nice()
+
+    for _ in range(n):
+        runner.run(work, on_done=seen.append)
+    qtbot.waitUntil(lambda: len(seen) == n)
+    return seen
+
+
+@pytest.mark.parametrize("lower", [5, 25])  # 25: past the lowest priority there is (19)
+def test_workers_run_below_the_gui_threads_priority_where_the_system_allows(qtbot: QtBot, lower: int) -> None:
+    """A runner asked to can run its workers below the GUI thread, so that they yield a core to it."""
+    gui = tasks_module.thread_nice()
+    runner = TaskRunner(max_threads=2, worker_nice=lower)
+    try:
+        seen = _worker_nices(qtbot, runner)
+    finally:
+        runner.shutdown(5000)
+    if gui is None:  # no per-thread priority on this system: the workers run as they are
+        assert seen == [None] * 4
+    else:
+        assert seen == [min(gui + lower, 19)] * 4
+    assert tasks_module.thread_nice() == gui  # the GUI thread itself is never lowered
+
+
+@pytest.mark.parametrize("lower", [None, 0, 3])
+def test_a_runners_workers_follow_its_setting_or_the_apps(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, lower: int | None
+) -> None:
+    """None takes the app's WORKER_NICE (read as the runner is made); 0 keeps the GUI thread's priority."""
+    monkeypatch.setattr(tasks_module, "WORKER_NICE", 2)
+    gui = tasks_module.thread_nice()
+    runner = TaskRunner(max_threads=2, worker_nice=lower)
+    try:
+        seen = _worker_nices(qtbot, runner)
+    finally:
+        runner.shutdown(5000)
+    want = 2 if lower is None else lower
+    assert seen == [None if gui is None else min(gui + want, 19)] * 4
+
+
+def test_without_per_thread_priorities_work_still_runs_untouched(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the system has no setpriority (Windows, macOS schedules a process as one), nothing is lowered."""
+    calls: list[tuple[int, ...]] = []
+    monkeypatch.setattr(tasks_module.sys, "platform", "win32")
+    monkeypatch.setattr(tasks_module.os, "setpriority", lambda *a: calls.append(a), raising=False)
+    assert tasks_module.thread_nice() is None
+    assert not tasks_module.lower_thread_priority(10)
+    runner = TaskRunner(max_threads=2, worker_nice=5)
+    try:
+        results: list[object] = []
+        runner.call(lambda: 42, on_done=results.append)
+        qtbot.waitUntil(lambda: results == [42])
+    finally:
+        runner.shutdown(5000)
+    assert calls == []
+
+
+def test_lowering_a_priority_never_raises_it(qtbot: QtBot) -> None:
+    """A thread already at or below the asked priority is left alone (raising it back needs a privilege)."""
+    before = tasks_module.thread_nice()
+    seen: list[tuple[int | None, bool, int | None]] = []
+
+    def work(_ctx: TaskContext) -> None:
+        start = tasks_module.thread_nice()
+        ok = tasks_module.lower_thread_priority((start or 0) - 3)
+        seen.append((start, ok, tasks_module.thread_nice()))
+
+    runner = TaskRunner(max_threads=1, worker_nice=5)
+    try:
+        runner.run(work)
+        qtbot.waitUntil(lambda: len(seen) == 1)
+    finally:
+        runner.shutdown(5000)
+    start, ok, after = seen[0]
+    assert after == start and ok == (start is not None)
+    assert tasks_module.thread_nice() == before
 
 
 def test_views_never_import_sqlalchemy() -> None:

@@ -289,6 +289,33 @@ def test_pages_from_the_end_by_offset_and_backwards_agree_with_the_keyset_walk(d
     assert from_end.rows == whole[-70:-50]
 
 
+@pytest.mark.parametrize(
+    ("flt", "sort"),
+    [
+        (QueueFilter(), Sort()),
+        (QueueFilter(), Sort("instruction_ref", True)),
+        (QueueFilter(statuses=("FAILED", "PARTIALLY_SETTLED")), Sort("settlement_amount", True)),
+        (QueueFilter(counterparty=CPTYS[0]), Sort("updated_at")),
+    ],
+    ids=["settle date", "ref desc (unique)", "statuses by amount", "counterparty by updated"],
+)
+def test_a_jump_by_offset_reads_the_same_rows_and_penalties_as_the_keyset_walk(
+    db, users, book, flt, sort
+) -> None:
+    """A jump into the middle finds the page's ids first and reads their rows and penalties after: every page it
+    reads is the keyset walk's, penalties included (some pages hold penalised failed instructions)."""
+    actor = users["clerk1"]
+    whole = all_pages(db, actor, flt, sort)
+    assert len(whole) > 50
+    penalised = 0
+    for offset in range(1, len(whole), 23):
+        page = queue.fetch_page(db, actor, flt, sort, limit=20, offset=offset)
+        assert page.rows == whole[offset : offset + 20]
+        penalised += sum(1 for r in page.rows if r[COL["penalty"]])
+    if flt.statuses:
+        assert penalised  # the penalties were read for the jumped-to rows, not lost in the two-step read
+
+
 FILTERS: list[tuple[str, QueueFilter, Any]] = [
     (
         "settlement dates",

@@ -6,8 +6,8 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from .base import (
     Base,
@@ -44,7 +44,24 @@ class SettlementInstruction(IdMixin, VersionedMixin, ClaimableMixin, Base):
         Index("ix_settlement_instructions_currency_id", "currency", "id"),
         Index("ix_settlement_instructions_updated_at_id", "updated_at", "id"),
         Index("ix_settlement_instructions_status_isd_id", "status", "intended_settlement_date", "id"),
+        # Full, though mostly NULL: the queue's count per reason reads every row in reason order from it (SQLite,
+        # no filter: measured 0.18 s at 200,000 instructions with it, 0.28 s with a partial one).
         Index("ix_settlement_instructions_reason_code", "reason_code"),
+        # Partial: only rows that have a value. Most instructions have no owner and replace nothing; no query reads
+        # these two for the NULLs (the queue finds the unowned ones through its sort index), so they hold only the
+        # rows they are read for, and a new (PENDING, unclaimed) instruction adds nothing to them.
+        Index(
+            "ix_settlement_instructions_owner_id",
+            "owner_id",
+            postgresql_where=text("owner_id IS NOT NULL"),
+            sqlite_where=text("owner_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_settlement_instructions_replaces_id",
+            "replaces_id",
+            postgresql_where=text("replaces_id IS NOT NULL"),
+            sqlite_where=text("replaces_id IS NOT NULL"),
+        ),
     )
 
     instruction_ref: Mapped[str] = mapped_column(String(35), unique=True)  # our :20C::SEME
@@ -78,8 +95,14 @@ class SettlementInstruction(IdMixin, VersionedMixin, ClaimableMixin, Base):
     # replacements came from), so a clerk can trace an obligation back through every re-instruction. A plain
     # column, no foreign key: SQLite can only add a column in place with an inline, unnamed-when-reflected key,
     # and instructions are never deleted (cancelled ones stay), so the link cannot dangle.
-    replaces_id: Mapped[int | None] = mapped_column(BigId, nullable=True, index=True)
+    replaces_id: Mapped[int | None] = mapped_column(BigId, nullable=True)  # partial index above
     escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    @declared_attr
+    def owner_id(cls) -> Mapped[int | None]:
+        """ClaimableMixin's owner, with the partial index above instead of the mixin's full one; last, where the
+        mixin puts it (bulk writers render rows in the table's column order)."""
+        return mapped_column(BigId, ForeignKey("users.id"), nullable=True, sort_order=10)
 
 
 class InstructionTrade(Base):

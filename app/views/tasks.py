@@ -21,12 +21,16 @@ status bar at once instead of waiting for its next ping.
 
 Thread safety: the worker functions share the one Database object; its engine pool is thread-safe and every service
 call opens its own session, so each worker thread has its own session for the duration of the call.
+
+Priority: on Linux a runner can run its workers a few nice levels below the GUI thread (``worker_nice``, default
+:data:`WORKER_NICE`, which says why it is 0); elsewhere they run as they are.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import sys
 import threading
 import time
@@ -47,9 +51,48 @@ log = logging.getLogger(__name__)
 #: 1 ms cuts the median wait from 6.8 ms to 0.2 ms; the import pipeline runs no slower (bench_import).
 GUI_SWITCH_INTERVAL_S = 0.001
 
+#: How much lower the worker threads' scheduling priority is than the GUI thread's (a nice increment; Linux only,
+#: where a thread has its own nice value); 0 leaves them at the GUI thread's. Measured on 2 busy cores (the GUI
+#: thread's 5 ms timer beside three busy workers, 8 s each, interleaved): workers busy outside the GIL (SQLite
+#: running a query, hashing) at +5 halve the GUI thread's wait for a core (p99 tick gap 97-123 -> 68-80 ms); but
+#: workers busy in Python (converting rows: what a PostgreSQL page is on our side) at +5 make it worse (p99 75-111
+#: -> 117-125 ms, a third fewer ticks): the GUI thread then waits for the GIL held by a worker that waits for a
+#: core. So the workers stay at the GUI thread's priority; the benches' --worker-nice measures it again.
+WORKER_NICE = 0
+
 # Progress reports closer together than this are dropped (except the last one): a tight loop must not flood the
 # GUI thread's event queue with repaint work.
 PROGRESS_INTERVAL_S = 0.05
+
+
+def thread_nice() -> int | None:
+    """The calling thread's nice value, or None where threads have none of their own (only Linux schedules each
+    thread by its own nice value; elsewhere ``setpriority`` would change the whole process, the GUI included)."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "setpriority"):
+        return None
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except OSError:
+        return None
+
+
+def lower_thread_priority(nice: int) -> bool:
+    """Run the calling thread at nice value ``nice`` (at most 19) if it runs higher; True if it now runs there.
+
+    Only ever lowers: raising a priority back needs a privilege a clerk's session does not have. Where threads
+    have no nice value of their own (see :func:`thread_nice`) or the system refuses, nothing changes.
+    """
+    current = thread_nice()
+    if current is None:
+        return False
+    target = min(nice, 19)
+    if current >= target:
+        return True
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), target)
+    except OSError:
+        return False
+    return True
 
 
 def share_the_gil() -> None:
@@ -170,7 +213,12 @@ class _Bridge(QObject):
 
 class _Worker(QRunnable):
     def __init__(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], ctx: TaskContext, handle: TaskHandle
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        ctx: TaskContext,
+        handle: TaskHandle,
+        nice: int | None = None,
     ) -> None:
         super().__init__()
         # The runner keeps the Python object alive until delivery; Qt must not delete it under us.
@@ -180,9 +228,14 @@ class _Worker(QRunnable):
         self._ctx = ctx
         self._handle = handle
         self._bridge = ctx._bridge
+        self._nice = nice
 
     def run(self) -> None:
         task_id = self._handle.id
+        if self._nice is not None:
+            # Pool threads come and go (they expire when idle), so each task checks: one system call, and a
+            # thread already lowered is left alone.
+            lower_thread_priority(self._nice)
         if self._handle.cancel_event.is_set():
             _emit(self._bridge.cancelled, task_id)
             return
@@ -223,12 +276,18 @@ class TaskRunner(QObject):
     #: A task without an on_error failed: (label, message). The main window shows these.
     unhandled_error = Signal(str, str)
 
-    def __init__(self, parent: QObject | None = None, *, max_threads: int = 4) -> None:
+    def __init__(
+        self, parent: QObject | None = None, *, max_threads: int = 4, worker_nice: int | None = None
+    ) -> None:
         super().__init__(parent)
         self._pool = QThreadPool(self)
         # A few threads: enough that a slow query does not block the connection monitor's ping, few enough that a
         # burst of refreshes does not open a connection per pane on the shared database.
         self._pool.setMaxThreadCount(max_threads)
+        # The workers run below the thread that made the runner (the GUI thread): see WORKER_NICE.
+        lower = WORKER_NICE if worker_nice is None else worker_nice
+        base = thread_nice()
+        self._worker_nice = base + lower if base is not None and lower > 0 else None
         self._bridge = _Bridge(self)
         self._bridge.done.connect(self._deliver_done)
         self._bridge.failed.connect(self._deliver_failed)
@@ -265,7 +324,7 @@ class TaskRunner(QObject):
         task_id = next(self._ids)
         handle = TaskHandle(self, task_id, label, quiet)
         ctx = TaskContext(task_id, self._bridge, handle.cancel_event)
-        worker = _Worker(fn, args, ctx, handle)
+        worker = _Worker(fn, args, ctx, handle, self._worker_nice)
         was_busy = self.busy
         entry = _Entry(handle, worker, on_done, on_error, on_progress, on_cancelled, owner)
         if owner is not None:

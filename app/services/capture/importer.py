@@ -238,8 +238,33 @@ def import_trades(
     against (default: today in each market's time zone).
     """
     require(actor, Permission.IMPORT)
+    with bulk.cycle_collector_paused():
+        return _import_trades(
+            db,
+            actor,
+            Path(path),
+            fmt=fmt,
+            profile=profile,
+            file_name=file_name,
+            today=today,
+            progress=progress,
+            cancel=cancel,
+        )
+
+
+def _import_trades(
+    db: Database,
+    actor: Actor,
+    path: Path,
+    *,
+    fmt: str | None,
+    profile: str | None,
+    file_name: str | None,
+    today: dt.date | None,
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+) -> ImportReport:
     started = time.perf_counter()
-    path = Path(path)
     name = file_name or path.name
     step = _Steps(progress, cancel, name)
     step(0, f"Reading {name}")

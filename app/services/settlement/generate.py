@@ -48,6 +48,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Boolean, bindparam, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -172,6 +173,10 @@ def generate_in_session(
     if pg:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
         conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
+        # A few big set-based statements over simple expressions: compiling them (about 0.1 s each past the JIT
+        # cost threshold) costs more than it saves.
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        _temp_buffers(session)
     result = GenerateResult(settle_date=settle_date, net=net)
     params: dict[str, Any] = {}
     date_cond = ""
@@ -180,13 +185,18 @@ def generate_in_session(
         params["d"] = settle_date
     _drop_temp(session)
     temp = "CREATE TEMP TABLE {name} ON COMMIT DROP AS " if pg else "CREATE TEMP TABLE {name} AS "
+    # The instrument and counterparty conditions are hashed subqueries over the two small tables, not joins: one
+    # hash probe per trade instead of two hash joins carrying every trade's row (measured at 1,000,000 trades on
+    # PostgreSQL: 1.6 s of server CPU instead of 2.1 s).
     if net is None:
-        nettable = "(c.netting AND t.net_amount <> 0)"
+        nettable = (
+            "(t.counterparty_id IN (SELECT id FROM counterparties WHERE netting) AND t.net_amount <> 0)"
+        )
     elif net:
         nettable = "(t.net_amount <> 0)"
     else:
         nettable = "(1 = 0)"
-    session.execute(
+    created = session.execute(
         text(
             temp.format(name="sg_t")
             + f"""
@@ -196,9 +206,9 @@ def generate_in_session(
                    CASE WHEN t.side = 'BUY' THEN -t.net_amount ELSE t.net_amount END AS sc,
                    {nettable} AS nettable
             FROM trades t
-            JOIN instruments i ON i.id = t.instrument_id
-            JOIN counterparties c ON c.id = t.counterparty_id
-            WHERE t.status IN ({_ELIGIBLE_SQL}) AND i.asset_class <> 'FUTURE'
+            WHERE t.status IN ({_ELIGIBLE_SQL})
+              AND t.instrument_id IS NOT NULL AND t.counterparty_id IS NOT NULL
+              AND t.instrument_id NOT IN (SELECT id FROM instruments WHERE asset_class = 'FUTURE')
               AND t.settlement_date IS NOT NULL AND t.account_id IS NOT NULL
               AND t.our_ssi_id IS NOT NULL AND t.their_ssi_id IS NOT NULL {date_cond}
               AND NOT EXISTS (
@@ -227,12 +237,12 @@ def generate_in_session(
         conn.exec_driver_sql("SET LOCAL default_statistics_target = 10")
         conn.exec_driver_sql("ANALYZE sg_t")
         conn.exec_driver_sql("RESET default_statistics_target")
-    n_trades, n_plain = (
-        int(v or 0)
-        for v in conn.exec_driver_sql(
-            "SELECT count(*), sum(CASE WHEN nettable THEN 0 ELSE 1 END) FROM sg_t"
-        ).one()
-    )
+    if pg:
+        # CREATE TABLE AS reports its row count: no pass over the million rows to count them (the trades that do
+        # not net are counted from the groups, in _write_postgres).
+        n_trades = int(created.rowcount)  # type: ignore[attr-defined]
+    else:
+        n_trades = int(conn.exec_driver_sql("SELECT count(*) FROM sg_t").scalar() or 0)
     if n_trades == 0:
         _drop_temp(session)
         result.seconds = time.perf_counter() - started
@@ -240,7 +250,7 @@ def generate_in_session(
 
     stamp = {"now": utcnow(), "uid": actor.user_id}
     if pg:
-        _write_postgres(session, result, n_trades, n_plain, stamp)
+        _write_postgres(session, result, n_trades, stamp)
     else:
         _write_sqlite(session, result, n_trades, stamp)
     _drop_temp(session)
@@ -259,9 +269,7 @@ def generate_in_session(
     return result
 
 
-def _write_postgres(
-    session: Session, result: GenerateResult, n_trades: int, n_plain: int, stamp: dict[str, Any]
-) -> None:
+def _write_postgres(session: Session, result: GenerateResult, n_trades: int, stamp: dict[str, Any]) -> None:
     """PostgreSQL: one hash aggregate of the nettable trades (``sg_g``, each group with its trades as an array),
     then three statements that write rows in id order, and no per-trade join.
 
@@ -273,6 +281,12 @@ def _write_postgres(
     """
     conn = session.connection()
     key = ", ".join(_KEY)
+    # Hash, not sort, the nettable trades into their groups. The planner prices array_agg's state at 8 kB a group
+    # and so sorts half a million trades on the seven key columns; the real state is well under 1 kB, and hashing
+    # is about 0.2 s of server CPU cheaper at 1,000,000 trades. Memory stays bounded: past work_mem x
+    # hash_mem_multiplier the aggregate spills to disk. Sorting is allowed again right after (the numbering below
+    # sorts 120,000 groups on one boolean).
+    conn.exec_driver_sql("SET LOCAL enable_sort = off")
     conn.exec_driver_sql(
         f"""
         CREATE TEMP TABLE sg_g ON COMMIT DROP AS
@@ -284,13 +298,15 @@ def _write_postgres(
         ) g
         """
     )
+    conn.exec_driver_sql("SET LOCAL enable_sort = on")
     # Direction of a group's instruction: a lone trade's own side, else the sign of the net quantity.
     receive = "CASE WHEN n = 1 THEN side = 'BUY' ELSE q > 0 END"
-    n_group_instr = n_zero_trades = 0
+    n_group_instr = n_zero_trades = n_grouped_trades = 0
     for netted, kind, count, trades in conn.exec_driver_sql(
         f"SELECT n > 1 AND NOT zero, CASE WHEN zero THEN NULL WHEN {receive} THEN 'RVP' ELSE 'DVP' END, "
         "count(*), sum(n) FROM sg_g GROUP BY 1, 2"
     ):
+        n_grouped_trades += int(trades)
         if kind is None:
             n_zero_trades += int(trades)
             continue
@@ -299,6 +315,8 @@ def _write_postgres(
         if netted:
             result.netted += int(count)
             result.netted_trades += int(trades)
+    # Every nettable trade is in exactly one group; the others are instructed gross after the groups.
+    n_plain = n_trades - n_grouped_trades
     n_gross_rest = n_plain + n_zero_trades
     result.gross = n_group_instr - result.netted + n_gross_rest
     result.instructions = n_group_instr + n_gross_rest
@@ -515,6 +533,21 @@ def _reserve_ids(session: Session, n: int) -> int:
     if n > 1:
         conn.exec_driver_sql(f"SELECT setval({seq}, {start + n - 1})")
     return start - 1
+
+
+# PostgreSQL keeps temporary tables in the session's own buffers, 8 MB by default: the working table of a million
+# trades (about 110 MB) would be written out to temporary files and read back on each of its passes. The setting
+# only takes effect before the session's first temporary table (it then holds for the connection's life, whatever
+# SHOW says after the transaction); memory is taken only as pages are used.
+_PG_TEMP_BUFFERS = "256MB"
+
+
+def _temp_buffers(session: Session) -> None:
+    """PostgreSQL: room for the working tables in memory, when the session has not used temporary tables yet
+    (otherwise the server refuses the change, and the run goes on with the session's setting)."""
+    conn = session.connection()
+    with contextlib.suppress(DBAPIError), conn.begin_nested():
+        conn.exec_driver_sql(f"SET LOCAL temp_buffers = '{_PG_TEMP_BUFFERS}'")
 
 
 def _drop_temp(session: Session) -> None:

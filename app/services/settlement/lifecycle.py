@@ -39,7 +39,7 @@ import datetime as dt
 import functools
 import json
 import operator
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -354,6 +354,8 @@ PER_ROW_AUDIT_MAX = 200
 # PostgreSQL: above this many changed rows the update goes through COPY into a temporary table and one UPDATE ...
 # FROM; below, one executemany (SQLite always: its executemany is a C loop on one connection).
 _PG_COPY_MIN = 500
+# SQLite: from this many changed rows on, they are staged in a temporary table and written by UPDATE ... FROM.
+_SQLITE_STAGE_MIN = 64
 _CHUNK = 900  # values per IN (...) on SQLite (below its bind limit); PostgreSQL takes larger chunks
 
 # The columns a batch reads; the ones after "status" are the ones it may write.
@@ -446,22 +448,20 @@ class _Step:
     state: InstructionState
     old: InstructionStatus
     new: InstructionStatus
-    before: dict[str, Any]
-    after: dict[str, Any]
+    before: tuple[Any, ...]  # the _SNAPSHOT columns before and after the transition
+    after: tuple[Any, ...]
     note: str
     details: dict[str, Any] | None
     sync: bool  # the linked trades follow (what _sync_trades would do for this transition)
 
 
+# What an audit entry's before and after images hold of an instruction (as ``_snapshot`` of the single path).
+_SNAPSHOT = ("status", "reason_code", "reason_text", "settled_quantity", "settled_amount", "version")
+_snapshot_values = operator.attrgetter(*_SNAPSHOT)  # one C call per image (a file makes 200,000)
+
+
 def _state_snapshot(st: InstructionState) -> dict[str, Any]:
-    return {
-        "status": st.status,
-        "reason_code": st.reason_code,
-        "reason_text": st.reason_text,
-        "settled_quantity": st.settled_quantity,
-        "settled_amount": st.settled_amount,
-        "version": st.version,
-    }
+    return dict(zip(_SNAPSHOT, _snapshot_values(st), strict=True))
 
 
 def _chunks(values: list[Any], n: int) -> Iterator[list[Any]]:
@@ -659,13 +659,13 @@ class Batch:
         _check(state.instruction_ref, old, new, reason_code)
         self.states.setdefault(state.id, state)
         self._by_ref.setdefault(state.instruction_ref, state)
-        before = _state_snapshot(state)
+        before = _snapshot_values(state)
         _apply(state, old, new, reason_code, reason_text, changes, self.now)
         sync = (
             not (new is S.PENDING or (old == new and new is not S.PARTIALLY_SETTLED))
             and state.exception_kind is None
         )
-        self.steps.append(_Step(state, old, new, before, _state_snapshot(state), note, details, sync))
+        self.steps.append(_Step(state, old, new, before, _snapshot_values(state), note, details, sync))
 
     # Writing ------------------------------------------------------------------------------------------------------
 
@@ -706,111 +706,173 @@ class Batch:
         fresh = {step.state.id: step.state for step in self.steps[self._taken :]}
         self._taken = len(self.steps)
         dirty = [st for st in fresh.values() if st.version != st.loaded_version]
-        self._rows_writer(dirty)()
+        self._write_rows(dirty)
         for st in dirty:
             st.loaded_version = st.version
             st.loaded = st.values()
 
     def _write_rows(self, states: list[InstructionState]) -> None:
-        self._rows_writer(states)()
+        """UPDATE the rows of ``states`` as they are now, each only if still at the version it was read at; raises
+        ``StaleEdit`` when any was changed by someone else in between (the caller's transaction then keeps nothing).
 
-    def _rows_writer(self, states: list[InstructionState]) -> Callable[[], None]:
-        """The UPDATE of ``states`` as they are now: rows built here, written by the returned call."""
+        Set-based for a large set: the new values are staged in a temporary table (COPY on PostgreSQL, one
+        executemany on SQLite) and applied by one ``UPDATE ... FROM``; a small set is one executemany. On SQLite
+        only the columns that changed are SET (one UPDATE per set of changed columns): SQLite rewrites the entries
+        of every index on a SET column, changed or not (a matched status leaves the reason-code index alone)."""
         if not states:
-            return lambda: None
-        session = self.session
-        pg = session.get_bind().dialect.name == "postgresql"
-        uid = self.actor.user_id
-        now = self.now if pg else _sqlite_stamp(self.now)
-
-        def num(v: Decimal | None) -> Any:
-            return v if pg or v is None else float(v)
-
-        def stamp(v: dt.datetime | None) -> Any:
-            return v if v is None or pg else _sqlite_stamp(v)
-
-        def day(v: dt.date | None) -> Any:
-            return v if v is None or pg else v.isoformat()
-
-        def row(st: InstructionState) -> tuple[Any, ...]:
-            return (
-                as_status(st.status).value,
-                st.reason_code,
-                st.reason_text,
-                num(st.settled_quantity),
-                num(st.settled_amount),
-                day(st.actual_settlement_date),
-                stamp(st.instructed_at),
-                st.version,
-                uid,
-                now,
-                st.id,
-                st.loaded_version,
+            return
+        n = len(states)
+        if self._pg():
+            done = (
+                self._update_pg(states) if n >= _PG_COPY_MIN else self._update_grouped(states, staged=False)
+            )
+        else:
+            done = self._update_grouped(states, staged=n >= _SQLITE_STAGE_MIN)
+        if done != n:
+            raise errors.StaleEdit(
+                f"{n - done} of {n} settlement instruction(s) were changed by someone else while this batch was "
+                "applied; nothing was saved — run it again."
             )
 
-        n = len(states)
-        if pg and n >= _PG_COPY_MIN:
-            rows = [row(st) for st in states]
+    def _pg(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
 
-            def write() -> int:
-                conn = session.connection()
-                conn.exec_driver_sql(
-                    "CREATE TEMP TABLE lc_batch (status varchar(20), reason_code varchar(8), "
-                    "reason_text varchar(500), settled_quantity numeric(20, 6), settled_amount numeric(20, 4), "
-                    "actual_settlement_date date, instructed_at timestamptz, version integer, "
-                    "updated_by_id bigint, updated_at timestamptz, id bigint, loaded_version integer) "
-                    "ON COMMIT DROP"
+    def _rows(self, states: list[InstructionState], pg: bool) -> list[tuple[Any, ...]]:
+        """Per state: the written columns (``_WRITTEN``), then updated_by_id, updated_at, id and the version read,
+        in the form the backend's driver stores (SQLite: floats, ISO text, as SQLAlchemy's types write them)."""
+        uid = self.actor.user_id
+        if pg:
+            now = self.now
+            return [
+                (_STATUS_VALUE.get(st.status) or as_status(st.status).value, st.reason_code, st.reason_text,
+                 st.settled_quantity, st.settled_amount, st.actual_settlement_date, st.instructed_at, st.version,
+                 uid, now, st.id, st.loaded_version)
+                for st in states
+            ]  # fmt: skip
+        now_text = _sqlite_stamp(self.now)
+        stamps: dict[dt.datetime, str] = {}  # instructed_at: most rows of a file share a handful of values
+        out = []
+        for st in states:
+            sq, sa, asd, at = (
+                st.settled_quantity,
+                st.settled_amount,
+                st.actual_settlement_date,
+                st.instructed_at,
+            )
+            if at is not None:
+                at_text = stamps.get(at)
+                if at_text is None:
+                    at_text = stamps[at] = _sqlite_stamp(at)
+            else:
+                at_text = None
+            out.append(
+                (
+                    _STATUS_VALUE.get(st.status) or as_status(st.status).value,
+                    st.reason_code,
+                    st.reason_text,
+                    float(sq) if sq is not None else None,
+                    float(sa) if sa is not None else None,
+                    asd.isoformat() if asd is not None else None,
+                    at_text,
+                    st.version,
+                    uid,
+                    now_text,
+                    st.id,
+                    st.loaded_version,
                 )
-                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                with cursor.copy("COPY lc_batch FROM STDIN") as copy:
-                    for r in rows:
-                        copy.write_row(r)
-                cursor.close()
-                done = conn.exec_driver_sql(
-                    "UPDATE settlement_instructions SET status = b.status, reason_code = b.reason_code, "
-                    "reason_text = b.reason_text, settled_quantity = b.settled_quantity, "
-                    "settled_amount = b.settled_amount, actual_settlement_date = b.actual_settlement_date, "
-                    "instructed_at = b.instructed_at, version = b.version, updated_by_id = b.updated_by_id, "
-                    "updated_at = b.updated_at FROM lc_batch b "
-                    "WHERE settlement_instructions.id = b.id AND settlement_instructions.version = b.loaded_version"
-                ).rowcount
-                conn.exec_driver_sql("DROP TABLE lc_batch")
-                return int(done)
+            )
+        return out
 
-        else:
+    def _update_pg(self, states: list[InstructionState]) -> int:
+        """PostgreSQL: COPY into a temporary table, one UPDATE ... FROM (every written column: an update that
+        changes an indexed column writes a new entry in every index of the table anyway)."""
+        rows = self._rows(states, True)
+        conn = self.session.connection()
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE lc_batch (status varchar(20), reason_code varchar(8), reason_text varchar(500), "
+            "settled_quantity numeric(20, 6), settled_amount numeric(20, 4), actual_settlement_date date, "
+            "instructed_at timestamptz, version integer, updated_by_id bigint, updated_at timestamptz, id bigint, "
+            "loaded_version integer) ON COMMIT DROP"
+        )
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy("COPY lc_batch FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(r)
+        cursor.close()
+        # Each staged row finds its instruction by primary key (a nested loop). Left to itself the planner hashes
+        # the whole instructions table for every part when its statistics are stale or missing (a table just
+        # loaded): a scan of a million rows per 5,000 changed.
+        was = conn.exec_driver_sql(
+            "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')"
+        ).one()
+        conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        done = conn.exec_driver_sql(
+            "UPDATE settlement_instructions SET status = b.status, reason_code = b.reason_code, "
+            "reason_text = b.reason_text, settled_quantity = b.settled_quantity, settled_amount = b.settled_amount, "
+            "actual_settlement_date = b.actual_settlement_date, instructed_at = b.instructed_at, "
+            "version = b.version, updated_by_id = b.updated_by_id, updated_at = b.updated_at FROM lc_batch b "
+            "WHERE settlement_instructions.id = b.id AND settlement_instructions.version = b.loaded_version"
+        ).rowcount
+        conn.exec_driver_sql(
+            "SELECT set_config('enable_hashjoin', %(h)s, true), set_config('enable_mergejoin', %(m)s, true)",
+            {"h": was[0], "m": was[1]},
+        )
+        conn.exec_driver_sql("DROP TABLE lc_batch")
+        return int(done)
+
+    def _update_grouped(self, states: list[InstructionState], *, staged: bool) -> int:
+        """One UPDATE per set of changed columns: an executemany each, or (``staged``, SQLite) every row staged in
+        a temporary table once and one ``UPDATE ... FROM`` per set. The staged form is one statement where the
+        executemany is one per row, and with foreign keys on SQLite opens a statement journal for each of those."""
+        pg = self._pg()
+        groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+        ordered = sorted(states, key=operator.attrgetter("id"))
+        for st, full in zip(ordered, self._rows(ordered, pg), strict=True):
+            vals = st.values()
+            # The 7 data columns of _WRITTEN (version is always written).
+            cols = tuple(k for k in range(7) if not st.loaded or vals[k] != st.loaded[k])
+            groups.setdefault(cols, []).append(full if staged else tuple(full[k] for k in cols) + full[7:])
+        if not staged:
             from ..capture import bulk  # a service helper, imported late to keep this module's imports light
 
-            # Only the columns that changed are SET: SQLite rewrites the entries of every index on a SET column,
-            # changed or not (a matched status leaves the reason-code index alone).
-            groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
-            for st in states:
-                full = row(st)
-                vals = st.values()
-                # The 7 data columns of _WRITTEN (version is always written).
-                cols = tuple(k for k in range(7) if not st.loaded or vals[k] != st.loaded[k])
-                groups.setdefault(cols, []).append(tuple(full[k] for k in cols) + full[7:])
-
-            def write() -> int:
-                done = 0
-                for cols, params in groups.items():
-                    sets = "".join(f"{_WRITTEN[k]} = ?, " for k in cols)
-                    done += bulk.execute_many(
-                        session,
-                        f"UPDATE settlement_instructions SET {sets}version = ?, updated_by_id = ?, updated_at = ? "
-                        "WHERE id = ? AND version = ?",
-                        params,
-                    )
-                return done
-
-        def write_checked() -> None:
-            done = write()
-            if done != n:
-                raise errors.StaleEdit(
-                    f"{n - done} of {n} settlement instruction(s) were changed by someone else while this batch "
-                    "was applied; nothing was saved — run it again."
+            done = 0
+            for cols, params in groups.items():
+                sets = "".join(f"{_WRITTEN[k]} = ?, " for k in cols)
+                done += bulk.execute_many(
+                    self.session,
+                    f"UPDATE settlement_instructions SET {sets}version = ?, updated_by_id = ?, updated_at = ? "
+                    "WHERE id = ? AND version = ?",
+                    params,
                 )
-
-        return write_checked
+            return done
+        conn = self.session.connection()
+        conn.exec_driver_sql("DROP TABLE IF EXISTS temp.lc_batch")
+        # No declared types: the values keep the form bound here, and the instruction's columns apply their own
+        # affinity on assignment exactly as when the same values are bound to the UPDATE directly.
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE lc_batch (grp INTEGER, {', '.join(_WRITTEN)}, updated_by_id, updated_at, "
+            "id INTEGER PRIMARY KEY, loaded_version)"
+        )
+        staged_rows = [(g, *row) for g, rows in enumerate(groups.values()) for row in rows]
+        staged_rows.sort(key=operator.itemgetter(11))  # by id: the UPDATE walks the instructions in id order
+        conn.exec_driver_sql(f"INSERT INTO temp.lc_batch VALUES ({', '.join('?' * 13)})", staged_rows)
+        done = 0
+        for g, cols in enumerate(groups):
+            sets = "".join(f"{_WRITTEN[k]} = b.{_WRITTEN[k]}, " for k in cols)
+            # "+b.id": the staged rows drive the join (each instruction found by its primary key), never a scan
+            # of the instructions table looking each one up in the stage.
+            done += int(
+                conn.exec_driver_sql(
+                    f"UPDATE settlement_instructions SET {sets}version = b.version, "
+                    "updated_by_id = b.updated_by_id, updated_at = b.updated_at FROM temp.lc_batch AS b "
+                    "WHERE b.grp = ? AND settlement_instructions.id = +b.id "
+                    "AND settlement_instructions.version = b.loaded_version",
+                    (g,),
+                ).rowcount
+            )
+        conn.exec_driver_sql("DROP TABLE temp.lc_batch")
+        return done
 
     def _ids_statement(self, sql: str, ids: list[int], params: dict[str, Any]) -> int:
         """``sql`` with ``{ids}`` standing for the id list (= ANY on PostgreSQL, json_each on SQLite)."""
@@ -882,9 +944,9 @@ class Batch:
                     "settlement_instructions.transition",
                     "settlement_instructions",
                     step.state.id,
-                    before=step.before,
+                    before=dict(zip(_SNAPSHOT, step.before, strict=True)),
                     after={
-                        **step.after,
+                        **dict(zip(_SNAPSHOT, step.after, strict=True)),
                         "note": step.note,
                         "trades": trades_of.get(step.state.id, []) if step.sync else [],
                         **(step.details or {}),
@@ -907,7 +969,7 @@ class Batch:
                     _compact(step.before),
                     _compact(step.after),
                     step.note,
-                    to_jsonable(step.details) if step.details else None,
+                    _jsonable_details(step.details) if step.details else None,
                 ]
             )
             for step in steps
@@ -927,7 +989,7 @@ class Batch:
                 "transitions": len(steps),
                 "instructions": len({s.state.id for s in steps}),
                 "moves": moves,
-                "snapshot_columns": list(_state_snapshot(steps[0].state)),
+                "snapshot_columns": list(_SNAPSHOT),
                 "columns": columns,
                 "rows": rows,  # each a JSON array in the order of "columns"
                 "trades": "the trades of every instruction whose status moved followed it (instruction_trades)",
@@ -951,14 +1013,43 @@ def canonical_decimal(v: Decimal) -> str:
 _PLAIN = frozenset({str, int, type(None)})
 
 
-def _compact(snapshot: dict[str, Any]) -> list[Any]:
+@functools.lru_cache(maxsize=65536)
+def _nonzero_decimal_text(v: Decimal) -> str:
+    # Equal non-zero decimals have the same canonical text (100 and 100.000000), so their values key the cache;
+    # zero is left out because -0 equals 0 but reads "-0".
+    return format(v.normalize(), "f")
+
+
+def _decimal_text(v: Decimal) -> str:
+    """``canonical_decimal``, each distinct value worked out once (a file's quantities and amounts repeat)."""
+    if v:
+        return _nonzero_decimal_text(v)
+    return "-0" if v.is_signed() else "0"
+
+
+_STATUS_VALUE = {s: s.value for s in InstructionStatus}
+
+
+def _jsonable_details(details: dict[str, Any]) -> Any:
+    """``to_jsonable(details)``: a settlement's details are already plain text (one level of nesting), passed as
+    they are; anything else is converted."""
+    for v in details.values():
+        if type(v) is dict:
+            if any(type(x) not in _PLAIN for x in v.values()):
+                return to_jsonable(details)
+        elif type(v) not in _PLAIN:
+            return to_jsonable(details)
+    return details
+
+
+def _compact(snapshot: tuple[Any, ...]) -> list[Any]:
     out: list[Any] = []
-    for v in snapshot.values():
+    for v in snapshot:
         t = type(v)
         if t is Decimal:
-            v = canonical_decimal(v)
+            v = _decimal_text(v)
         elif t is InstructionStatus:
-            v = v.value
+            v = _STATUS_VALUE[v]
         elif t in _PLAIN:
             pass
         elif isinstance(v, Decimal):

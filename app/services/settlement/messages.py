@@ -2,12 +2,13 @@
 
 Incoming (:func:`import_messages`, :func:`import_bytes`): each file is one transaction. Its format is detected
 (ISO 15022 FIN MT544-548, ISO 20022 XML sese.024/025, custodian CSV through a :class:`CsvProfile`), every message
-in it parsed, hashed and stored in ``settlement_messages`` (raw text and parsed JSON), matched to its instruction —
-by our reference (:20C::RELA, ``AcctOwnrTxId``), else by the matching fields (ISIN, quantity, settlement date,
-amount within the market tolerance, counterparty BIC, direction), never by guessing between several candidates — and
-applied: status advices move the instruction through ``lifecycle.transition`` (MATCHED; unmatched or pending with
-the market reason code; FAILED once past the intended settlement date, or when the CSD says failing; CANCELLED),
-confirmations settle it fully or partially through ``movements.apply_settlement``. Nothing here posts a movement or
+in it parsed, hashed and stored in ``settlement_messages`` (raw text and parsed JSON: the settlement facts, and the
+decoded header blocks only of a message it could not read), matched to its instruction — by our reference
+(:20C::RELA, ``AcctOwnrTxId``), else by the matching fields (ISIN, quantity, settlement date, amount within the
+market tolerance, counterparty BIC, direction), never by guessing between several candidates — and applied:
+status advices move the instruction through ``lifecycle.transition`` (MATCHED; unmatched or pending with the market
+reason code; FAILED once past the intended settlement date, or when the CSD says failing; CANCELLED), confirmations
+settle it fully or partially through ``movements.apply_settlement``. Nothing here posts a movement or
 sets a status by itself.
 
 A message that cannot be read, is of a type settlement does not apply, carries no settlement data (a header-only
@@ -21,9 +22,11 @@ are checked in bulk by hash and instructions loaded in bulk by reference as plai
 file order to those states in memory (``movements.SettlementBatch`` / ``lifecycle.Batch``: exactly the lifecycle's
 and the settlement's rules, so a second message about an instruction sees what the first did, and a refused message
 undoes its own changes); then instructions, trades, movements, positions, balances and message rows are written
-set-based (COPY on PostgreSQL). A file that changes up to ``lifecycle.PER_ROW_AUDIT_MAX`` instructions gets one audit
-entry per transition; a larger one, one entry listing every transition, which each applied message row names
-(``parsed.transition_audit_entry``) beside the instruction it changed.
+set-based: staged in temporary tables (COPY on PostgreSQL) and applied by one ``UPDATE ... FROM`` / ``INSERT ...
+SELECT`` per part, on a writer thread while the next part is read. A file that changes up to
+``lifecycle.PER_ROW_AUDIT_MAX`` instructions gets one audit entry per transition; a larger one, one entry listing
+every transition, which each applied message row names (``parsed.transition_audit_entry``) beside the instruction
+it changed.
 
 Outgoing (:func:`write_outgoing`): MT540-543 or sese.023 for INSTRUCTED instructions, one file per message or one
 batch, each message checked by the structure check of its format before anything is written, and recorded as
@@ -41,6 +44,7 @@ import io
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -378,6 +382,9 @@ def parse_file(data: bytes, file_name: str, *, csv_profile: CsvProfile | None = 
 
 # Messages of a FIN file parsed per part: the importer writes what one part changed while it parses the next.
 PART = 5000
+# Whether a part is written on a thread while the next part is read (set-based writes spend their time in the
+# database, outside the GIL); off, the same statements run in the same order on the importing thread.
+OVERLAP_WRITES = True
 
 
 def _file_parts(
@@ -742,8 +749,9 @@ def _import_units(
     Part by part (``PART`` messages of a large FIN file): the instructions and movements a part changed are written
     once the part is applied, so the rows built for them never pile up for the whole file; the trades, the audit
     trail (one batch entry for a large file, listing every transition of the file) and the message rows are written
-    once all parts are applied. (Writing a part on a thread while the next one was parsed gained nothing measurable:
-    the database work is the larger share and holds the GIL between rows.)"""
+    once all parts are applied. A part is written on a writer thread while the next part is read (``OVERLAP_WRITES``):
+    the writes are set-based statements that run in the database (PostgreSQL's server, SQLite's engine) without
+    the GIL, so the reading of the next part goes on beside them."""
     batch = movements.SettlementBatch(s, actor)
     seen: set[str] = set()
     by_ref: dict[str, lifecycle.InstructionState] = {}
@@ -753,11 +761,25 @@ def _import_units(
     to_name: list[int] = []  # rows of applied messages: they name the file's batch audit entry
     total = 0
     encode = _message_rows(s, file_name)
-    with bulk.bulk_write(s):  # SQLite: a page cache that holds the indexes being updated
+    # One writer thread: a part's movements and instruction rows are written while the next part is read. The
+    # session is used by one thread at a time: the main thread waits for the part being written before it touches
+    # the database again (duplicates, states, matching), so the statements run in exactly the order they would
+    # without the thread, and a failed write is raised here and rolls the whole file back.
+    writer = (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="messages-writer") if OVERLAP_WRITES else None
+    )
+    writing: Future[None] | None = None
+    with (
+        bulk.bulk_write(s),
+        writer or contextlib.nullcontext(),
+    ):  # SQLite: a page cache for the indexes updated
         for units in parts:
             for u in units:
                 _prepare(u)
             total += len(units)
+            if writing is not None:
+                writing.result()
+                writing = None
             known = _existing_hashes(s, [u.content_hash for u in units if u.content_hash not in seen])
             fresh: list[_Unit] = []
             for u in units:
@@ -784,13 +806,17 @@ def _import_units(
                             "reason": u.reason,
                         }
                     )
-            batch.post_movements()
-            batch.lifecycle.write_changed()
+            if writer is not None:
+                writing = writer.submit(_write_part, batch)
+            else:
+                _write_part(batch)
             for u in fresh:
                 if u.instruction_id is not None and u.outcome == "applied":
                     to_name.append(len(rows))
                 rows.append(encode(u))
             live.extend(fresh)
+        if writing is not None:
+            writing.result()
         batch.flush()
         result.instructions_changed += len(changed)
         if not live:
@@ -824,6 +850,12 @@ def _import_units(
         change=ChangeAction.BULK,
         summary={"action": "import", "file": file_name, "rows": len(live)},
     )
+
+
+def _write_part(batch: movements.SettlementBatch) -> None:
+    """Write what a part changed: its movements (with positions and balances) and its instructions' rows."""
+    batch.post_movements()
+    batch.lifecycle.write_changed()
 
 
 def _apply_unit(
@@ -874,12 +906,20 @@ _MESSAGE_COLUMNS = (
 )  # fmt: skip
 
 
+# What the stored JSON of a message whose settlement facts were read leaves out: the decoded FIN header blocks (the
+# raw text stored beside them holds the same blocks verbatim, and nothing reads them back: the queue's detail shows
+# the facts, the reason codes and the batch audit entry). A message that could not be read keeps everything, so a
+# clerk working the quarantine sees the parser's whole view of it.
+_DERIVED = frozenset({"block1", "block2", "block3", "block5", "problems"})
+
+
 def _message_rows(s: Session, file_name: str) -> Callable[[_Unit], tuple[Any, ...]]:
     """The settlement_messages row of a unit (its parsed JSON serialised once), received now, from ``file_name``."""
     now = bulk.timestamp(utcnow(), s)
     inbound = MessageDirection.INBOUND.value
     dumps = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":")).encode
     name = file_name[:500]
+    status_value = {m: m.value for m in MessageStatus} | {m.value: m.value for m in MessageStatus}
 
     def row(u: _Unit) -> tuple[Any, ...]:
         inc = u.incoming
@@ -890,11 +930,11 @@ def _message_rows(s: Session, file_name: str) -> Callable[[_Unit], tuple[Any, ..
             ((inc.reference or "")[:35] or None) if inc else None,
             ((inc.related_reference or "")[:35] or None) if inc else None,
             u.instruction_id,
-            MessageStatus(u.status).value,
+            status_value[u.status],
             (u.reason or "")[:500] or None,
             u.content_hash,
             u.raw,
-            dumps(u.parsed),
+            dumps(u.parsed if inc is None else {k: v for k, v in u.parsed.items() if k not in _DERIVED}),
             name,
             now,
         )
@@ -903,8 +943,8 @@ def _message_rows(s: Session, file_name: str) -> Callable[[_Unit], tuple[Any, ..
 
 
 def _insert_messages(s: Session, rows: list[tuple[Any, ...]]) -> None:
-    """The message rows in bulk (COPY on PostgreSQL)."""
-    bulk.insert_rows(s, "settlement_messages", _MESSAGE_COLUMNS, list(zip(*rows, strict=True)))
+    """The message rows in bulk (COPY on PostgreSQL, staged and one INSERT ... SELECT on SQLite)."""
+    movements.insert_rows(s, "settlement_messages", _MESSAGE_COLUMNS, rows)
 
 
 # --- outgoing -----------------------------------------------------------------------------------------------------

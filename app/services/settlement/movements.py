@@ -288,15 +288,15 @@ class SettlementBatch:
             return v if pg else float(v)
 
         if sec:
-            bulk.insert_rows(
+            insert_rows(
                 session,
                 "securities_movements",
                 ("account_id", "instrument_id", "kind", "quantity", "value_date", "trade_id", "instruction_id",
                  "created_at"),
-                list(zip(*[
+                [
                     (a, i, MovementKind.SETTLED.value, num(q), d.isoformat(), single.get(iid), iid, now)
                     for iid, a, i, q, d in sec
-                ], strict=True)),
+                ],
             )  # fmt: skip
             per_position: dict[tuple[int, int], Decimal] = {}
             for _, a, i, q, _ in sec:
@@ -304,21 +304,48 @@ class SettlementBatch:
             _add_aggregated(session, Position, ("account_id", "instrument_id"), "traded_quantity",
                             "settled_quantity", per_position)  # fmt: skip
         if cash:
-            bulk.insert_rows(
+            insert_rows(
                 session,
                 "cash_movements",
                 ("account_id", "currency", "kind", "amount", "value_date", "trade_id", "instruction_id",
                  "created_at"),
-                list(zip(*[
+                [
                     (a, c, MovementKind.SETTLED.value, num(q), d.isoformat(), single.get(iid), iid, now)
                     for iid, a, c, q, d in cash
-                ], strict=True)),
+                ],
             )  # fmt: skip
             per_balance: dict[tuple[int, str], Decimal] = {}
             for _, a, c, q, _ in cash:
                 per_balance[(a, c)] = per_balance.get((a, c), Decimal(0)) + q
             _add_aggregated(session, CashBalance, ("account_id", "currency"), "traded_amount", "settled_amount",
                             per_balance)  # fmt: skip
+
+
+# SQLite: from this many rows on, an insert is staged in a temporary table and written by one INSERT ... SELECT.
+SQLITE_STAGE_MIN = 64
+
+
+def insert_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+    """``capture.bulk.insert_rows`` for ``rows`` (COPY on PostgreSQL), set-based on SQLite too: a
+    large set is staged in a temporary table (one executemany into a table without indexes or keys) and written by
+    one ``INSERT ... SELECT``, where a direct executemany runs one statement per row, and with foreign keys on opens
+    a statement journal for each."""
+    from ..capture import bulk
+
+    n = len(rows)
+    if bulk.is_postgres(session) or n < SQLITE_STAGE_MIN:
+        return bulk.insert_rows(session, table, columns, list(zip(*rows, strict=True)))
+    conn = session.connection()
+    cols = ", ".join(columns)
+    stage = f"temp.stage_{table}"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {stage}")
+    # No declared types: the values keep the form bound here, and the target's columns apply their affinity on
+    # the INSERT ... SELECT exactly as when the same values are bound to an INSERT directly.
+    conn.exec_driver_sql(f"CREATE TEMP TABLE stage_{table} ({cols})")
+    conn.exec_driver_sql(f"INSERT INTO {stage} VALUES ({', '.join('?' * len(columns))})", rows)
+    conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ORDER BY rowid")
+    conn.exec_driver_sql(f"DROP TABLE {stage}")
+    return n
 
 
 def _single_trades(session: Session, instruction_ids: list[int]) -> dict[int, int]:

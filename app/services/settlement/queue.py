@@ -549,14 +549,18 @@ def _fetch(
     where = _conditions(flt, actor, opaque=_plan(conn, flt, sort) == SORT_INDEX)
     if shape.bound is not None:
         where.append(beyond(key, SI.id, shape.bound, shape.desc, unique=unique))
-    q = (
-        select(*_db_cols(), _penalty_sum())
-        .where(and_(True, *where))
-        .order_by(*order_by(key, SI.id, shape.desc, unique=unique))
-        .limit(limit)
-    )
+    ordering = order_by(key, SI.id, shape.desc, unique=unique)
+    q = select(*_db_cols(), _penalty_sum())
     if shape.offset:
-        q = q.offset(shape.offset)
+        # A jump into the middle: find the page's ids first (the sort index alone, index-only where it covers the
+        # filter), then read those rows and their penalties. Skipping rows with every column and the penalty
+        # subquery in the select list made PostgreSQL read each skipped row from the table and run its penalty
+        # lookup (the select list is computed for the rows OFFSET drops): 1.1 s for row 500,000 of a million.
+        ids = select(SI.id).where(and_(True, *where)).order_by(*ordering).limit(limit).offset(shape.offset)
+        page = ids.subquery()
+        q = q.join(page, SI.id == page.c.id).order_by(*ordering)
+    else:
+        q = q.where(and_(True, *where)).order_by(*ordering).limit(limit)
     raw = shape.arrange([tuple(r) for r in conn.execute(q).all()])
     rows = _present([r[:-1] for r in raw], [r[-1] for r in raw], _ref(conn, raw), _as_of(flt))
     return page_of(rows, COL[sort.key], COL["id"])

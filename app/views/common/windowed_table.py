@@ -8,12 +8,28 @@ Python (a page of rows being converted), each take can wait for the worker's 5 m
 the table's paintEvent and draws the backgrounds, icons and elided texts itself from each row's precomputed look
 (:meth:`~app.views.qt_models.paged_model.PagedTableModel.look`), with the colours of resources/style.qss (selection
 #dbe7f7, alternate rows #f7f9fb, text #1f2933, focus #1f5fbf). One GIL take per paint, whatever the workers do.
+
+Each cell's text is drawn from a laid-out :class:`QStaticText` kept in :data:`TEXTS` (by text, width and weight):
+laying out and measuring a text each paint was most of a paint's cost (a screenful took 12-14 ms of the GUI
+thread, 4 ms from the cache; the pixels are the same), and on a busy machine every millisecond the GUI thread
+needs a core is a millisecond it may wait for one.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QRect, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QKeyEvent, QKeySequence, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QItemSelectionModel, QPointF, QRect, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QKeyEvent,
+    QKeySequence,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QStaticText,
+    QTransform,
+)
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from app.views.qt_models.paged_model import LOADING_FOREGROUND, LOADING_TEXT, PagedTableModel
@@ -26,6 +42,75 @@ FOCUS = QColor("#1f5fbf")
 PADDING = 6
 ICON = 16
 _ELIDE = Qt.TextElideMode.ElideRight
+_RIGHT = int(Qt.AlignmentFlag.AlignRight.value)
+#: Laid-out cell texts: (text, width, bold, font) -> (the text elided to the width and laid out, its width, the
+#: font's line height). Cleared whole when full: a screenful is ~700 cells, and most texts (statuses, dates,
+#: codes) repeat from row to row.
+TEXTS: dict[tuple[str, int, bool, str], tuple[QStaticText, float, int]] = {}
+MAX_TEXTS = 10_000
+
+
+def selected_rows(selection: QItemSelectionModel | None, first: int, last: int, columns: int) -> set[int]:
+    """The rows of ``first``..``last`` that are selected whole (what ``isRowSelected`` says of each), read from the
+    selection once per paint: ``isRowSelected`` per row calls back into the model's Python several times, each
+    call a take of the GIL that a busy worker can make wait."""
+    if selection is None or columns <= 0 or not selection.hasSelection():
+        return set()
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for rng in selection.selection():
+        for row in range(max(rng.top(), first), min(rng.bottom(), last) + 1):
+            spans.setdefault(row, []).append((rng.left(), rng.right()))
+    whole: set[int] = set()
+    for row, parts in spans.items():
+        covered = 0  # every column before this one is selected
+        for left, right in sorted(parts):
+            if left > covered:
+                break
+            covered = max(covered, right + 1)
+        if covered >= columns:
+            whole.add(row)
+    return whole
+
+
+def draw_text(
+    painter: QPainter,
+    text: str,
+    left: int,
+    right: int,
+    y: int,
+    height: int,
+    align: int,
+    font: QFont,
+    font_key: str,
+    fm: QFontMetrics,
+) -> None:
+    """Draw ``text`` in the cell from ``left`` to ``right`` as ``painter.drawText(rect, align, text)`` would after
+    eliding it to the width (``align``: left or right, centred vertically), from the laid-out cache.
+
+    ``font`` is the painter's current font (``fm`` its metrics); ``font_key`` the plain font's ``key()``, read
+    once per paint."""
+    static, width, line = _laid_out(text, right - left, font.bold(), font, font_key, fm)
+    # Against the aligned edge, centred on the row and rounded as Qt rounds it.
+    x = right - width if align & _RIGHT else left
+    painter.drawStaticText(QPointF(x, y + (height - line + 1) // 2), static)
+
+
+def _laid_out(
+    text: str, space: int, bold: bool, font: QFont, font_key: str, fm: QFontMetrics
+) -> tuple[QStaticText, float, int]:
+    key = (text, space, bold, font_key)
+    hit = TEXTS.get(key)
+    if hit is None:
+        if fm.horizontalAdvance(text) > space:
+            text = fm.elidedText(text, _ELIDE, space)
+        static = QStaticText(text)
+        static.setTextFormat(Qt.TextFormat.PlainText)  # never rich text, whatever a reference contains
+        static.prepare(QTransform(), font)
+        hit = (static, static.size().width(), fm.height())
+        if len(TEXTS) >= MAX_TEXTS:
+            TEXTS.clear()
+        TEXTS[key] = hit
+    return hit
 
 
 def paint_rows(
@@ -48,8 +133,7 @@ def paint_rows(
         x, width = header.sectionViewportPosition(logical), header.sectionSize(logical)
         if x + width >= clip.left() and x <= clip.right() and width > 0:
             columns.append((logical, x, width))
-    selection = view.selectionModel()
-    root = QModelIndex()
+    selected = selected_rows(view.selectionModel(), first, last, model.columnCount())
     current = view.currentIndex().row() if view.hasFocus() else -1
     font = view.font()
     bold = QFont(font)
@@ -58,11 +142,12 @@ def paint_rows(
     metrics, bold_metrics = painter.fontMetrics(), None
     in_bold = False
     align = model.align
+    font_key = font.key()  # the cache's part of the key: another size or family lays out anew
     for row in range(first, last + 1):
         y = view.rowViewportPosition(row)
         band = QRect(clip.left(), y, clip.width(), row_height)
         look = model.look(row)
-        if selection is not None and selection.isRowSelected(row, root):
+        if row in selected:
             painter.fillRect(band, SELECTED_BACKGROUND)
         elif look is not None and look.background is not None:
             painter.fillRect(band, look.background)
@@ -94,10 +179,18 @@ def paint_rows(
             fm = bold_metrics if in_bold and bold_metrics is not None else metrics
             colour = look.foreground(logical)
             painter.setPen(TEXT if colour is None else colour)
-            space = right - left
-            if fm.horizontalAdvance(text) > space:
-                text = fm.elidedText(text, _ELIDE, space)
-            painter.drawText(QRect(left, y, space, row_height), align[logical], text)
+            draw_text(
+                painter,
+                text,
+                left,
+                right,
+                y,
+                row_height,
+                align[logical],
+                bold if want_bold else font,
+                font_key,
+                fm,
+            )
         if row == current:
             painter.setPen(QPen(FOCUS, 1))
             painter.drawRect(QRect(clip.left(), y, clip.width() - 1, row_height - 1))
