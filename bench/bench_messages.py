@@ -14,8 +14,11 @@ Printed side by side, in the same run:
   states loaded by reference (bulk), every message applied in file order with the lifecycle's and the settlement's
   rules to in-memory states (``movements.SettlementBatch``), then instructions, trades, movements, positions, cash
   balances, the audit trail and the message rows written set-based, one transaction. Part by part
-  (``messages.PART`` messages): a part's instructions and movements are written on a writer thread while the next
-  part is parsed.
+  (``messages.PART`` messages): a part's changed instructions are staged in a temporary table (COPY on PostgreSQL)
+  and written by one ``UPDATE ... FROM``, its movements by COPY / ``INSERT ... SELECT`` with one aggregated update
+  of positions and balances, on a writer thread while the next part is parsed.
+
+The load average is printed with each figure: the machine may be shared, and a figure means little without it.
 
     .venv/bin/python bench/bench_messages.py                               # 100,000 messages, SQLite
     .venv/bin/python bench/bench_messages.py --backend both                # SQLite, then a throwaway PostgreSQL
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import tempfile
 import time
@@ -148,7 +152,8 @@ def run(db: Database, n: int) -> None:
     print(
         f"  parse + apply          : {total_s:7.2f} s  ({n / total_s:,.0f} msg/s)   target < 10 s for 100,000"
     )
-    print(f"  instructions now       : {by_status}; invariant problems: {len(problems)}", flush=True)
+    print(f"  instructions now       : {by_status}; invariant problems: {len(problems)}")
+    print(f"  load average           : {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
 def main() -> None:

@@ -138,7 +138,7 @@ PHASES = (
     ("CREATE TEMP TABLE sg_t", "read trades"),
     ("SELECT count(*) FROM trades", "read trades"),
     ("ANALYZE sg_t", "read trades"),
-    ("SELECT count(*), sum(", "read trades"),
+    ("SELECT count(*) FROM sg_t", "read trades"),
     ("CREATE TEMP TABLE sg_g", "compute netting"),
     ("CREATE TEMP TABLE sg_a", "compute netting"),
     ("SELECT n > 1", "compute netting"),

@@ -193,6 +193,9 @@ def test_a_bulk_insert_indexes_its_trades_at_the_end(db, users, book) -> None:
     if not db.is_postgres:
         with db.engine.connect() as conn:
             assert _search_mode_is_fts(conn, "koala")
+            # The larger in-memory buffer of the bulk indexing (BULK_HASH_BYTES) was FTS5's default again after.
+            hashsize = conn.execute(text("SELECT v FROM trades_search_config WHERE k = 'hashsize'")).scalar()
+            assert hashsize == trade_search.FTS5_HASH_BYTES
 
 
 def _search_mode_is_fts(conn, term: str) -> bool:

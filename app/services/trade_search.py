@@ -98,6 +98,13 @@ def forget(url: str | None = None) -> None:
 
 #: The SQLite trigger that indexes each inserted trade (migration 0011).
 INSERT_TRIGGER = "trades_search_ai"
+#: FTS5 collects the terms of the rows being indexed in memory and writes them out as a new segment of the index
+#: whenever they pass ``hashsize`` (1 MiB by default); the segments are then merged, again and again as they pile
+#: up. For a bulk insert the limit is raised to BULK_HASH_BYTES (memory taken only as terms come), then set back
+#: to FTS5's default. Measured CPU time for indexing the references of 1,000,000 trades: 14.8 s with 1 MiB, 5.7 s
+#: with 64 MiB (6.0 s with 256 MiB); 200,000 trades: 2.0 s and 1.1 s.
+FTS5_HASH_BYTES = 1024 * 1024
+BULK_HASH_BYTES = 64 * 1024 * 1024
 
 
 @contextlib.contextmanager
@@ -107,7 +114,7 @@ def bulk_inserts(session: Session) -> Iterator[None]:
 
     FTS5 writes its pending terms out as a new segment at every statement that touches it, and a trigger makes
     that one segment per inserted row: measured, 66 µs a row against 8.6 µs for the same rows indexed by one
-    ``INSERT … SELECT``. Inside the caller's transaction the insert trigger is dropped and, after the block, the
+    ``INSERT … SELECT`` (and that statement runs with a larger ``hashsize``, see BULK_HASH_BYTES). Inside the caller's transaction the insert trigger is dropped and, after the block, the
     new rows are indexed and the trigger created again from its own stored definition; a failure rolls it all
     back with the import. Updates and deletes keep their triggers. PostgreSQL: nothing to do (a GIN index takes
     COPY in its pending list).
@@ -126,10 +133,12 @@ def bulk_inserts(session: Session) -> Iterator[None]:
     conn.execute(text(f"DROP TRIGGER {INSERT_TRIGGER}"))
     yield
     cols = ", ".join(SEARCH_COLUMNS)
+    conn.execute(text(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('hashsize', {BULK_HASH_BYTES})"))
     conn.execute(
         text(f"INSERT INTO {FTS_TABLE}(rowid, {cols}) SELECT id, {cols} FROM trades WHERE id > :before"),
         {"before": before},
     )
+    conn.execute(text(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('hashsize', {FTS5_HASH_BYTES})"))
     conn.execute(text(str(trigger)))
 
 

@@ -22,10 +22,10 @@ to ``recon_run_pairs``, one row per run and pass holding the two identity lists 
 them back); ``recon_matches`` gets a row for each aggregation group, for each pair that closed a break (so the
 break shows what it matched and can be unmatched), and for people's manual matches.
 
-Where the definition allows it, the first pair pass runs on narrow reads (:mod:`.prepass`: the exactly compared
-fields folded into one text per record in SQL) and only the records it leaves are read in full for the engine; its
-pairs are counted, stored and looked up with the engine's (first in their pass's row of ``recon_run_pairs``), so a
-run's answer is the same either way.
+Where the definition allows it, the first pair pass runs on narrow reads (:mod:`.prepass`: the text fields it
+compares exactly folded into one value per record in SQL) and only the records it leaves are read in full for the
+engine; its pairs are counted, stored and looked up with the engine's (first in their pass's row of
+``recon_run_pairs``), so a run's answer is the same either way.
 
 Reads happen in a read session; the writes in one unit of work that first locks the definition row (PostgreSQL),
 so two runs of one definition never interleave (SQLite write transactions are serial already). If the run fails,
