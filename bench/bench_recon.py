@@ -21,8 +21,7 @@ Timed in the same run, on the same two frames:
   within minutes) and the summary holds each run against the fastest datacompy time of all: the strictest reference;
 - **end to end with a database round trip** (SQLite file and PostgreSQL): the two sides loaded once as ``trades``
   and confirmation ``statement_lines`` (not timed), then ``recon.run.run_recon``: read both sides from the
-  database (the first pass on narrow reads, only its residue read in full: ``recon.prepass``), all passes,
-  write the run, its matches (1:1 pairs compactly in ``recon_run_pairs``, aggregations as
+  database, all passes, write the run, its matches (1:1 pairs compactly in ``recon_run_pairs``, aggregations as
   ``recon_matches`` rows) and the breaks, in one transaction. The stored pairs are read back and checked too.
   Timed cold, as ``opsdesk recon run`` is: the read includes starting the SQLite columnar workers. The summary at
   the end sets each backend's phases (read, match, write) beside datacompy's time.
@@ -554,16 +553,9 @@ def db_round_trip(
     pairs = run_pairs(db, SYSTEM, result.run_id)
     if sum(len(p) for p in pairs.values()) + len(groups) != result.matched:
         problems.append("the stored pairs and groups do not add up to the matches")
-    tm = result.timings
-    narrow = (
-        f" [narrow first pass: read {tm['read_narrow']:.2f}, pass {tm['match_narrow']:.2f},"
-        f" residue read {tm['read_residue']:.2f}]"
-        if "read_narrow" in tm
-        else ""
-    )
     print(
-        f"  {label}: run_recon {t:.2f} s (read {tm['read']:.2f}, match {tm['match']:.2f},"
-        f" write {tm['write']:.2f}){narrow}; {sum(result.breaks.values()):,} breaks written; "
+        f"  {label}: run_recon {t:.2f} s (read {result.timings['read']:.2f}, match {result.timings['match']:.2f},"
+        f" write {result.timings['write']:.2f}); {sum(result.breaks.values()):,} breaks written; "
         f"{result.matched:,} matches stored as {stats.get('pair_rows', 0)} recon_run_pairs rows (1:1 pairs) "
         f"+ {stats.get('match_rows', 0):,} recon_matches rows (aggregations)",
         flush=True,

@@ -84,3 +84,40 @@ def test_ensure_current_upgrades_an_empty_database_and_then_does_nothing(empty_d
         conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
     with pytest.raises(SchemaTooNew):
         schema.ensure_current(empty_db)
+
+
+def test_run_pair_lists_are_compressed_with_lz4_where_the_server_has_it(pg_empty_url: str) -> None:
+    """A million-record run writes two large pair arrays; pglz costs ~0.9 s a run where lz4 costs ~0.25 s."""
+    db = Database(pg_empty_url)
+    try:
+        schema.upgrade(db)
+        with db.engine.connect() as conn:
+            lz4 = conn.execute(
+                text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+            ).scalar()
+            found = dict(
+                conn.execute(
+                    text(
+                        "SELECT attname, attcompression FROM pg_attribute "
+                        "WHERE attrelid = 'recon_run_pairs'::regclass AND attname IN ('left_refs', 'right_refs')"
+                    )
+                ).all()
+            )
+        assert found == (
+            {"left_refs": "l", "right_refs": "l"} if lz4 else {"left_refs": "", "right_refs": ""}
+        )
+        schema.downgrade(db, "0014")
+        with db.engine.connect() as conn:
+            after = (
+                conn.execute(
+                    text(
+                        "SELECT DISTINCT attcompression FROM pg_attribute "
+                        "WHERE attrelid = 'recon_run_pairs'::regclass AND attname IN ('left_refs', 'right_refs')"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert after == (["p"] if lz4 else [""])
+    finally:
+        db.dispose()

@@ -22,11 +22,6 @@ to ``recon_run_pairs``, one row per run and pass holding the two identity lists 
 them back); ``recon_matches`` gets a row for each aggregation group, for each pair that closed a break (so the
 break shows what it matched and can be unmatched), and for people's manual matches.
 
-Where the definition allows it, the first pair pass runs on narrow reads (:mod:`.prepass`: the text fields it
-compares exactly folded into one value per record in SQL) and only the records it leaves are read in full for the
-engine; its pairs are counted, stored and looked up with the engine's (first in their pass's row of
-``recon_run_pairs``), so a run's answer is the same either way.
-
 Reads happen in a read session; the writes in one unit of work that first locks the definition row (PostgreSQL),
 so two runs of one definition never interleave (SQLite write transactions are serial already). If the run fails,
 nothing of it is written except a FAILED run row saying why.
@@ -64,7 +59,6 @@ from ..errors import OpsDeskError
 from ..jsonable import canonical_json, to_jsonable
 from ..permissions import Actor, Permission, require
 from . import definitions as defs
-from . import prepass
 from .config import ReconConfig
 from .engine import MATCHED, describe, reconcile
 from .sources import needed_columns, prepare, read_sources
@@ -162,21 +156,19 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
             )
         cfg = defs.validate(raw)
         t = time.perf_counter()
+        left_raw, right_raw = read_sources(
+            s,
+            db,
+            [
+                (cfg.left.source, as_of, needed_columns(cfg, "left")),
+                (cfg.right.source, as_of, needed_columns(cfg, "right")),
+            ],
+        )
         manual_l, manual_r = _manual_refs(s, def_id)
         apart_l, apart_r = _kept_apart(s, def_id)
-        wanted = (needed_columns(cfg, "left"), needed_columns(cfg, "right"))
-        # The first pass on narrow reads where the definition allows it: only what it leaves is read in full.
-        first = prepass.first_pass(db, cfg, as_of, wanted, (manual_l | apart_l, manual_r | apart_r))
-        if first is None:
-            left_raw, right_raw = read_sources(
-                s, db, [(cfg.left.source, as_of, wanted[0]), (cfg.right.source, as_of, wanted[1])]
-            )
-        else:
-            left_raw, right_raw = first.left, first.right
-            timings.update(first.timings)
         apart_l -= manual_l
         apart_r -= manual_r
-        timings["read"] = time.perf_counter() - t - timings.get("match_narrow", 0.0)
+        timings["read"] = time.perf_counter() - t
     run_date = as_of or dt.datetime.now(dt.UTC).date()
     try:
         t = time.perf_counter()
@@ -210,8 +202,8 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
         matched_l, matched_r = in_manual_l.copy(), in_manual_r.copy()
         matched_l[pos_l] |= result.state_left == MATCHED
         matched_r[pos_r] |= result.state_right == MATCHED
-        sides = _Scope(left["_id"], right["_id"], matched_l, matched_r, pos_l, pos_r, first)
-        timings["match"] = time.perf_counter() - t + timings.get("match_narrow", 0.0)
+        sides = _Scope(left["_id"], right["_id"], matched_l, matched_r, pos_l, pos_r)
+        timings["match"] = time.perf_counter() - t
         t = time.perf_counter()
         counts = _write(
             db,
@@ -223,21 +215,19 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
             result,
             sides,
             {"manual": manual, "out_of_coverage": out_of_coverage, "as_of": as_of},
-            first,
         )
         timings["write"] = time.perf_counter() - t
     except Exception as err:
         _record_failure(db, actor, def_id, run_date, err)
         raise
-    totals = _totals(result, first)
     return RunResult(
         run_id=counts["run_id"],
         definition=def_name,
         as_of=run_date,
-        left_records=totals["left_records"],
-        right_records=totals["right_records"],
-        matched=totals["matched"],
-        matched_by_pass=totals["matched_by_pass"],
+        left_records=result.left.n,
+        right_records=result.right.n,
+        matched=result.matched_groups,
+        matched_by_pass=result.matched_by_pass(),
         breaks=result.breaks_by_type(),
         new_breaks=counts["new"],
         still_open=counts["still_open"],
@@ -248,20 +238,6 @@ def run_recon(db: Database, actor: Actor, name: str, *, as_of: dt.date | None = 
         duration=time.perf_counter() - started,
         timings=timings,
     )
-
-
-def _totals(result: Any, first: prepass.FirstPass | None) -> dict[str, Any]:
-    """The run's record and match counts: the engine's, plus the pairs the narrow first pass made."""
-    by_pass = result.matched_by_pass()
-    n = first.pairs if first is not None else 0
-    if first is not None:
-        by_pass[first.pass_name] += n
-    return {
-        "left_records": result.left.n + n,
-        "right_records": result.right.n + n,
-        "matched": result.matched_groups + n,
-        "matched_by_pass": by_pass,
-    }
 
 
 def _in(ids: pd.Series, refs: set[str]) -> np.ndarray:
@@ -281,31 +257,16 @@ class _Scope:
     matched_right: np.ndarray
     pos_left: np.ndarray  # engine position -> position among the records read
     pos_right: np.ndarray
-    first: prepass.FirstPass | None = None  # the narrow first pass's pairs: read, and matched
 
     def lookup(self, which: str, refs: set[str]) -> tuple[set[str], set[str]]:
         """(refs read by the run, refs matched by it) among ``refs``."""
         ids = self.left_ids if which == "left" else self.right_ids
         matched = self.matched_left if which == "left" else self.matched_right
-        read: set[str] = set()
-        done: set[str] = set()
-        if self.first is not None and refs:
-            paired = self.first.left_ids if which == "left" else self.first.right_ids
-            found = set(paired.filter(_arrow_isin(paired, refs)).to_pylist())
-            read |= found
-            done |= found
         hit = _in(ids, refs)
-        if hit.any():
-            vals = ids.to_numpy(dtype=object)[hit]
-            read |= set(vals.tolist())
-            done |= set(vals[matched[hit]].tolist())
-        return read, done
-
-
-def _arrow_isin(arr: pa.Array, refs: set[str]) -> pa.Array:
-    """Which identities of an Arrow array are among ``refs`` (a boolean array, never null)."""
-    values = pa.array(sorted(str(r) for r in refs), type=arr.type)
-    return pc.fill_null(pc.is_in(arr, value_set=values), False)
+        if not hit.any():
+            return set(), set()
+        vals = ids.to_numpy(dtype=object)[hit]
+        return set(vals.tolist()), set(vals[matched[hit]].tolist())
 
 
 def _covered(left: pd.DataFrame, right: pd.DataFrame, cfg: ReconConfig) -> np.ndarray:
@@ -368,15 +329,10 @@ def _json_strings(ids: list[Any]) -> str:
     return json.dumps(ids)
 
 
-def _json_ids(side: Any, pos: np.ndarray, ahead: pa.Array | None = None) -> str:
+def _json_ids(side: Any, pos: np.ndarray) -> str:
     """The JSON array of some records' identities (as :func:`_json_strings` gives it), made in Arrow where the
-    identities are Arrow strings: a million identities joined without a Python string for each. ``ahead``: other
-    identities (Arrow) that come first in the array."""
+    identities are Arrow strings: a million identities joined without a Python string for each."""
     arr = side.ids_arrow(pos)
-    if ahead is not None:
-        if arr is None or arr.null_count or ahead.null_count:
-            return _json_strings(ahead.to_pylist() + side.ids_at(pos).tolist())
-        arr = pa.concat_arrays([ahead.cast(pa.large_string()), arr.cast(pa.large_string())])
     if arr is None or arr.null_count:
         return _json_strings(side.ids_at(pos).tolist())
     if not len(arr):
@@ -483,7 +439,6 @@ def _write(
     result: Any,
     sides: _Scope,
     extra: dict[str, Any],
-    first: prepass.FirstPass | None = None,
 ) -> dict[str, int]:
     now = utcnow()
     with db.write() as s, bulk.bulk_write(s):
@@ -505,7 +460,7 @@ def _write(
         # arrays) without holding the GIL, and describe() is Python. One thread at a time uses the session: this one
         # makes no query until the pairs are written.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recon-pairs") as pool:
-            pairs_job = pool.submit(_write_pairs, s, run_id, def_id, result, first)
+            pairs_job = pool.submit(_write_pairs, s, run_id, def_id, result)
             try:
                 found = describe(result)
                 prints = [fingerprint(def_id, b["break_type"], b["key"]) for b in found]
@@ -640,14 +595,13 @@ def _write(
                 bid,
                 after={"status": BreakStatus.RESOLVED.value, "note": note},
             )
-        n_matches = _write_matches(s, run_id, def_id, result, now, closed_l, closed_r, first)
-        totals = _totals(result, first)
+        n_matches = _write_matches(s, run_id, def_id, result, now, closed_l, closed_r)
         stats = {
             "definition": def_name,
-            "left_records": totals["left_records"],
-            "right_records": totals["right_records"],
-            "matched": totals["matched"],
-            "matched_by_pass": totals["matched_by_pass"],
+            "left_records": result.left.n,
+            "right_records": result.right.n,
+            "matched": result.matched_groups,
+            "matched_by_pass": result.matched_by_pass(),
             "breaks": result.breaks_by_type(),
             "new_breaks": len(new_rows),
             "still_open": len(refresh),
@@ -680,26 +634,17 @@ def _write(
     }
 
 
-def _write_pairs(
-    s: Session, run_id: int, def_id: int, result: Any, first: prepass.FirstPass | None = None
-) -> int:
+def _write_pairs(s: Session, run_id: int, def_id: int, result: Any) -> int:
     """Every 1:1 pair of the run in ``recon_run_pairs``: one row per pass, the two identity lists side by side
-    (JSON arrays built in Arrow). The narrow first pass's pairs come first in its pass's row. Returns the number of
-    rows."""
+    (JSON arrays built in Arrow). Returns the number of rows."""
     L, R = result.left, result.right
     pair_rows: list[list[Any]] = [[], [], [], [], [], []]
     for i, name in enumerate(result.pass_names):
         sel = np.flatnonzero(result.pair_pass == i)
-        ahead = first if first is not None and i == 0 and first.pairs else None
-        if not len(sel) and ahead is None:
+        if not len(sel):
             continue
-        if ahead is None:
-            lids, rids = _json_ids(L, result.pair_left[sel]), _json_ids(R, result.pair_right[sel])
-        else:
-            lids = _json_ids(L, result.pair_left[sel], ahead.left_ids)
-            rids = _json_ids(R, result.pair_right[sel], ahead.right_ids)
-        n = len(sel) + (ahead.pairs if ahead is not None else 0)
-        for col, v in zip(pair_rows, (run_id, def_id, name, n, lids, rids), strict=True):
+        lids, rids = _json_ids(L, result.pair_left[sel]), _json_ids(R, result.pair_right[sel])
+        for col, v in zip(pair_rows, (run_id, def_id, name, len(sel), lids, rids), strict=True):
             col.append(v)
     if pair_rows[0]:
         bulk.insert_rows(
@@ -719,7 +664,6 @@ def _write_matches(
     now: dt.datetime,
     closed_left: set[str],
     closed_right: set[str],
-    first: prepass.FirstPass | None = None,
 ) -> int:
     """The ``recon_matches`` rows of a run: the aggregation groups and the pairs that closed a break (what people
     look at and may unmatch). Returns the number of rows."""
@@ -728,21 +672,6 @@ def _write_matches(
     pass_col: list[str] = []
     left_col: list[str] = []
     right_col: list[str] = []
-    if (
-        first is not None and first.pairs and (closed_left or closed_right)
-    ):  # its pairs come first in its pass
-        hit = np.zeros(first.pairs, dtype=bool)
-        if closed_left:
-            hit |= _arrow_isin(first.left_ids, closed_left).to_numpy(zero_copy_only=False)
-        if closed_right:
-            hit |= _arrow_isin(first.right_ids, closed_right).to_numpy(zero_copy_only=False)
-        take = pa.array(np.flatnonzero(hit))
-        for lid, rid in zip(
-            first.left_ids.take(take).to_pylist(), first.right_ids.take(take).to_pylist(), strict=True
-        ):
-            pass_col.append(first.pass_name)
-            left_col.append(json.dumps([lid]))
-            right_col.append(json.dumps([rid]))
     if closed_left or closed_right:  # the pairs that closed a break: a person will want to see them
         hit = np.zeros(len(result.pair_left), dtype=bool)
         if closed_left:

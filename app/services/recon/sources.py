@@ -8,10 +8,6 @@ value. Dates become day numbers. One query per side, no ORM objects, no query pe
 the same time (:func:`read_sources`: one thread and one columnar connection each, so one SQLite worker process or
 PostgreSQL backend each).
 
-Each source's rows carry ``_row`` (the id of the row they come from) and can be read for some rows only (``rows``:
-a subquery listing their ids, pushed into the source's own query), which the narrow first pass of a run uses
-(:mod:`.prepass`).
-
 Sources (the names a definition's ``left.source``/``right.source`` use):
 
 - ``trades``: our trades (current version), with ``counterparty_id`` to tell unknown counterparties.
@@ -64,8 +60,7 @@ class Source:
     name: str
     columns: dict[str, str]  # column -> kind
     identity: tuple[str, ...]
-    # (as_of, rows) -> (SQL, params); ``rows``: a subquery listing the ``_row`` ids to read (default: all).
-    sql: Callable[..., tuple[str, dict[str, Any]]]
+    sql: Callable[[dt.date | None], tuple[str, dict[str, Any]]]
     label: str
 
 
@@ -81,59 +76,53 @@ def _as_of(col: str, as_of: dt.date | None, params: dict[str, Any]) -> str:
     return f" AND {col} <= :as_of"
 
 
-def _only(col: str, rows: str | None) -> str:
-    """A filter to some rows (by id, the ``_row`` of a source), pushed into the source's own query."""
-    return f" AND {col} IN ({rows})" if rows else ""
-
-
-def _trades_sql(as_of: dt.date | None, rows: str | None = None) -> tuple[str, dict[str, Any]]:
+def _trades_sql(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
     p: dict[str, Any] = {}
     sql = f"""
-        SELECT t.id AS _row, t.trade_ref, t.order_ref, t.isin, t.account_code AS account, t.counterparty_code AS counterparty,
+        SELECT t.trade_ref, t.order_ref, t.isin, t.account_code AS account, t.counterparty_code AS counterparty,
                t.counterparty_id, t.side, t.quantity AS quantity, t.price AS price,
                t.currency, t.gross_amount AS gross_amount, t.net_amount AS net_amount,
                t.trade_date, t.settlement_date, t.status, t.source
-        FROM trades t WHERE 1 = 1{_as_of("t.trade_date", as_of, p)}{_only("t.id", rows)}
+        FROM trades t WHERE 1 = 1{_as_of("t.trade_date", as_of, p)}
         ORDER BY t.id"""
     return sql, p
 
 
-def _positions_sql(as_of: dt.date | None, rows: str | None = None) -> tuple[str, dict[str, Any]]:
+def _positions_sql(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
     # Bonds are quoted in % of nominal: the value of one unit is the price / 100.
     unit = (
         "CASE WHEN i.asset_class IN ('GOVT_BOND', 'CORP_BOND') THEN i.reference_price / 100 "
         "ELSE i.reference_price END"
     )
     sql = f"""
-        SELECT p.id AS _row, a.code AS account, p.account_id, i.isin, i.asset_class, i.currency,
+        SELECT a.code AS account, p.account_id, i.isin, i.asset_class, i.currency,
                p.settled_quantity AS settled_quantity,
                p.traded_quantity AS traded_quantity,
                i.reference_price AS price, {unit} AS unit_price
         FROM positions p JOIN accounts a ON a.id = p.account_id JOIN instruments i ON i.id = p.instrument_id
-        WHERE 1 = 1{_only("p.id", rows)}
         ORDER BY p.id"""
     return sql, {}
 
 
-def _cash_sql(as_of: dt.date | None, rows: str | None = None) -> tuple[str, dict[str, Any]]:
+def _cash_sql(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
     p: dict[str, Any] = {}
     sql = f"""
-        SELECT c.id AS _row, 'CASH-' || c.id AS movement_ref, c.id AS movement_id, a.code AS account, c.account_id, c.currency, c.kind,
+        SELECT 'CASH-' || c.id AS movement_ref, c.id AS movement_id, a.code AS account, c.account_id, c.currency, c.kind,
                c.amount AS amount, c.value_date,
                COALESCE(si.instruction_ref, t.trade_ref) AS ref, si.instruction_ref, t.trade_ref, i.isin
         FROM cash_movements c JOIN accounts a ON a.id = c.account_id
         LEFT JOIN settlement_instructions si ON si.id = c.instruction_id
         LEFT JOIN trades t ON t.id = c.trade_id
         LEFT JOIN instruments i ON i.id = t.instrument_id
-        WHERE 1 = 1{_as_of("c.value_date", as_of, p)}{_only("c.id", rows)}
+        WHERE 1 = 1{_as_of("c.value_date", as_of, p)}
         ORDER BY c.id"""
     return sql, p
 
 
-def _instructions_sql(as_of: dt.date | None, rows: str | None = None) -> tuple[str, dict[str, Any]]:
+def _instructions_sql(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
     p: dict[str, Any] = {}
     sql = f"""
-        SELECT si.id AS _row, si.instruction_ref, si.instruction_type, si.counterparty_ref, a.code AS account, si.account_id,
+        SELECT si.instruction_ref, si.instruction_type, si.counterparty_ref, a.code AS account, si.account_id,
                cp.code AS counterparty, i.isin, si.quantity AS quantity,
                si.settled_quantity AS settled_quantity,
                si.settlement_amount AS settlement_amount,
@@ -141,13 +130,13 @@ def _instructions_sql(as_of: dt.date | None, rows: str | None = None) -> tuple[s
                si.intended_settlement_date, si.actual_settlement_date, si.status, si.reason_code
         FROM settlement_instructions si JOIN accounts a ON a.id = si.account_id
         JOIN counterparties cp ON cp.id = si.counterparty_id JOIN instruments i ON i.id = si.instrument_id
-        WHERE 1 = 1{_as_of("si.trade_date", as_of, p)}{_only("si.id", rows)}
+        WHERE 1 = 1{_as_of("si.trade_date", as_of, p)}
         ORDER BY si.id"""
     return sql, p
 
 
-def _lines_sql(kind: StatementKind) -> Callable[..., tuple[str, dict[str, Any]]]:
-    def build(as_of: dt.date | None, rows: str | None = None) -> tuple[str, dict[str, Any]]:
+def _lines_sql(kind: StatementKind) -> Callable[[dt.date | None], tuple[str, dict[str, Any]]]:
+    def build(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
         p: dict[str, Any] = {"kind": kind.value}
         latest = ""
         if kind == StatementKind.HOLDINGS:
@@ -157,7 +146,7 @@ def _lines_sql(kind: StatementKind) -> Callable[..., tuple[str, dict[str, Any]]]
                 f" AND s2.account_identifier = s.account_identifier{_as_of('s2.statement_date', as_of, p)})"
             )
         sql = f"""
-            SELECT l.id AS _row, l.id AS line_id, l.reference,
+            SELECT l.id AS line_id, l.reference,
                    COALESCE(l.reference, COALESCE(s.statement_ref, '') || '#' || l.line_no) AS line_ref,
                    l.related_reference, l.value_date, l.entry_date, l.trade_date,
                    l.amount AS amount, l.currency, l.isin, l.quantity AS quantity,
@@ -166,7 +155,7 @@ def _lines_sql(kind: StatementKind) -> Callable[..., tuple[str, dict[str, Any]]]
                    s.account_identifier AS statement_account, s.sender
             FROM statement_lines l JOIN statements s ON s.id = l.statement_id
             LEFT JOIN accounts a ON a.id = s.account_id
-            WHERE s.kind = :kind{_as_of("s.statement_date", as_of, p)}{latest}{_only("l.id", rows)}
+            WHERE s.kind = :kind{_as_of("s.statement_date", as_of, p)}{latest}
             ORDER BY l.id"""
         return sql, p
 
