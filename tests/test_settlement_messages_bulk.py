@@ -146,21 +146,3 @@ def test_the_stored_json_keeps_the_facts_and_a_quarantined_message_everything(db
     assert iid is not None
     shown = queue.detail(db, SYSTEM, iid).messages
     assert [m["reason_codes"] for m in shown] == [["CMIS"]]
-
-
-def test_writing_parts_on_the_writer_thread_gives_what_writing_them_in_line_gave(
-    two_dbs: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _force(monkeypatch, ALWAYS)
-    monkeypatch.setattr(messages, "PART", 3)
-    monkeypatch.setattr(lifecycle, "PER_ROW_AUDIT_MAX", 1)
-    outcomes = []
-    for db, overlap in zip(two_dbs, (False, True), strict=True):
-        data = _scenario(db)
-        monkeypatch.setattr(messages, "OVERLAP_WRITES", overlap)
-        r = messages.import_bytes(db, SYSTEM, data, "thread.fin", as_of=ISD)
-        outcomes.append((r.as_dict(), _state(db)))
-    (inline_result, inline), (thread_result, threaded) = outcomes
-    assert thread_result == inline_result and inline_result["applied"] == 14
-    for key in inline:
-        assert threaded[key] == inline[key], key
