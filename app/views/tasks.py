@@ -23,7 +23,7 @@ Thread safety: the worker functions share the one Database object; its engine po
 call opens its own session, so each worker thread has its own session for the duration of the call.
 
 Priority: on Linux a runner can run its workers a few nice levels below the GUI thread (``worker_nice``, default
-:data:`WORKER_NICE`, which says why it is 0); elsewhere they run as they are.
+:data:`WORKER_NICE`, which says why); elsewhere they run as they are.
 """
 
 from __future__ import annotations
@@ -52,13 +52,13 @@ log = logging.getLogger(__name__)
 GUI_SWITCH_INTERVAL_S = 0.001
 
 #: How much lower the worker threads' scheduling priority is than the GUI thread's (a nice increment; Linux only,
-#: where a thread has its own nice value); 0 leaves them at the GUI thread's. Measured on 2 busy cores (the GUI
-#: thread's 5 ms timer beside three busy workers, 8 s each, interleaved): workers busy outside the GIL (SQLite
-#: running a query, hashing) at +5 halve the GUI thread's wait for a core (p99 tick gap 97-123 -> 68-80 ms); but
-#: workers busy in Python (converting rows: what a PostgreSQL page is on our side) at +5 make it worse (p99 75-111
-#: -> 117-125 ms, a third fewer ticks): the GUI thread then waits for the GIL held by a worker that waits for a
-#: core. So the workers stay at the GUI thread's priority; the benches' --worker-nice measures it again.
-WORKER_NICE = 0
+#: where a thread has its own nice value); 0 leaves them at the GUI thread's. On 2 cores shared with a PostgreSQL
+#: server the GUI thread's longest stall is mostly waiting for a core. The blotter bench at 1,000,000 trades on a quiet
+#: machine: longest stall at +0 83 ms (PostgreSQL) / 90 ms (PostgreSQL + 50 ms); at +10 65 and 76 ms / 47 and 40 ms.
+#: A synthetic probe (three workers converting rows in Python beside a 5 ms GUI timer) measured the opposite at +5
+#: (the GUI thread waiting for the GIL held by a starved worker): the GIL is handed over every 1 ms
+#: (GUI_SWITCH_INTERVAL_S), which keeps that wait short in the real panes. The benches' --worker-nice re-measures it.
+WORKER_NICE = 10
 
 # Progress reports closer together than this are dropped (except the last one): a tight loop must not flood the
 # GUI thread's event queue with repaint work.
