@@ -172,6 +172,24 @@ def db(request: pytest.FixtureRequest) -> Database:
     return request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "pg_db")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_dbs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, Database]]:
+    """Two fresh databases of the same backend."""
+    if request.param == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        a, b = sqlite_copy(template, tmp_path / "a.sqlite"), sqlite_copy(template, tmp_path / "b.sqlite")
+        yield a, b
+        a.dispose()
+        b.dispose()
+        return
+    admin, template = request.getfixturevalue("pg_admin_url"), request.getfixturevalue("pg_template")
+    with (
+        pg_clone(admin, template, f"opsdesk_two_a_{os.getpid()}") as a,
+        pg_clone(admin, template, f"opsdesk_two_b_{os.getpid()}") as b,
+    ):
+        yield a, b
+
+
 @pytest.fixture
 def users(db: Database) -> dict[str, Actor]:
     """One signed-in actor per demo role: clerk1, clerk2, supervisor, supervisor2, admin, auditor."""

@@ -252,27 +252,12 @@ def _worker_nices(qtbot: QtBot, runner: TaskRunner, n: int = 4) -> list[int | No
     return seen
 
 
-@pytest.mark.parametrize("lower", [5, 25])  # 25: past the lowest priority there is (19)
-def test_workers_run_below_the_gui_threads_priority_where_the_system_allows(qtbot: QtBot, lower: int) -> None:
-    """A runner asked to can run its workers below the GUI thread, so that they yield a core to it."""
-    gui = tasks_module.thread_nice()
-    runner = TaskRunner(max_threads=2, worker_nice=lower)
-    try:
-        seen = _worker_nices(qtbot, runner)
-    finally:
-        runner.shutdown(5000)
-    if gui is None:  # no per-thread priority on this system: the workers run as they are
-        assert seen == [None] * 4
-    else:
-        assert seen == [min(gui + lower, 19)] * 4
-    assert tasks_module.thread_nice() == gui  # the GUI thread itself is never lowered
-
-
-@pytest.mark.parametrize("lower", [None, 0, 3])
-def test_a_runners_workers_follow_its_setting_or_the_apps(
+@pytest.mark.parametrize("lower", [None, 0, 3, 25])  # 25: past the lowest priority there is (19)
+def test_workers_run_below_the_gui_thread_as_the_runner_or_the_app_says(
     qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, lower: int | None
 ) -> None:
-    """None takes the app's WORKER_NICE (read as the runner is made); 0 keeps the GUI thread's priority."""
+    """A runner's workers run ``worker_nice`` levels below the GUI thread, so that they yield a core to it (None: the
+    app's WORKER_NICE, read as the runner is made; 0: at the GUI thread's priority); the GUI thread is never lowered."""
     monkeypatch.setattr(tasks_module, "WORKER_NICE", 2)
     gui = tasks_module.thread_nice()
     runner = TaskRunner(max_threads=2, worker_nice=lower)
@@ -281,7 +266,9 @@ def test_a_runners_workers_follow_its_setting_or_the_apps(
     finally:
         runner.shutdown(5000)
     want = 2 if lower is None else lower
+    # No per-thread priority on this system: the workers run as they are.
     assert seen == [None if gui is None else min(gui + want, 19)] * 4
+    assert tasks_module.thread_nice() == gui
 
 
 def test_without_per_thread_priorities_work_still_runs_untouched(

@@ -12,9 +12,6 @@ a row changed by someone else fails the file, and nothing of it stays.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,30 +24,11 @@ from app.services.db import Database
 from app.services.permissions import SYSTEM
 from app.services.settlement import lifecycle, messages, movements, queue
 
-from .conftest import pg_clone, sqlite_copy
 from .test_settlement_messages import ISD, SWIFT, _instr, _refdata
 from .test_swift_import_parts import _scenario, _state
 
 S = InstructionStatus
 NEVER, ALWAYS = 10**9, 1
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def two_dbs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, Database]]:
-    """Two fresh databases of the same backend."""
-    if request.param == "sqlite":
-        template = request.getfixturevalue("sqlite_template")
-        a, b = sqlite_copy(template, tmp_path / "a.sqlite"), sqlite_copy(template, tmp_path / "b.sqlite")
-        yield a, b
-        a.dispose()
-        b.dispose()
-        return
-    admin, template = request.getfixturevalue("pg_admin_url"), request.getfixturevalue("pg_template")
-    with (
-        pg_clone(admin, template, f"opsdesk_ba_{os.getpid()}") as a,
-        pg_clone(admin, template, f"opsdesk_bb_{os.getpid()}") as b,
-    ):
-        yield a, b
 
 
 def _force(monkeypatch: pytest.MonkeyPatch, threshold: int) -> None:
