@@ -106,7 +106,7 @@ def test_run_pair_lists_are_compressed_with_lz4_where_the_server_has_it(pg_empty
         assert found == (
             {"left_refs": "l", "right_refs": "l"} if lz4 else {"left_refs": "", "right_refs": ""}
         )
-        schema.downgrade(db, "0014")
+        schema.downgrade(db, "0013")
         with db.engine.connect() as conn:
             after = (
                 conn.execute(

@@ -7,7 +7,7 @@ was built with LZ4 (``default_toast_compression`` accepts it, PostgreSQL 14+); e
 changes. Storage settings are not part of the SQLAlchemy model (autogenerate sees no difference).
 
 Revision ID: 0015
-Revises: 0014
+Revises: 0013
 Create Date: 2026-11-21
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy import text
 
 revision: str = "0015"
-down_revision: str | None = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
