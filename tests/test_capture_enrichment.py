@@ -198,8 +198,14 @@ def test_ssis_for_both_sides_prefer_the_asset_class_and_respect_validity(
             "0",
             "900005.00",
         ),
-        # Gross rounds half-even to 4 decimals: 7 x 12.34567891 = 86.41975237 -> 86.4198.
-        ("exact_rounding", line("T1", qty="7", price="189.34567891"), "1325.4198", "5.00", "0", "1330.4198"),
+        # Gross rounds half-even to the currency's minor unit, once, from the exact product:
+        # 7 x 189.34567891 = 1325.41975237 -> 1325.42 (a USD amount has cents, nothing finer).
+        ("exact_rounding", line("T1", qty="7", price="189.34567891"), "1325.42", "5.00", "0", "1330.42"),
+        # Half-even at the cent: 100.125 -> 100.12, 100.135 -> 100.14.
+        ("half_even_down", line("T1", qty="1", price="100.125"), "100.12", "5.00", "0", "105.12"),
+        ("half_even_up", line("T1", qty="1", price="100.135"), "100.14", "5.00", "0", "105.14"),
+        # Yen have no minor unit: 3 x 1234.5 = 3703.5 -> 3704 (half-even: 3703.5 is between 3703 and 3704, 3704 even).
+        ("yen_whole", line("T1", qty="3", price="1234.5", ccy="JPY"), "3704", "5", "0", "3709"),
     ],
     ids=lambda v: v if isinstance(v, str) and "," not in v and not v[:1].isdigit() else "",
 )
@@ -225,7 +231,7 @@ def test_amounts_are_exact_on_both_backends(db: Database, tmp_path: Path) -> Non
             Decimal("0.00000001")
         )
         rows.append(line(f"X{i}", qty=str(qty), price=str(px)))
-        gross = (qty * px).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)
+        gross = (qty * px).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
         expected[f"X{i}"] = (qty, px, gross)
     report = import_trades(db, CLERK, write_csv(tmp_path / "t.csv", *rows), today=TODAY)
     assert report.accepted == 300

@@ -205,8 +205,9 @@ def test_book_content(db: Database) -> None:
             if by_isin.get(t.isin) and by_isin[t.isin].market.mic in ("XNAS", "XNYS")
         )
 
-        # Exact amounts: gross = quantity x price x contract size (bonds / 100), to the Money scale (half even, as
-        # capture's enrichment does); commission and fees in whole minor units; net = gross +/- commission + fees.
+        # Exact amounts: gross = quantity x price x contract size (bonds / 100), to the currency's minor unit (half
+        # even, as capture's enrichment does); commission and fees in whole minor units; net = gross +/- commission
+        # + fees, so every amount is one a custodian can pay.
         for t in trades:
             inst = by_isin.get(t.isin)
             if inst is None:
@@ -214,8 +215,8 @@ def test_book_content(db: Database) -> None:
             gross = t.quantity * t.price * inst.contract_size
             if inst.asset_class in (AssetClass.GOVT_BOND, AssetClass.CORP_BOND):
                 gross /= 100
-            assert t.gross_amount == gross.quantize(Decimal("0.0001"), ROUND_HALF_EVEN), t.trade_ref
             minor = Decimal(1) if t.currency == "JPY" else Decimal("0.01")
+            assert t.gross_amount == gross.quantize(minor, ROUND_HALF_EVEN), t.trade_ref
             assert t.commission == t.commission.quantize(minor) and t.fees == t.fees.quantize(minor)
             sign = 1 if t.side.value == "BUY" else -1
             assert t.net_amount == t.gross_amount + sign * (t.commission + t.fees)

@@ -16,7 +16,9 @@ recent ``valid_from``; it must be valid on the settlement date. Missing: excepti
 **Amounts** (exact, in integer units of the Money scale, 1e-4):
 
 * gross = quantity x price for equities and ETFs; quantity x price / 100 for bonds (price in percent of nominal);
-  quantity x price x contract size for futures; rounded half-even to 4 decimals. Partial FIX fills use the exact
+  quantity x price x contract size for futures; rounded half-even to the currency's minor unit (cents, whole yen
+  ...: a settlement amount is paid in the currency's smallest unit, and SWIFT refuses an MT54x amount with more
+  decimals than its currency has). Partial FIX fills use the exact
   sum of their fill notionals instead of quantity x average price.
 * commission (``COMMISSION``): basis points of gross with a minimum, per asset class; futures per contract.
 * fees (``fees_for``): SEC Section 31 fee on US equity and ETF sells (``SEC_FEE_PER_MILLION`` of gross); UK stamp
@@ -239,22 +241,33 @@ def _pick_ssi(
     return out
 
 
+def _minor_exp(currency: np.ndarray) -> np.ndarray:
+    """Per row, how many of the money scale's 4 decimals the currency does not have (2 for cents, 4 for yen)."""
+    codes, uniques = pd.factorize(currency, use_na_sentinel=False)
+    exps = np.array([MONEY_SCALE - MINOR_UNITS.get(c, 2) for c in uniques], dtype=np.int64)
+    return exps[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+
 def _round_to_minor(amount_u: np.ndarray, currency: np.ndarray) -> np.ndarray:
     """Money units (1e-4, int64) rounded half-up to each currency's minor unit (cents, whole yen ...)."""
-    codes, uniques = pd.factorize(currency, use_na_sentinel=False)
-    steps = np.array([10 ** (MONEY_SCALE - MINOR_UNITS.get(c, 2)) for c in uniques], dtype=np.int64)
-    step = steps[codes] if len(codes) else np.ones(0, dtype=np.int64)
+    step = 10 ** _minor_exp(currency)
     return round_div(amount_u, step, half_up=True) * step
 
 
 def gross_amount(
-    qty_u: np.ndarray, px_u: np.ndarray, contract_u: np.ndarray, divisor_exp: np.ndarray
+    qty_u: np.ndarray,
+    px_u: np.ndarray,
+    contract_u: np.ndarray,
+    divisor_exp: np.ndarray,
+    minor_exp: np.ndarray,
 ) -> np.ndarray:
-    """round_half_even(qty x price x contract / 10^divisor_exp) in int64 units of 1e-4, exactly.
+    """round_half_even(qty x price x contract / 10^divisor_exp) to the currency's minor unit, in int64 units of
+    1e-4, exactly (one rounding, from the exact product).
 
     qty (1e-6) x price (1e-8) x contract size (1e-6) is at scale 20: ``divisor_exp`` is 16 (18 for bonds, quoted in
-    percent). Quantities and contract sizes are usually whole numbers: then q x c x price (scale 8) fits int64 and is
-    computed there; other rows (fractional quantities, products beyond int64) go through Python ints.
+    percent) to reach units of 1e-4, and ``minor_exp`` more (2 for cents) to reach the minor unit. Quantities and
+    contract sizes are usually whole numbers: then q x c x price (scale 8) fits int64 and is computed there; other
+    rows (fractional quantities, products beyond int64) go through Python ints.
     """
     n = qty_u.shape[0]
     whole = (qty_u % 10**6 == 0) & (contract_u % 10**6 == 0)
@@ -263,12 +276,19 @@ def gross_amount(
     fits = whole & (np.abs(q.astype(np.float64) * c.astype(np.float64) * px_u.astype(np.float64)) < 4e18)
     out = np.zeros(n, dtype=np.int64)
     if fits.any():
-        out[fits] = round_div(q[fits] * c[fits] * px_u[fits], 10 ** (divisor_exp[fits] - 12))
+        e = minor_exp[fits]
+        out[fits] = round_div(q[fits] * c[fits] * px_u[fits], 10 ** (divisor_exp[fits] - 12 + e)) * 10**e
     rest = np.flatnonzero(~fits)
     if rest.size:
         product = to_object(qty_u[rest]) * to_object(px_u[rest]) * to_object(contract_u[rest])
-        out[rest] = _int64(round_div(product, to_object(10 ** divisor_exp[rest])))
+        out[rest] = _to_minor(product, divisor_exp[rest], minor_exp[rest])
     return out
+
+
+def _to_minor(product: np.ndarray, divisor_exp: np.ndarray, minor_exp: np.ndarray) -> np.ndarray:
+    """An exact product (Python ints) / 10^divisor_exp, rounded half-even to the minor unit, in units of 1e-4."""
+    e = to_object(minor_exp)
+    return _int64(round_div(product, 10 ** (to_object(divisor_exp) + e)) * 10**e)
 
 
 def _int64(values: np.ndarray) -> np.ndarray:
@@ -310,13 +330,14 @@ def amounts(
     is_future = take(asset_i == AssetClass.FUTURE.value, inst, False)
     contract = np.where(is_future, take(I["contract_u"].to_numpy(dtype=np.int64), inst, 10**6), 10**6)
     divisor_exp = np.where(is_bond, 18, 16).astype(np.int64)
-    gross = gross_amount(qty_u, px_u, contract, divisor_exp)
+    minor_exp = _minor_exp(currency)
+    gross = gross_amount(qty_u, px_u, contract, divisor_exp, minor_exp)
     if notional_14 is not None:
         # Partial fills: the exact sum of the fills' quantity x price, not quantity x rounded average price.
         rows = np.flatnonzero(np.fromiter((v is not None for v in notional_14), dtype=bool, count=n))
         if rows.size:
             product = notional_14[rows] * to_object(contract[rows])
-            gross[rows] = _int64(round_div(product, to_object(10 ** divisor_exp[rows])))
+            gross[rows] = _to_minor(product, divisor_exp[rows], minor_exp[rows])
 
     rate_i = np.array([COMMISSION.get(a, (0, Decimal(0)))[0] for a in asset_i], dtype=np.int64)
     min_i = np.array(
