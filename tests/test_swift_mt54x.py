@@ -143,6 +143,11 @@ def test_structure_check_on_the_real_instructions(name: str) -> None:
         (lambda t: t.replace("//20240111\n", "//20240231\n"), "bad date"),
         (lambda t: t.replace(":35B:ISIN GB00BH4HKS39", ":35B:GB00BH4HKS39"), "neither ISIN"),
         (lambda t: t.replace("I541", "I548"), "not a settlement instruction"),
+        (
+            lambda t: t.replace("//GBP3562,", "//GBP3562,125"),
+            ":19A::SETT GBP3562,125 has 3 decimals; GBP has 2",
+        ),
+        (lambda t: t.replace("//GBP3562,", "//JPY3562,5"), "has 1 decimals; JPY has 0"),
     ],
 )
 def test_structure_check_finds_each_missing_piece(edit, problem: str) -> None:  # noqa: ANN001
@@ -156,6 +161,12 @@ def test_free_of_payment_must_not_carry_an_amount() -> None:
     text = text.replace(":16S:SETDET", ":16R:AMT\n:19A::SETT//GBP1,\n:16S:AMT\n:16S:SETDET")
     (msg,) = fin.parse_fin(text)
     assert "SETDET: MT540 is free of payment and must not carry :19A::SETT" in mt54x.validate_mt54x(msg)
+
+
+def test_amounts_within_the_currencys_decimals_pass() -> None:
+    for amount in ("GBP3562,12", "GBP3562,1", "GBP3562,10", "JPY3562,", "KWD3562,125"):
+        (msg,) = fin.parse_fin(mt54x.write_mt54x(BASE).replace("//GBP3562,", f"//{amount}"))
+        assert not [p for p in mt54x.validate_mt54x(msg) if "decimals" in p], amount
 
 
 def test_swift_number_formatting() -> None:

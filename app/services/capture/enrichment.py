@@ -48,6 +48,7 @@ import pandas as pd
 
 from app.models.enums import AssetClass
 
+from ..currencies import minor_units
 from .refdata import RefData
 from .units import MONEY_SCALE, round_div, to_object
 from .validation import ASSET_WORDS, FIRST_TRADE_DATE, LAST_TRADE_DATE, Issues, Resolved, take
@@ -115,8 +116,6 @@ FUTURE_COMMISSION_PER_CONTRACT = Decimal("2.50")
 # SEC resets it each year: update this constant when it does).
 SEC_FEE_PER_MILLION = Decimal("27.80")
 UK_STAMP_DUTY_BP = 50  # stamp duty reserve tax: 0.5% of the consideration on purchases of UK shares
-# Currencies whose minor unit is not the cent (ISO 4217 exponent).
-MINOR_UNITS: dict[str, int] = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3}
 
 
 @dataclass
@@ -244,7 +243,7 @@ def _pick_ssi(
 def _minor_exp(currency: np.ndarray) -> np.ndarray:
     """Per row, how many of the money scale's 4 decimals the currency does not have (2 for cents, 4 for yen)."""
     codes, uniques = pd.factorize(currency, use_na_sentinel=False)
-    exps = np.array([MONEY_SCALE - MINOR_UNITS.get(c, 2) for c in uniques], dtype=np.int64)
+    exps = np.array([MONEY_SCALE - minor_units(c) for c in uniques], dtype=np.int64)
     return exps[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
 

@@ -28,6 +28,7 @@ from decimal import Decimal
 
 from app.models.enums import AssetClass, InstructionType
 
+from ..currencies import minor_units
 from .fin import Field, FinMessage, FinParseError, Sequence
 from .incoming import IncomingSettlement, NoSettlementData, StatusReason, UnsupportedMessage
 
@@ -273,9 +274,16 @@ def validate_mt54x(msg: FinMessage) -> list[str]:
             problems.append(f"SETDET: MT{mt} is free of payment and must not carry :19A::SETT")
         for f in settle_amounts:
             try:
-                f.amount()
+                ccy, amount = f.amount()
             except FinParseError as err:
                 problems.append(f"SETDET: {err}")
+                continue
+            decimals = max(0, -amount.normalize().as_tuple().exponent)  # type: ignore[operator]
+            if decimals > minor_units(ccy):
+                problems.append(
+                    f"SETDET: :19A::SETT {f.value} has {decimals} decimals; {ccy} has {minor_units(ccy)} "
+                    "(SWIFT refuses more decimals than the currency has)"
+                )
     return problems
 
 
