@@ -6,9 +6,9 @@ does not matter, ``%`` and ``_`` in the term are wildcards). At a million trades
 
 - **SQLite**: an FTS5 table with the trigram tokenizer (:data:`FTS_TABLE`), external content over ``trades`` (it
   stores only the index, not a second copy of the references), kept in step by triggers on insert, delete and an
-  update of a reference. Since migration 0016 it keeps no column sizes (``columnsize=0``: they serve only ranking,
-  which the blotter does not use), which makes indexing an import 40% cheaper. A phrase query ``"term"`` finds every row whose reference contains the term, whatever
-  its case; the LIKE is then checked on those rows only, so the result is exactly the scan's.
+  update of a reference. Since migration 0016 it keeps no column sizes (``columnsize=0``: they serve only
+  ranking, which the blotter does not use), which makes indexing an import 40% cheaper. A phrase query
+  ``"term"`` finds every row whose reference contains the term, whatever its case; the LIKE is then checked on those rows only, so the result is exactly the scan's.
 - **PostgreSQL**: pg_trgm GIN indexes on the three columns (:data:`TRGM_INDEXES`), which serve ``ILIKE`` itself.
   Where the database role may not create the extension the migration leaves the indexes out and the same query
   scans, as before.
@@ -114,8 +114,8 @@ def bulk_inserts(session: Session) -> Iterator[None]:
 
     FTS5 writes its pending terms out as a new segment at every statement that touches it, and a trigger makes
     that one segment per inserted row: measured, 66 µs a row against 8.6 µs for the same rows indexed by one
-    ``INSERT … SELECT`` (and that statement runs with a larger ``hashsize``, see BULK_HASH_BYTES). Inside the caller's transaction the insert trigger is dropped and, after the block, the
-    new rows are indexed and the trigger created again from its own stored definition; a failure rolls it all
+    ``INSERT … SELECT`` (and that statement runs with a larger ``hashsize``, see BULK_HASH_BYTES). Inside the
+    caller's transaction the insert trigger is dropped and, after the block, the new rows are indexed and the trigger created again from its own stored definition; a failure rolls it all
     back with the import. Updates and deletes keep their triggers. PostgreSQL: nothing to do (a GIN index takes
     COPY in its pending list).
     """

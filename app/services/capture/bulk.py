@@ -43,9 +43,10 @@ _EXACT_FLOAT_LIMIT = 10**15  # at most 15 significant digits: float repr is the 
 # Python's cycle collector runs whenever enough container objects have been allocated, and each full pass walks every
 # live object: a large import allocates millions of tuples and lists (the rows handed to the driver) while holding
 # millions more, so the passes come often and grow with the file. Measured with gc.callbacks on bench/bench_import.py's
-# SQLite import: 0.16 s of 8.6 s of CPU in the collector at 100,000 trades, 0.47 s of 16.8 s at 200,000. The
-# import's rows hold no reference cycles (reference counting frees them as usual); the few cycles pandas and the
-# ORM make meanwhile wait for the collector's next pass after the import.
+# SQLite import: 0.16 s of 8.6 s of CPU in the collector at 100,000 trades, 0.47 s of 16.8 s at 200,000; for
+# incoming messages (settlement.messages, which uses the same pause) a third of the time of 100,000 messages. The
+# rows hold no reference cycles (reference counting frees them as usual); the few cycles pandas and the ORM make
+# meanwhile wait for the collector's next pass after the import.
 _gc_lock = threading.Lock()
 _gc_pausers = 0
 _gc_was_enabled = False
