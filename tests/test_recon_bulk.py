@@ -153,3 +153,154 @@ def test_a_break_found_again_takes_the_new_values_and_keeps_its_state(
         assert (new.internal_record, new.external_record) == (old.internal_record, old.external_record)
         assert (new.version, new.amount, new.as_of_date) == (old.version, old.amount, old.as_of_date)
         assert new.last_run_id == again.run_id
+
+
+def _engine_outcome(result: object) -> dict[str, object]:
+    """Everything a run takes from the engine: pairs and mismatches by pass, groups, duplicates, missing records,
+    the break records and every record's final state."""
+    from app.services.recon.engine import describe  # noqa: PLC0415
+
+    r = result
+    return {
+        "pairs": (r.pair_pass.tolist(), r.pair_left.tolist(), r.pair_right.tolist()),
+        "mismatches": (r.mismatch_pass.tolist(), r.mismatch_left.tolist(), r.mismatch_right.tolist()),
+        "fields": r.mismatch_fields.tolist(),
+        "groups": [(n, lp.tolist(), rp.tolist()) for n, lp, rp in r.groups],
+        "duplicates": [(g.pass_name, g.key, g.left.tolist(), g.right.tolist()) for g in r.duplicates],
+        "missing": (r.missing_left.tolist(), r.missing_right.tolist()),
+        "states": (r.state_left.tolist(), r.state_right.tolist()),
+        "breaks": describe(r),
+    }
+
+
+def test_fields_coded_two_at_a_time_give_what_coding_on_first_use_gives(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large runs code every field the passes use up front on two threads; the result is the same to the last
+    break record as coding each field when a pass first asks for it (every default definition, both backends)."""
+    from app.services.recon import engine  # noqa: PLC0415
+    from app.services.recon.sources import prepare  # noqa: PLC0415
+
+    demo.build_demo(db, SYSTEM, trades=300, seed=7, today=dt.date(2026, 11, 30), password=PASSWORD)
+    defs.ensure_default_definitions(db, SYSTEM)
+    coded_up_front: list[bool] = []
+    original = engine._precode
+
+    def spy(L: engine._Side, R: engine._Side, config: object) -> None:
+        original(L, R, config)
+        coded_up_front.append(bool(L._cols) and bool(R._cols))
+
+    monkeypatch.setattr(engine, "_precode", spy)
+    with db.read() as s:
+        for name in defs.DEFAULTS:
+            cfg = defs.validate(defs.find(s, name).config)
+            raw = read_sources(
+                s,
+                db,
+                [
+                    (cfg.left.source, None, needed_columns(cfg, "left")),
+                    (cfg.right.source, None, needed_columns(cfg, "right")),
+                ],
+            )
+            left = prepare(raw[0], cfg.left, cfg, "left")
+            right = prepare(raw[1], cfg.right, cfg, "right")
+            outcomes = []
+            for threshold in (10**12, 0):  # never up front / always up front
+                monkeypatch.setattr(engine, "_PARALLEL_MIN_ROWS", threshold)
+                outcomes.append(_engine_outcome(reconcile(left, right, cfg)))
+            assert outcomes[0] == outcomes[1]
+            assert outcomes[0]["pairs"][0] or outcomes[0]["breaks"]  # something was compared
+    # Without the threshold nothing is coded up front; with it, every definition's fields were (Arrow strings).
+    assert coded_up_front == [False, True] * len(defs.DEFAULTS)
+
+
+def test_break_documents_are_what_json_dumps_gives() -> None:
+    from app.services.jsonable import to_jsonable  # noqa: PLC0415
+    from app.services.recon.run import _json  # noqa: PLC0415
+
+    values: list[object] = [
+        {
+            "_id": "T1",
+            "amount": "12.5",
+            "n": 3,
+            "f": 1.25,
+            "ok": True,
+            "none": None,
+            "list": [1, {"a": None}],
+        },
+        {"odd": ODD, "é": 'q"\n\t\x01', "中": ["ß"]},
+        [{"field": "amount", "internal": "1", "external": "2"}],
+        [],
+        {},
+        "text",
+    ]
+    for value in values:
+        assert _json(value) == json.dumps(value)
+    assert _json(None) is None
+    # Not JSON as such (a Decimal): made JSON-able first, as before.
+    assert _json({"amount": Decimal("1.50")}) == json.dumps(to_jsonable({"amount": Decimal("1.50")}))
+
+
+def test_new_breaks_written_in_chunks_are_every_break_found_in_order(
+    db: Database, users: dict[str, Actor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new breaks go in by chunks from a thread: every break the engine found is written once, in the
+    engine's order, with its records, differences and fingerprint (every default definition, both backends)."""
+    from app.services.recon import run as run_module  # noqa: PLC0415
+    from app.services.recon.engine import describe  # noqa: PLC0415
+    from app.services.recon.sources import prepare  # noqa: PLC0415
+
+    demo.build_demo(db, SYSTEM, trades=300, seed=7, today=dt.date(2026, 11, 30), password=PASSWORD)
+    defs.ensure_default_definitions(db, SYSTEM)
+    want = []
+    names = []
+    with db.read() as s:
+        for name in defs.DEFAULTS:
+            d = defs.find(s, name)
+            cfg = defs.validate(d.config)
+            if cfg.coverage:  # the run narrows the left side first; the plain engine call here would not
+                continue
+            names.append(name)
+            raw = read_sources(
+                s,
+                db,
+                [
+                    (cfg.left.source, None, needed_columns(cfg, "left")),
+                    (cfg.right.source, None, needed_columns(cfg, "right")),
+                ],
+            )
+            found = describe(
+                reconcile(
+                    prepare(raw[0], cfg.left, cfg, "left"), prepare(raw[1], cfg.right, cfg, "right"), cfg
+                )
+            )
+            want += [
+                (
+                    fingerprint(d.id, b["break_type"], b["key"]),
+                    b["break_type"],
+                    b["internal_ref"],
+                    b["external_ref"],
+                    json.loads(json.dumps(b["internal_record"])),
+                    json.loads(json.dumps(b["external_record"])),
+                    json.loads(json.dumps(b["differences"])),
+                )
+                for b in found
+            ]
+    monkeypatch.setattr(run_module, "_BREAK_CHUNK", 3)  # many chunks from a small book
+    for name in names:
+        run_recon(db, users["clerk1"], name)
+    with db.read() as s:
+        got = [
+            (
+                b.fingerprint,
+                b.break_type.value,
+                b.internal_ref,
+                b.external_ref,
+                b.internal_record,
+                b.external_record,
+                b.differences,
+            )
+            for b in s.scalars(select(Break).order_by(Break.id))
+        ]
+    assert len(want) > 3 * 2  # several chunks
+    assert got == want

@@ -511,9 +511,14 @@ def _dates(arr: pa.Array, name: str) -> pa.Array:
         return arr.cast(pa.date32())
     if pa.types.is_timestamp(arr.type) or pa.types.is_date64(arr.type):
         return arr.cast(pa.date32())
+    text = arr.cast(pa.string())
+    try:  # ISO dates as they are (the usual case): no sliced copy of the text first
+        return text.cast(pa.date32())
+    except pa.ArrowInvalid:
+        pass
     try:
         # ISO text; a timestamp written into a date column keeps only its date part.
-        return pc.utf8_slice_codeunits(arr.cast(pa.string()), 0, 10).cast(pa.date32())
+        return pc.utf8_slice_codeunits(text, 0, 10).cast(pa.date32())
     except pa.ArrowInvalid as err:
         raise ColumnarError(f"{name}: not a date: {err}") from err
 

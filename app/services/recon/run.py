@@ -37,7 +37,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
+from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _quote_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import numpy as np
@@ -304,12 +306,30 @@ def _record_failure(db: Database, actor: Actor, def_id: int, run_date: dt.date, 
         pass
 
 
+# json.dumps(value) with its default settings, minus what it costs per call (a new C encoder each time): a run
+# writes three JSON documents for each of tens of thousands of breaks. No circular-reference check (the values
+# are trees made by describe()); a value json cannot encode raises TypeError as json.dumps does.
+_ENCODE = (
+    # markers (none), default, string encoder, indent, key and item separators, sort_keys, skipkeys, allow_nan
+    _c_make_encoder(None, json.JSONEncoder().default, _quote_ascii, None, ": ", ", ", False, False, True)
+    if _c_make_encoder is not None
+    else None
+)
+
+
+def _dumps(value: Any) -> str:
+    """Exactly ``json.dumps(value)``."""
+    if _ENCODE is None:  # pragma: no cover - an interpreter without the C accelerator
+        return json.dumps(value)
+    return "".join(_ENCODE(value, 0))
+
+
 def _json(value: Any) -> str | None:
     """A break's JSON column as text (SQL NULL for None); describe() hands out JSON-able values already."""
     if value is None:
         return None
     try:
-        return json.dumps(value)
+        return _dumps(value)
     except TypeError:
         return json.dumps(to_jsonable(value))
 
@@ -344,6 +364,9 @@ def _json_ids(side: Any, pos: np.ndarray) -> str:
     return '["' + pc.binary_join(whole, pa.scalar('","', pa.large_string()))[0].as_py() + '"]'
 
 
+_BREAK_CHUNK = 2_000  # new breaks per insert: a thread writes one chunk while the next one's JSON is made
+
+
 def _insert_breaks(
     s: Session,
     rows: list[tuple[dict[str, Any], str]],
@@ -353,10 +376,36 @@ def _insert_breaks(
     now: dt.datetime,
     actor: Actor,
 ) -> None:
-    """New breaks in bulk (COPY on PostgreSQL, executemany on SQLite), column by column."""
+    """New breaks in bulk (COPY on PostgreSQL, executemany on SQLite), column by column, in order.
+
+    In chunks: one thread inserts a chunk while this one makes the next chunk's JSON. The drivers let go of the
+    GIL while the database works, so the database's time and the JSON's overlap. One thread at a time uses the
+    session: this one makes no query until every chunk is written."""
+    stamp = bulk.timestamp(now, s)
+    chunks = [rows[i : i + _BREAK_CHUNK] for i in range(0, len(rows), _BREAK_CHUNK)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recon-breaks") as pool:
+        jobs = []
+        for chunk in chunks:
+            if any(j.done() and j.exception() is not None for j in jobs):
+                break  # the transaction failed: what follows could only fail too
+            names, values = _break_columns(s, chunk, def_id, run_id, run_date, stamp, actor)
+            jobs.append(pool.submit(bulk.insert_rows, s, "breaks", names, values))
+        for j in jobs:
+            j.result()
+
+
+def _break_columns(
+    s: Session,
+    rows: list[tuple[dict[str, Any], str]],
+    def_id: int,
+    run_id: int,
+    run_date: dt.date,
+    stamp: str,
+    actor: Actor,
+) -> tuple[list[str], list[list[Any]]]:
+    """The ``breaks`` columns of some new breaks (names, values column by column)."""
     n = len(rows)
     found = [b for b, _ in rows]
-    stamp = bulk.timestamp(now, s)
     amounts = np.array([_units4(b["amount"]) for b in found], dtype=np.int64)
 
     def text_(key: str, size: int) -> list[str | None]:
@@ -385,7 +434,7 @@ def _insert_breaks(
         "updated_at": [stamp] * n,
         "updated_by_id": [actor.user_id] * n,
     }
-    bulk.insert_rows(s, "breaks", list(columns), list(columns.values()))
+    return list(columns), list(columns.values())
 
 
 def _units4(amount: Any) -> int:
