@@ -145,6 +145,7 @@ PHASES = (
     ("SELECT sum(CASE WHEN in_group", "compute netting"),
     ("INSERT INTO settlement_instructions", "write instructions"),
     ("WITH src AS", "write instructions + links (gross)"),
+    ("WITH u AS", "write instructions + links"),
     ("INSERT INTO instruction_trades", "write links"),
     ("CREATE INDEX", "indexes"),
     ("DROP INDEX", "indexes"),

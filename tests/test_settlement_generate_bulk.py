@@ -204,3 +204,42 @@ def test_one_run_with_every_kind_of_group(db: Database, users: dict[str, Actor])
         assert i.trade_date == trades[t].trade_date
         assert i.intended_settlement_date == trades[t].settlement_date
     assert len({links[t] for t in zero}) == 2
+
+
+def test_a_run_numbers_its_instructions_by_settlement_date(
+    db: Database, users: dict[str, Actor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One run over two settlement dates (netted, gross and zero-netting groups on each, booked later date first):
+    the instructions take consecutive ids with their references, and on PostgreSQL every instruction of the earlier
+    date comes before the later date's and the rows are stored in id order - what lets the rebuilt
+    (status, settlement date, id) and (settlement date, id) indexes find their rows presorted. The links follow."""
+    book = make_book(db)
+    other = _other_equity(db, book)
+    later = _mixed_day(db, book, other, LATER)
+    first = _mixed_day(db, book, other, ISD)
+    monkeypatch.setattr(bulk, "DEFER_INDEXES_MIN_ROWS", 1)
+    result = generate.generate_instructions(db, users["clerk1"])
+    assert (result.instructions, result.netted, result.trades) == (18, 2, 22)
+    with db.read() as s:
+        insts = list(s.scalars(select(SettlementInstruction).order_by(SettlementInstruction.id)))
+        links = s.execute(
+            select(InstructionTrade.instruction_id, InstructionTrade.trade_id).order_by(
+                InstructionTrade.instruction_id
+            )
+        ).all()
+        stored = (
+            list(s.scalars(text("SELECT id FROM settlement_instructions ORDER BY ctid")))
+            if db.is_postgres
+            else None
+        )
+    ids = [i.id for i in insts]
+    assert ids == list(range(ids[0], ids[0] + 18))
+    assert all(i.instruction_ref == f"SEME{i.id:012d}" for i in insts)
+    dates = {tid: d for d, day in ((ISD, first), (LATER, later)) for tid in day}
+    assert sorted(t for _, t in links) == sorted(dates)
+    for instruction_id, trade_id in links:
+        assert next(i for i in insts if i.id == instruction_id).intended_settlement_date == dates[trade_id]
+    if db.is_postgres:
+        isds = [i.intended_settlement_date for i in insts]
+        assert isds == sorted(isds) and isds[0] == ISD and isds[-1] == LATER
+        assert stored == ids
