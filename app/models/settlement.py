@@ -125,8 +125,10 @@ class SettlementMessage(IdMixin, Base):
     direction: Mapped[MessageDirection] = mapped_column(enum_type(MessageDirection))
     message_type: Mapped[str] = mapped_column(String(32))  # MT548, sese.025.001.09 ...
     sender: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    reference: Mapped[str | None] = mapped_column(String(35), nullable=True, index=True)
-    related_reference: Mapped[str | None] = mapped_column(String(35), nullable=True, index=True)
+    # Not indexed: nothing looks a message up by either reference (migration 0018), and each index costs every
+    # message of an import.
+    reference: Mapped[str | None] = mapped_column(String(35), nullable=True)
+    related_reference: Mapped[str | None] = mapped_column(String(35), nullable=True)
     instruction_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("settlement_instructions.id"), nullable=True, index=True
     )

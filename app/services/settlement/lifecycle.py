@@ -958,22 +958,7 @@ class Batch:
         # One entry for the batch: every transition in order, one compact JSON array per row (a string each, so the
         # hashing of a 100,000-row entry does not walk a million values twice; decimals exact, as text).
         columns = ["id", "instruction_ref", "from", "to", "before", "after", "note", "details"]
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-        rows = [
-            dumps(
-                [
-                    step.state.id,
-                    step.state.instruction_ref,
-                    step.old.value,
-                    step.new.value,
-                    _compact(step.before),
-                    _compact(step.after),
-                    step.note,
-                    _jsonable_details(step.details) if step.details else None,
-                ]
-            )
-            for step in steps
-        ]
+        rows = [audit_row(step) for step in steps]
         moves: dict[str, int] = {}
         for step in steps:
             key = f"{step.old.value}->{step.new.value}"
@@ -1040,6 +1025,45 @@ def _jsonable_details(details: dict[str, Any]) -> Any:
         elif type(v) not in _PLAIN:
             return to_jsonable(details)
     return details
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# The string encoder of that JSONEncoder (the C one where there is one): strings encoded alone, the same text.
+_string = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring  # type: ignore[attr-defined]
+_STATUS_JSON = {s: f'"{s.value}"' for s in InstructionStatus}
+
+
+def audit_row(step: _Step) -> str:
+    """A transition's row of a batch audit entry: the JSON text ``_dumps`` gives of ``[id, instruction_ref, from,
+    to, before, after, note, details]`` (images compacted by :func:`_compact`), assembled from its parts' texts (a
+    file makes 100,000 of them)."""
+    st = step.state
+    details = step.details
+    return (
+        f"[{int(st.id)},{_string(st.instruction_ref)},{_STATUS_JSON[step.old]},{_STATUS_JSON[step.new]},"
+        f"{_snapshot_json(step.before)},{_snapshot_json(step.after)},{_string(step.note)},"
+        f"{_dumps(_jsonable_details(details)) if details else 'null'}]"
+    )
+
+
+def _snapshot_json(snapshot: tuple[Any, ...]) -> str:
+    """``_dumps(_compact(snapshot))``: decimals as quoted canonical text, statuses as their value."""
+    out = []
+    for v in snapshot:
+        t = type(v)
+        if t is Decimal:
+            out.append(f'"{_decimal_text(v)}"')
+        elif t is InstructionStatus:
+            out.append(_STATUS_JSON[v])
+        elif v is None:
+            out.append("null")
+        elif t is str:
+            out.append(_string(v))
+        elif t is int:
+            out.append(int.__repr__(v))
+        else:
+            return _dumps(_compact(snapshot))  # anything unusual: the generic way
+    return f"[{','.join(out)}]"
 
 
 def _compact(snapshot: tuple[Any, ...]) -> list[Any]:

@@ -17,7 +17,9 @@ number, field) for a clerk. A message whose content hash is already stored (this
 DUPLICATE: counted, not stored again, and nothing changes. A file that is not text at all (binary) is refused as a
 whole, with nothing stored.
 
-Speed (100,000 messages in one file): the garbage collector is paused while a file is read and applied; duplicates
+Speed (100,000 messages in one file): a large FIN file's parts after the first are parsed, hashed and their stored
+JSON encoded in a helper process (the other core) while this one applies and writes the parts before them; the
+garbage collector is paused while a file is read and applied; duplicates
 are checked in bulk by hash and instructions loaded in bulk by reference as plain states; the messages are applied in
 file order to those states in memory (``movements.SettlementBatch`` / ``lifecycle.Batch``: exactly the lifecycle's
 and the settlement's rules, so a second message about an instruction sees what the first did, and a refused message
@@ -37,9 +39,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
+import multiprocessing as mp
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,7 +77,7 @@ from ..capture import bulk
 from ..db import Database
 from ..errors import NotFound, OpsDeskError, ValidationFailed
 from ..permissions import Actor, Permission, require
-from ..swift import fin, iso20022, mt54x, mt54x_fast
+from ..swift import fin, incoming, iso20022, mt54x, mt54x_fast
 from ..swift.incoming import IncomingSettlement, NoSettlementData, StatusReason, UnsupportedMessage
 from . import lifecycle, movements, reasons
 
@@ -152,6 +157,8 @@ class _Unit:
     status: MessageStatus = MessageStatus.APPLIED
     reason: str | None = None
     outcome: str = "applied"
+    doc: str = ""  # ``parsed`` as stored (JSON), once prepared: the matching adds ``matched_by`` to it
+    matched_by: str | None = None  # "reference" / "fields" once matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +215,8 @@ def _fin_units_of(raws: list[fin.RawFin], file_name: str, *, fast: bool = True) 
     quick = mt54x_fast.read if fast else None
     for raw in raws:
         if quick is not None and (done := quick(raw)) is not None:
-            mtype, raw_text, headers, incoming = done
-            units.append(_Unit(raw.index, raw_text, mtype, incoming, None, {"format": "FIN", **headers}))
+            mtype, raw_text, headers, inc = done
+            units.append(_Unit(raw.index, raw_text, mtype, inc, None, {"format": "FIN", **headers}))
             continue
         unit = _Unit(raw.index, raw.text.strip(), "MT?")
         try:
@@ -381,14 +388,18 @@ def parse_file(data: bytes, file_name: str, *, csv_profile: CsvProfile | None = 
 # (A writer thread overlapping a part's writes with the next part's parsing was measured twice, and was slower
 # both times: 100,000 messages on SQLite 24.2 s with it, 17.5 s without; PostgreSQL 28.7 s vs 20.9 s.)
 PART = 5000
+# From this many parts on (an import only), a FIN file's parts after the first are parsed and prepared in a helper
+# process, on the other core, while this one applies and writes the parts before them (parsing, hashing and
+# encoding were a third of a 100,000-message import).
+POOL_MIN_PARTS = 4
 
 
 def _file_parts(
-    data: bytes, file_name: str, *, csv_profile: CsvProfile | None = None
+    data: bytes, file_name: str, *, csv_profile: CsvProfile | None = None, pooled: bool = False
 ) -> Iterator[list[_Unit]]:
     """The file's units in parts, in order. What refuses the file as a whole (empty, binary, a FIN file without a
     message) is raised here, before the first part; a FIN file's messages are parsed part by part as the parts
-    are taken."""
+    are taken (``pooled``: a large file's in a helper process, already prepared for the import)."""
     if not data.strip():
         raise FileRefused(f"{file_name}: the file is empty")
     if b"\x00" in data:
@@ -402,7 +413,10 @@ def _file_parts(
     text = data.decode("utf-8") if _is_utf8(data) else data.decode("latin-1")
     if fmt == "fin":
         raws = fin.split_fin(text, file_name=file_name)
-        return (_fin_units_of(raws[i : i + PART], file_name) for i in range(0, len(raws), PART))
+        parts = [raws[i : i + PART] for i in range(0, len(raws), PART)]
+        if pooled and len(parts) >= POOL_MIN_PARTS:
+            return _pooled_parts(parts, file_name)
+        return (_fin_units_of(part, file_name) for part in parts)
     if fmt == "csv":
         return iter([_csv_units(text, file_name, csv_profile or DEFAULT_CSV_PROFILE)])
     return iter(
@@ -418,6 +432,49 @@ def _file_parts(
             ]
         ]
     )
+
+
+def _start_method() -> str:
+    """fork when this process runs one thread (CLI, bench: the helper starts at once, nothing to import); spawn
+    otherwise (the GUI's worker thread: forking a process with other threads running is not safe)."""
+    return "fork" if threading.active_count() == 1 and "fork" in mp.get_all_start_methods() else "spawn"
+
+
+def _pooled_parts(parts: list[list[fin.RawFin]], file_name: str) -> Iterator[list[_Unit]]:
+    """The units of ``parts`` in order: the first parsed here while the helper process starts, the others parsed
+    and prepared (:func:`_prepare`) there, one part ahead of (or more) the part being applied here."""
+    pool = mp.get_context(_start_method()).Pool(1)
+    try:
+        later = pool.imap(
+            functools.partial(_parse_packed, file_name),
+            ([(r.text, r.index, r.start_line) for r in part] for part in parts[1:]),
+        )
+        yield _fin_units_of(parts[0], file_name)
+        for packed in later:
+            yield [_unpack(t) for t in packed]
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _parse_packed(file_name: str, raws: list[tuple[str, int, int]]) -> list[tuple[Any, ...]]:
+    """(Helper process.) One part's units, parsed and prepared exactly as here, as tuples of plain values."""
+    with bulk.cycle_collector_paused():
+        units = _fin_units_of([fin.RawFin(t, i, ln, file_name) for t, i, ln in raws], file_name)
+        out = []
+        for u in units:
+            _prepare(u)
+            inc = None if u.incoming is None else incoming.pack(u.incoming)
+            out.append((u.index, u.raw, u.message_type, inc, u.error, u.content_hash, u.doc))
+        return out
+
+
+def _unpack(t: tuple[Any, ...]) -> _Unit:
+    index, raw, mtype, inc, error, content_hash, doc = t
+    unit = _Unit(index, raw, mtype, None if inc is None else incoming.unpack(inc), error)
+    unit.content_hash, unit.doc = content_hash, doc
+    return unit
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -663,7 +720,7 @@ def import_bytes(
     as_of = as_of or dt.date.today()
     with bulk.cycle_collector_paused():
         try:
-            parts = _file_parts(data, file_name, csv_profile=csv_profile)
+            parts = _file_parts(data, file_name, csv_profile=csv_profile, pooled=True)
         except (FileRefused, fin.FinParseError) as err:
             result.refused_files.append(file_name)
             result.issues.append(
@@ -674,12 +731,18 @@ def import_bytes(
             # Every unit is freed when this returns, while the collector is still paused: otherwise its first
             # pass after the pause walks every one of them (a noticeable share of a large file's time) only to
             # find they are garbage anyway.
-            _import_units(s, actor, parts, file_name, as_of, result)
+            try:
+                _import_units(s, actor, parts, file_name, as_of, result)
+            finally:
+                close = getattr(parts, "close", None)
+                if close is not None:
+                    close()  # a helper process still parsing stops now (the import failed)
     return result
 
 
 def _prepare(u: _Unit) -> None:
-    """Content hash and the settlement facts as stored (``parsed``) of a unit about to be imported."""
+    """Content hash and the settlement facts as stored (``parsed``, encoded into ``doc``) of a unit about to be
+    imported. What a message of a large file needs of it is done here, in the helper process that parsed it."""
     u.content_hash = _sha(u.raw.replace("\r\n", "\n"))
     if u.incoming is not None:
         u.parsed["settlement"] = u.incoming.to_json()
@@ -687,6 +750,12 @@ def _prepare(u: _Unit) -> None:
         if codes:
             # Where the queue's detail looks for the reason codes a message carries.
             u.parsed["reason_codes"] = list(dict.fromkeys(codes))
+        u.doc = _dumps({k: v for k, v in u.parsed.items() if k not in _DERIVED})
+    else:
+        u.doc = _dumps(u.parsed)
+
+
+_dumps = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _existing_hashes(s: Session, hashes: list[str]) -> set[str]:
@@ -744,7 +813,8 @@ def _import_units(
     with bulk.bulk_write(s):  # SQLite: a page cache for the indexes updated
         for units in parts:
             for u in units:
-                _prepare(u)
+                if not u.content_hash:  # (prepared already when parsed in the helper process)
+                    _prepare(u)
             total += len(units)
             known = _existing_hashes(s, [u.content_hash for u in units if u.content_hash not in seen])
             fresh: list[_Unit] = []
@@ -786,12 +856,10 @@ def _import_units(
         if batch_entry is not None:
             # The instruction's history for a large file: this message, and the entry listing the change. The
             # key goes last into the message's parsed JSON, as if set on the dict before it was encoded.
-            named = f',"transition_audit_entry":{int(batch_entry)}}}'
+            named = f'"transition_audit_entry":{int(batch_entry)}'
             for i in to_name:
                 row = rows[i]
-                doc = row[10]
-                doc = doc[:-1] + named if doc != "{}" else "{" + named[1:]
-                rows[i] = (*row[:10], doc, *row[11:])
+                rows[i] = (*row[:10], _with_key(row[10], named), *row[11:])
         _insert_messages(s, rows)
     counts = Counter(u.outcome for u in live)
     audit.record(
@@ -837,11 +905,11 @@ def _apply_unit(
     if instr is None:
         instr, why = _by_fields(s, batch, inc)
         if instr is not None:
-            u.parsed["matched_by"] = "fields"
+            u.matched_by = "fields"
         elif inc.related_reference:
             why = f"no instruction with our reference {inc.related_reference!r}; {why}"
     else:
-        u.parsed["matched_by"] = "reference"
+        u.matched_by = "reference"
     if instr is None:
         u.status, u.outcome = MessageStatus.QUARANTINED, "unmatched"
         u.reason = f"{inc.source}: unmatched — {why}"
@@ -878,7 +946,6 @@ def _message_rows(s: Session, file_name: str) -> Callable[[_Unit], tuple[Any, ..
     """The settlement_messages row of a unit (its parsed JSON serialised once), received now, from ``file_name``."""
     now = bulk.timestamp(utcnow(), s)
     inbound = MessageDirection.INBOUND.value
-    dumps = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":")).encode
     name = file_name[:500]
     status_value = {m: m.value for m in MessageStatus} | {m.value: m.value for m in MessageStatus}
 
@@ -895,12 +962,21 @@ def _message_rows(s: Session, file_name: str) -> Callable[[_Unit], tuple[Any, ..
             (u.reason or "")[:500] or None,
             u.content_hash,
             u.raw,
-            dumps(u.parsed if inc is None else {k: v for k, v in u.parsed.items() if k not in _DERIVED}),
+            u.doc if u.matched_by is None else _with_key(u.doc, _MATCHED_BY[u.matched_by]),
             name,
             now,
         )
 
     return row
+
+
+def _with_key(doc: str, item: str) -> str:
+    """A JSON object's text with ``item`` (``"key":value`` as JSON) added last, exactly as if the key had been set
+    on the dict before it was encoded."""
+    return "{" + item + "}" if doc == "{}" else f"{doc[:-1]},{item}}}"
+
+
+_MATCHED_BY = {way: f'"matched_by":{json.dumps(way)}' for way in ("reference", "fields")}
 
 
 def _insert_messages(s: Session, rows: list[tuple[Any, ...]]) -> None:

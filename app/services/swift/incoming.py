@@ -93,3 +93,24 @@ class IncomingSettlement:
 
 _JSON_KEYS = tuple(k for k in IncomingSettlement.__slots__ if k != "statuses")  # type: ignore[attr-defined]
 _json_values = operator.attrgetter(*_JSON_KEYS)
+
+
+# Every field, in the order the constructor takes them: what crosses to and from a helper process (a tuple of plain
+# values pickles in a fraction of the time of the dataclasses themselves).
+_FIELDS: tuple[str, ...] = IncomingSettlement.__slots__  # type: ignore[attr-defined]
+_all_values = operator.attrgetter(*_FIELDS)
+_STATUSES = _FIELDS.index("statuses")
+
+
+def pack(inc: IncomingSettlement) -> tuple[Any, ...]:
+    """``inc`` as a tuple of plain values (its statuses as tuples), for :func:`unpack`."""
+    v = _all_values(inc)
+    statuses = [(s.qualifier, s.status, s.code, s.text) for s in inc.statuses]
+    return (*v[:_STATUSES], statuses, *v[_STATUSES + 1 :])
+
+
+def unpack(values: tuple[Any, ...]) -> IncomingSettlement:
+    """The :class:`IncomingSettlement` that :func:`pack` made ``values`` of."""
+    inc = IncomingSettlement(*values)
+    inc.statuses = [StatusReason(*s) for s in inc.statuses]  # type: ignore[misc]
+    return inc
