@@ -37,8 +37,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_blotter import PASSWORD, SEED, Result, _schedstat, rss_mb  # noqa: E402
 
+# The blotter's figures (issue 3, bench_blotter.py): 300 ms, 400 ms over the +50 ms link, for the first page, a sort
+# or filter change and the jump to the last row; a jump into the middle and back to the top are shown for
+# information, as there; the process's peak memory under 400 MB; no GUI-thread stall over 50 ms.
 TARGET_MS = 300.0
+TARGET_SLOW_MS = 400.0
+TARGET_RSS_MB = 400.0
 TARGET_STALL_MS = 50.0
+CHECKED = ("first page", "sort change", "filter change", "filter cleared", "jump to last")
 #: Stalls longer than this are listed with their breakdown.
 SHOWN_STALL_MS = 25.0
 #: The worker threads' nice increment over the GUI thread: None is the app's own (tasks.WORKER_NICE).
@@ -331,14 +337,19 @@ def report(results: list[Result]) -> str:
     lines = []
     for r in results:
         lines.append(f"\n{r.name}: {r.rows:,} instructions")
+        target = TARGET_SLOW_MS if "+50" in r.name else TARGET_MS
         for label, ms in r.figures.items():
-            ok = "ok" if ms < TARGET_MS else "MISS"
-            lines.append(f"  {label:42s} {ms:8.1f} ms  {'< 300 ms':>8s}  {ok}")
+            checked = label.startswith(CHECKED)
+            ok = ("ok" if ms < target else "MISS") if checked else "info"
+            lines.append(f"  {label:42s} {ms:8.1f} ms  {(f'< {target:.0f} ms' if checked else ''):>8s}  {ok}")
         lines.append(
             f"  {'longest GUI-thread stall':42s} {r.stall_ms:8.1f} ms  {'< 50 ms':>8s}  "
             f"{'ok' if r.stall_ms < TARGET_STALL_MS else 'MISS'}"
         )
-        lines.append(f"  {'memory (RSS / peak)':42s} {r.rss[0]:8.0f} MB / {r.rss[1]:.0f} MB")
+        lines.append(
+            f"  {'memory (RSS / peak)':42s} {r.rss[0]:8.0f} MB / {r.rss[1]:.0f} MB  {'< 400 MB':>8s}  "
+            f"{'ok' if r.rss[1] < TARGET_RSS_MB else 'MISS'}"
+        )
         for label, ms in r.reference.items():
             lines.append(f"  reference: {label:55s} {ms:8.1f} ms")
         for phase, ms, cpu, queued in sorted(r.stalls, key=lambda x: -x[1])[:5]:

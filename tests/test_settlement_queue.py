@@ -391,11 +391,25 @@ def test_rows_carry_codes_value_at_stake_penalty_and_age(db, users, book) -> Non
         assert (row[COL["age_days"]] > 0) == open_late
 
 
-def test_totals_by_currency(db, users, book) -> None:
-    flt = QueueFilter(statuses=("FAILED", "PARTIALLY_SETTLED", "SETTLED"))
+@pytest.mark.parametrize(
+    "flt",
+    [
+        QueueFilter(statuses=("FAILED", "PARTIALLY_SETTLED", "SETTLED")),
+        QueueFilter(),  # unfiltered: the penalties are read from their own table alone
+        QueueFilter(counterparty="BETA"),
+    ],
+    ids=["statuses", "everything", "counterparty"],
+)
+def test_totals_by_currency(db, users, book, flt) -> None:
     totals = queue.totals(db, users["clerk1"], flt)
-    chosen = [r for r in book if r["status"] in (S.FAILED, S.PARTIALLY_SETTLED, S.SETTLED)]
+    chosen = [
+        r
+        for r in book
+        if (not flt.statuses or r["status"].value in flt.statuses)
+        and (not flt.counterparty or r["cpty"] == flt.counterparty)
+    ]
     assert totals.count == len(chosen)
+    assert set(totals.by_currency) == {r["currency"] for r in chosen}
     for ccy in {r["currency"] for r in chosen}:
         mine = [r for r in chosen if r["currency"] == ccy]
         t = totals.by_currency[ccy]
@@ -406,9 +420,29 @@ def test_totals_by_currency(db, users, book) -> None:
         assert totals.penalties.get(ccy, Decimal(0)) == pen
 
 
+def test_totals_nobody_waits_for_stop_and_the_connection_stays_usable(db, users, book) -> None:
+    actor, flt = users["clerk1"], QueueFilter()
+    want = queue.totals(db, actor, flt)
+    asked: list[bool] = []
+
+    def cancelled() -> bool:
+        asked.append(True)
+        return True
+
+    # Asked before each query (a few hundred rows are added up before the watcher's first look).
+    with pytest.raises(queue.Interrupted):
+        queue.totals(db, actor, flt, cancelled=cancelled)
+    assert asked
+    # The pooled connection is handed back clean: the next reads run whole.
+    assert queue.totals(db, actor, flt, cancelled=lambda: False) == want
+    assert queue.count(db, actor, flt) == N
+
+
 @pytest.mark.parametrize("by", queue.GROUP_BY)
-def test_group_counts(db, users, book, by) -> None:
-    flt = QueueFilter(owner="unassigned")
+@pytest.mark.parametrize("unassigned", [True, False], ids=["unassigned", "everything"])
+def test_group_counts(db, users, book, by, unassigned) -> None:
+    # Filtered and not: unfiltered, the totals come from the key's index and the failed ones apart.
+    flt = QueueFilter(owner="unassigned") if unassigned else QueueFilter()
     got = {g.value: (g.count, g.failing) for g in queue.groups(db, users["clerk1"], flt, by)}
     field = {
         "status": lambda r: r["status"].value,
@@ -417,7 +451,7 @@ def test_group_counts(db, users, book, by) -> None:
         "market": lambda r: r["mic"],
         "settlement_date": lambda r: r["intended_settlement_date"],
     }[by]
-    mine = [r for r in book if r["owner_id"] is None]
+    mine = [r for r in book if r["owner_id"] is None or not unassigned]
     counts = Counter(field(r) for r in mine)
     failing = Counter(field(r) for r in mine if r["status"] is S.FAILED)
     assert got == {k: (n, failing.get(k, 0)) for k, n in counts.items()}

@@ -22,10 +22,11 @@ calendar costs a second of GIL; the first page must not pay it).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -37,6 +38,7 @@ from sqlalchemy import (
     String,
     and_,
     case,
+    exc,
     func,
     literal,
     or_,
@@ -459,7 +461,9 @@ def _present(
     """Database rows (``_DB_KEYS`` + penalty) as COLUMN_KEYS tuples, with codes, value at stake and age."""
     out: list[tuple[Any, ...]] = []
     d = _DB
-    for r, penalty in zip(rows, penalties, strict=True):
+    for n, (r, penalty) in enumerate(zip(rows, penalties, strict=True)):
+        if n and not n % paging.CHUNK_ROWS:
+            time.sleep(0)  # a GIL hand-over point between stretches (see _fetch)
         inst = ref.instruments.get(r[d["instrument_id"]])
         isin, market_id, asset_class, price, size = inst if inst else ("?", 0, "", Decimal(0), Decimal(1))
         mic, calendar = ref.markets.get(market_id, ("", ""))
@@ -561,7 +565,10 @@ def _fetch(
         q = q.join(page, SI.id == page.c.id).order_by(*ordering)
     else:
         q = q.where(and_(True, *where)).order_by(*ordering).limit(limit)
-    raw = shape.arrange([tuple(r) for r in conn.execute(q).all()])
+    # Read and turned into tuples a stretch at a time, handing the GIL over between stretches (paging.read_rows):
+    # a page's 200 rows in one go held it for 10 ms on a worker that, at a lower priority on a busy machine, can lose
+    # its core while holding it; the GUI thread then waits on the GIL for as long as the worker waits for a core.
+    raw = shape.arrange(paging.read_rows(conn, q))
     rows = _present([r[:-1] for r in raw], [r[-1] for r in raw], _ref(conn, raw), _as_of(flt))
     return page_of(rows, COL[sort.key], COL["id"])
 
@@ -662,41 +669,50 @@ class Totals:
     penalties: dict[str, Decimal] = field(default_factory=dict)  # accrued, by penalty currency
 
 
-def totals(db: Database, actor: Actor, flt: QueueFilter) -> Totals:
+def totals(
+    db: Database, actor: Actor, flt: QueueFilter, *, cancelled: Callable[[], bool] | None = None
+) -> Totals:
     """Count, settlement amount and value at stake by currency of everything the filter selects, and the
     penalties accrued on it.
 
     Three GROUP BYs on the instructions table alone (no join per row): amounts by currency; the unsettled quantity of
     open free-of-payment instructions by currency and instrument, valued here at the cached reference prices; the
-    penalties of the selected instructions.
+    penalties of the selected instructions (see :func:`_penalty_totals`).
+
+    ``cancelled``: asked between the queries and, on SQLite, every 50 ms while one runs (:func:`_interruptible`);
+    once it says True the query stops and :class:`Interrupted` is raised, so totals nobody waits for any more give
+    their worker (and a core) back.
     """
     require(actor, Permission.VIEW)
-    where = _where(flt, actor)
+    conditions = _conditions(flt, actor)
+    where = and_(True, *conditions)
     open_ = SI.status.in_([S(s) for s in OPEN_STATUSES])
     free = SI.instruction_type.in_([InstructionType(t) for t in FREE_OF_PAYMENT])
     cash_at_stake = case(
         (and_(open_, ~free), func.abs(SI.settlement_amount) - func.abs(SI.settled_amount)), else_=literal(0)
     )
+    # Grouped by ``+currency`` on SQLite: through the currency index it read the million rows in currency order,
+    # one random table lookup each (2 s; 1.1 s more for the second query). A scan and a sort of what it reads is
+    # a third of that. PostgreSQL reads both in parallel workers either way (0.9 s and 0.3 s at a million).
     q = (
         select(SI.currency, func.count(), func.sum(SI.settlement_amount), func.sum(cash_at_stake))
         .where(where)
-        .group_by(SI.currency)
+        .group_by(no_index(SI.currency))
     )
     f = (
         select(SI.currency, SI.instrument_id, func.sum(SI.quantity - SI.settled_quantity))
         .where(where, open_, free)
-        .group_by(SI.currency, SI.instrument_id)
-    )
-    p = (
-        select(FailPenalty.currency, func.sum(FailPenalty.amount))
-        .where(FailPenalty.instruction_id.in_(select(SI.id).where(where)))
-        .group_by(FailPenalty.currency)
+        .group_by(no_index(SI.currency), no_index(SI.instrument_id))
     )
     cent = Decimal("0.01")
     with reader(db) as conn:
-        rows = conn.execute(q).all()
-        free_rows = conn.execute(f).all()
-        pens = conn.execute(p).all()
+        with _interruptible(conn, cancelled) as check:
+            check()
+            rows = conn.execute(q).all()
+            check()
+            free_rows = conn.execute(f).all()
+            check()
+            pens = conn.execute(_penalty_totals(conditions, where)).all()
         ref = _ref(conn)
     out = Totals()
     stake: dict[str, Decimal] = {}
@@ -714,6 +730,67 @@ def totals(db: Database, actor: Actor, flt: QueueFilter) -> Totals:
         total.at_stake = max(Decimal(0), stake.get(ccy, Decimal(0))).quantize(cent)
     out.penalties = {str(c): Decimal(str(a or 0)).quantize(cent) for c, a in pens if a is not None}
     return out
+
+
+def _penalty_totals(conditions: Sequence[ColumnElement[bool]], where: ColumnElement[bool]) -> Select[Any]:
+    """Penalties accrued on the selected instructions, by currency.
+
+    Unfiltered: the penalties table alone. Filtered: a join, so each planner starts from the smaller side; the
+    former ``instruction_id IN (SELECT id … WHERE filter)`` made SQLite list the million ids and probe the
+    penalties for each one (3.3 s with no penalty at all).
+    """
+    q = select(FailPenalty.currency, func.sum(FailPenalty.amount)).group_by(FailPenalty.currency)
+    if not conditions:
+        return q
+    return q.join(SI, SI.id == FailPenalty.instruction_id).where(where)
+
+
+class Interrupted(Exception):
+    """A query stopped because its caller said it is no longer wanted (``cancelled``)."""
+
+
+#: How often a running SQLite query's caller is asked whether it still wants the answer.
+WATCH_S = 0.05
+
+
+@contextlib.contextmanager
+def _interruptible(conn: Connection, cancelled: Callable[[], bool] | None) -> Iterator[Callable[[], None]]:
+    """Stop SQLite's queries once ``cancelled()`` says so, raising :class:`Interrupted`; yields a check to call
+    between queries. A watcher thread asks every :data:`WATCH_S` and interrupts the connection
+    (``sqlite3.Connection.interrupt``, made to be called from another thread); never after the block, so the
+    pooled connection's next user is not hit. (A progress handler, the other way, calls Python from inside
+    SQLite and takes the GIL there: it hung the calendar reads of another worker.) PostgreSQL's queries run to
+    the end: a cancel there is a second connection's round trip, for totals of a second at most."""
+
+    def check() -> None:
+        if cancelled is not None and cancelled():
+            raise Interrupted()
+
+    if cancelled is None or conn.dialect.name != "sqlite":
+        yield check
+        return
+    raw = conn.connection.dbapi_connection
+    lock, done = threading.Lock(), threading.Event()
+
+    def watch() -> None:
+        while not done.wait(WATCH_S):
+            if cancelled():
+                with lock:
+                    if not done.is_set():
+                        raw.interrupt()
+
+    watcher = threading.Thread(target=watch, name="queue-totals-interrupt", daemon=True)
+    watcher.start()
+    try:
+        yield check
+    except exc.OperationalError as err:
+        if cancelled() and "interrupt" in str(err).lower():
+            raise Interrupted() from err
+        raise
+    finally:
+        with lock:
+            done.set()
+        watcher.join()
 
 
 GROUP_BY = ("status", "reason", "counterparty", "market", "settlement_date")
@@ -743,30 +820,56 @@ def groups(db: Database, actor: Actor, flt: QueueFilter, by: str) -> list[Group]
     require(actor, Permission.VIEW)
     if by not in GROUP_BY:
         raise ValidationFailed(f"The queue cannot be grouped by {by!r}; choose one of {', '.join(GROUP_BY)}.")
-    failing = func.sum(case((SI.status == S.FAILED, 1), else_=0))
-    q: Select[Any]
-    if by == "status":
-        q = select(SI.status, func.count(), failing).group_by(SI.status)
-    elif by == "reason":
-        q = select(SI.reason_code, func.count(), failing).group_by(SI.reason_code)
-    elif by == "counterparty":
-        q = (
-            select(Counterparty.code, func.count(), failing)
-            .join(Counterparty, Counterparty.id == SI.counterparty_id)
-            .group_by(Counterparty.code)
-        )
-    elif by == "market":
-        q = (
-            select(Market.mic, func.count(), failing)
-            .join(Instrument, Instrument.id == SI.instrument_id)
-            .join(Market, Market.id == Instrument.market_id)
-            .group_by(Market.mic)
-        )
-    else:
-        q = select(SI.intended_settlement_date, func.count(), failing).group_by(SI.intended_settlement_date)
-    q = q.where(_where(flt, actor))
+    conditions = _conditions(flt, actor)
+    where = and_(True, *conditions)
+    # Counted on the instructions' own column, then named: a join to the counterparties or the instruments made
+    # SQLite walk their index and look up every instruction (8 s by counterparty at a million). On SQLite the failed
+    # ones are counted apart, through the status index: counting them beside the total needs each row's status, a
+    # table lookup per row (1 s by reason), where the total alone is an index-only count.
+    key = {
+        "status": SI.status,
+        "reason": SI.reason_code,
+        "counterparty": SI.counterparty_id,
+        "market": SI.instrument_id,
+        "settlement_date": SI.intended_settlement_date,
+    }[by]
+    # Unfiltered, the total is an index-only count in the key's index. Filtered (and for the failed ones), SQLite
+    # must not group through that index: it would look up every instruction to test the filter on it, where the
+    # filter's own index (or a scan) and a sort of what matches is cheap; ``no_index`` hides it (SQLite only).
+    grouped = key if not conditions or by == "status" else no_index(key)
     with reader(db) as conn:
-        rows = conn.execute(q).all()
+        if conn.dialect.name != "sqlite":
+            # PostgreSQL counts both in one (parallel) pass, hashing the groups: apart, it read the rows twice.
+            failing = func.sum(case((SI.status == S.FAILED, 1), else_=0))
+            both = conn.execute(select(key, func.count(), failing).where(where).group_by(key)).all()
+            counts = [(v, n) for v, n, _f in both]
+            failed = {v: f for v, _n, f in both}
+        else:
+            counts = conn.execute(select(key, func.count()).where(where).group_by(grouped)).all()
+            if by == "status":
+                failed = {v: n for v, n in counts if _plain(v) == S.FAILED.value}
+            else:
+                failed = dict(
+                    conn.execute(
+                        select(key, func.count()).where(where, SI.status == S.FAILED).group_by(no_index(key))
+                    ).all()
+                )
+        names: dict[Any, Any] = {}
+        if by == "counterparty":
+            names = dict(conn.execute(select(Counterparty.id, Counterparty.code)).all())
+        elif by == "market":
+            names = dict(
+                conn.execute(
+                    select(Instrument.id, Market.mic).join(Market, Market.id == Instrument.market_id)
+                ).all()
+            )
+    merged: dict[Any, list[int]] = {}
+    for value, n in counts:
+        label = names.get(value, "?") if names else value
+        acc = merged.setdefault(label, [0, 0])
+        acc[0] += int(n)
+        acc[1] += int(failed.get(value, 0) or 0)
+    rows = [(value, n, f) for value, (n, f) in merged.items()]
     out = []
     for value, n, f in rows:
         value = getattr(value, "value", value)
@@ -861,28 +964,48 @@ def cutoffs(db: Database, actor: Actor, *, now: dt.datetime | None = None) -> li
                     day += dt.timedelta(days=1)
             at = dt.datetime.combine(day, m.instruction_cutoff, tzinfo=zone).astimezone(dt.UTC)
             plan.append((m, day, at))
-        due_q = (
-            select(
-                Instrument.market_id,
-                SI.intended_settlement_date,
-                func.count(),
-                func.sum(case((SI.status == S.FAILED, 1), else_=0)),
-            )
-            .join(Instrument, Instrument.id == SI.instrument_id)
-            .where(
-                SI.status.in_([S(v) for v in OPEN_STATUSES]),
-                SI.intended_settlement_date <= max((d for _m, d, _a in plan), default=now.date()),
-            )
-            .group_by(Instrument.market_id, SI.intended_settlement_date)
-        )
-        due_rows = s.execute(due_q).all() if plan else []
+        days = sorted({day for _m, day, _a in plan})
+        due_rows = s.execute(_due_query(days)).all() if plan else []
+    # Per market and cut-off day: (due, failing), from the market's row (two columns per day).
+    due: dict[tuple[int, dt.date], tuple[int, int]] = {}
+    for market_id, *sums in due_rows:
+        for k, day in enumerate(days):
+            due[(int(market_id), day)] = (int(sums[2 * k] or 0), int(sums[2 * k + 1] or 0))
     out = []
     for m, day, at in plan:
-        due = sum(int(n) for mid, isd, n, _f in due_rows if mid == m.id and isd <= day)
-        failing = sum(int(f or 0) for mid, isd, _n, f in due_rows if mid == m.id and isd <= day)
-        out.append(Cutoff(m.mic, m.name, m.timezone, m.instruction_cutoff, day, at, due, failing))
+        n, failing = due.get((m.id, day), (0, 0))
+        out.append(Cutoff(m.mic, m.name, m.timezone, m.instruction_cutoff, day, at, n, failing))
     out.sort(key=lambda c: c.at)
     return out
+
+
+def _due_query(days: Sequence[dt.date]) -> Select[Any]:
+    """Open instructions (and failed ones) settling on or before each of ``days``, per market: two columns a day.
+
+    Counted per instrument on the instructions alone (the open ones through the status index), then added up per
+    market over those few hundred rows. Joined to the instruments first, SQLite walked the instrument index and
+    looked up every one of the million instructions to keep the open ones (10.5 s at a million); grouped through
+    the instrument index it does the same, hence the ``no_index`` on the grouping.
+    """
+    due = [
+        func.sum(case((SI.intended_settlement_date <= day, cond), else_=0)).label(f"{name}_{k}")
+        for k, day in enumerate(days)
+        for name, cond in (("due", 1), ("failing", case((SI.status == S.FAILED, 1), else_=0)))
+    ]
+    per_instrument = (
+        select(SI.instrument_id.label("instrument_id"), *due)
+        .where(
+            SI.status.in_([S(v) for v in OPEN_STATUSES]),
+            SI.intended_settlement_date <= max(days),
+        )
+        .group_by(no_index(SI.instrument_id))
+        .subquery()
+    )
+    return (
+        select(Instrument.market_id, *(func.sum(c) for c in list(per_instrument.c)[1:]))
+        .join(per_instrument, per_instrument.c.instrument_id == Instrument.id)
+        .group_by(Instrument.market_id)
+    )
 
 
 def _zone(name: str) -> ZoneInfo:
