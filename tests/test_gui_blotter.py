@@ -129,6 +129,54 @@ def test_the_model_passes_the_qt_model_tester_while_it_pages(
     qtmodeltester.check(model)
 
 
+def _misread_rows(model: BlotterModel) -> list[int]:
+    """The loaded rows that do not read as their own values format (every column, through data())."""
+    bad = []
+    loaded = [r for r in range(model.rowCount()) if model.is_row_loaded(r)]
+    assert loaded
+    for r in loaded:
+        values = model.row_values(r)
+        assert values is not None
+        shown = [model.data(model.index(r, c)) for c in range(model.columnCount())]
+        if shown != [model.fmt.text(k, v) for k, v in zip(COLUMN_KEYS, values, strict=True)]:
+            bad.append(r)
+    return bad
+
+
+def test_rows_worked_out_as_they_arrive_or_near_the_screen_read_as_their_own_values(
+    qtbot: QtBot, qtmodeltester: Any, open_pane: PaneFactory, users: dict[str, Actor], book: list
+) -> None:
+    """On screen the looks of arriving rows, of the rows a screenful either side and of renamed owners are worked
+    out a few at a time before they are swapped in: every loaded row must still read exactly as its own values,
+    in the right row, through scrolls, jumps, a sort and a rename, and the model must stay a valid Qt model."""
+    pane = open_pane(users["clerk1"])
+    model, table = pane.model, pane.table
+    qtmodeltester.check(model)
+    # The owners' names arrive with the user's settings, beside the first page: the rows on screen are worked out
+    # anew with them, then swapped in.
+    qtbot.waitUntil(lambda: not _misread_rows(model), timeout=10_000)
+    for row in (PAGE + 3, 3 * PAGE + 10, N - 25, 7, 2 * PAGE - 1):
+        table.scrollTo(model.index(row, 0), table.ScrollHint.PositionAtTop)
+        wait_idle(qtbot, pane)
+        # A few rows on, among rows already read: those a screenful either side are worked out while idle (the
+        # check reads every loaded row, so it comes after).
+        table.scrollTo(model.index(row + 4, 0), table.ScrollHint.PositionAtTop)
+        wait_idle(qtbot, pane)
+        qtbot.wait(50)
+        assert _misread_rows(model) == []
+    with qtbot.waitSignal(model.query_loaded, timeout=10_000):
+        pane.table.horizontalHeader().sectionClicked.emit(COLUMN_KEYS.index("gross_amount"))
+    wait_idle(qtbot, pane)
+    assert _misread_rows(model) == []
+    owner = users["clerk1"].user_id
+    owner_col = COLUMN_KEYS.index("owner_id")
+    owned = [r for r in range(model.rowCount()) if (v := model.row_values(r)) and v[owner_col] == owner]
+    assert owned  # the book gives clerk1 some repairs
+    model.set_usernames({owner: "Renamed Clerk"})
+    qtbot.waitUntil(lambda: not _misread_rows(model), timeout=10_000)
+    assert {model.data(model.index(r, owner_col)) for r in owned} == {"Renamed Clerk"}
+
+
 @sqlite_only
 def test_pages_arrive_by_keyset_from_the_end_and_by_offset_in_one_consistent_order(
     qtbot: QtBot, db: Database, users: dict[str, Actor], book: list, tasks: TaskRunner

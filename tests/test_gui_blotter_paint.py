@@ -175,3 +175,63 @@ def test_the_blotter_paints_the_same_pixels_as_with_qts_drawtext(
     drawn = pane.table.viewport().grab().toImage()
     assert drawn == cached
     assert not cached.isNull() and cached.width() > 0
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_a_repaint_from_the_kept_cells_paints_what_working_them_out_afresh_paints(
+    qtbot: QtBot, db: Database, users: dict[str, Actor], tasks: TaskRunner
+) -> None:
+    """Each row's cells are kept between paints (and worked out ahead as its page arrives): after a scroll onto
+    a page that arrives, a selection, another sort, a narrower column and a renamed owner, the table must paint
+    exactly what a paint working every cell out afresh paints."""
+    rnd = random.Random(5)
+    owner = users["clerk2"].user_id
+    rows = [factories.trade_row(i, rnd, latest=dt.date(2026, 11, 20)) for i in range(450)]
+    for row in rows[::3]:
+        row["owner_id"] = owner
+    with db.write() as s:
+        s.execute(insert(Trade), rows)
+    pane = TradeBlotterPane(Workspace(db=db, actor=users["clerk1"], tasks=tasks))
+    show_pane(qtbot, pane, (1200, 600), pane.columns_restored)
+    wait_idle(qtbot, pane)
+    table, model = pane.table, pane.model
+
+    def same_as_afresh() -> None:
+        qtbot.wait(20)  # the layout settles (the scroll bar comes with the count)
+        kept = table.viewport().grab().toImage()
+        table.forget_cells()
+        afresh = table.viewport().grab().toImage()
+        assert kept == afresh
+        assert not kept.isNull()
+
+    same_as_afresh()
+    table.scrollTo(model.index(330, 0), table.ScrollHint.PositionAtTop)  # a page not read yet
+    wait_idle(qtbot, pane)
+    same_as_afresh()
+    table.selectRow(333)
+    same_as_afresh()
+    # Rows painted under one sort, then under another at the same row numbers.
+    table.scrollTo(model.index(60, 0), table.ScrollHint.PositionAtTop)
+    wait_idle(qtbot, pane)
+    same_as_afresh()
+    with qtbot.waitSignal(model.query_loaded, timeout=10_000):
+        table.horizontalHeader().sectionClicked.emit(model.col["gross_amount"])
+    wait_idle(qtbot, pane)
+    table.scrollTo(model.index(60, 0), table.ScrollHint.PositionAtTop)
+    wait_idle(qtbot, pane)
+    same_as_afresh()
+    table.horizontalHeader().resizeSection(1, 40)
+    same_as_afresh()
+    owner_col = model.col["owner_id"]
+    header = table.horizontalHeader()
+    header.showSection(owner_col)
+    header.moveSection(header.visualIndex(owner_col), 0)  # where the rename shows
+    same_as_afresh()
+    before = table.viewport().grab().toImage()
+    model.set_usernames({owner: "Someone Else Entirely"})
+    qtbot.waitUntil(
+        lambda: model.data(model.index(330, owner_col)) == "Someone Else Entirely", timeout=10_000
+    )
+    after = table.viewport().grab().toImage()
+    assert after != before  # the new name is on screen, not the old cells
+    same_as_afresh()

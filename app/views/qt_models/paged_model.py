@@ -22,13 +22,21 @@ its own length and the rest is appended when the count lands: inserting rows at 
 A live refresh (another workstation changed rows) reads a :class:`~app.services.paging.Window` in one task (count,
 the pages around the top visible row, where the selected rows are now) and swaps it in at once, so the view never
 shows a half-refreshed state; the pane then puts the top row and the selection back where they were.
+
+No event of the GUI thread may run long (the blotter's figure: never blocked more than 50 ms). Rows that arrive for
+the screen (a first page, a page, a refresh window, looks to redo after a rename) are therefore not swapped in by
+the slot that receives them: the looks of the rows on screen are worked out first, and the table works out how it
+will draw them (``prepare_looks``), :data:`PREPARE_SLICE_S` at a time, one turn of the event loop each; then
+everything is swapped in at once and the paint only draws. While the GUI thread is idle the loaded rows a screenful
+either side of the screen are worked out the same way, so a scroll only draws too.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -60,6 +68,12 @@ MAX_CACHED_PAGES = 60
 MAX_IN_FLIGHT = 2
 #: Pages requested by the view are gathered this long, so a fast scroll asks once for where it stopped.
 DISPATCH_DELAY_MS = 10
+#: Rows that arrive for the screen have their looks worked out (and their texts laid out by the table) a few at a
+#: time, at most this long per turn of the event loop, before they are swapped in: the paint that shows them then
+#: finds everything ready, and no single event of the GUI thread runs long (see :meth:`PagedTableModel._arrive`).
+PREPARE_SLICE_S = 0.003
+#: Rows worked out between two looks at the clock.
+PREPARE_BATCH = 2
 LOADING_TEXT = "loading…"
 LOADING_FOREGROUND = QColor("#9aa5b1")
 
@@ -124,6 +138,20 @@ class RowLook:
 
     def bold(self, col: int) -> bool:
         return col in self.bold_columns
+
+
+@dataclass(eq=False)
+class _Arrival:
+    """Rows that arrived (a first page, a page, a refresh window) and wait for the looks of the rows on screen to be
+    worked out before ``apply`` swaps them in."""
+
+    gen: int
+    #: (row number, values) still to work out, last first; None: the rows on screen when its turn comes.
+    todo: list[tuple[int, tuple[Any, ...]]] | None
+    apply: Callable[[dict[int, Look]], None]
+    looks: dict[int, Look] = field(default_factory=dict)
+    #: Looks worked out ahead (rows near the screen): given up as soon as rows arrive.
+    ahead: bool = False
 
 
 class PagedTableModel(QAbstractTableModel):
@@ -197,6 +225,16 @@ class PagedTableModel(QAbstractTableModel):
         self._dispatch_timer.setSingleShot(True)
         self._dispatch_timer.setInterval(DISPATCH_DELAY_MS)
         self._dispatch_timer.timeout.connect(self._dispatch)
+        #: Works out how rows about to be shown will be drawn, given (row number, look) pairs (the table sets it:
+        #: WindowedTable.prepare_looks).
+        self.prepare_looks: Callable[[list[tuple[int, Look]]], None] | None = None
+        #: How many rows the screen shows (the table sets it): the rows of a new query worth preparing.
+        self.screen_rows: Callable[[], int] | None = None
+        self._arrivals: deque[_Arrival] = deque()
+        self._prepare_timer = QTimer(self)
+        self._prepare_timer.setSingleShot(True)
+        self._prepare_timer.setInterval(0)
+        self._prepare_timer.timeout.connect(self._prepare_some)
         self.bold_font = QFont()
         self.bold_font.setWeight(QFont.Weight.DemiBold)
 
@@ -262,16 +300,48 @@ class PagedTableModel(QAbstractTableModel):
         return None
 
     def forget_looks(self, column: int | None = None) -> None:
-        """Rebuild every row's look on next paint (after the names or words it uses changed in ``column``, or
-        anywhere)."""
-        self._looks.clear()
+        """Work every row's look out anew (after the names or words it uses changed in ``column``, or anywhere).
+
+        The rows on screen are worked out a few at a time as rows arriving are (:meth:`_arrive`), then every look
+        is replaced at once; the others are worked out when next painted. Looks worked out for rows arriving
+        meanwhile are replaced too: this comes after them."""
+        self._arrive(self._gen, None, partial(self._swap_looks, column))
+
+    def _swap_looks(self, column: int | None, looks: dict[int, Look]) -> None:
+        self._looks = looks
         if self._count:
             first, last = (0, len(self.columns) - 1) if column is None else (column, column)
             self.dataChanged.emit(self.index(0, first), self.index(self._count - 1, last))
 
     def set_viewport(self, first: int, last: int) -> None:
-        """The rows on screen (the pane tells us on every scroll): pages far from them are not worth loading."""
+        """The rows on screen (the pane tells us on every scroll): pages far from them are not worth loading.
+
+        With a table to draw them (``prepare_looks``), the loaded rows a screenful above and below get their looks
+        worked out while the GUI thread is idle, a few at a time: the next scroll then only draws."""
         self._viewport = (first, last)
+        if self._arrivals and self._arrivals[-1].ahead:
+            self._keep_looks(
+                self._arrivals.pop().looks
+            )  # worked out for where the screen was: keep what is done
+        if last < first or self.prepare_looks is None or self._arrivals:
+            return
+        span = last - first + 1
+        near = [
+            *range(last + 1, min(last + span, self._count - 1) + 1),
+            *range(first - 1, max(first - span, 0) - 1, -1),
+        ]
+        todo = [(r, values) for r in near if r not in self._looks and (values := self._row(r)) is not None]
+        if todo:
+            todo.reverse()
+            self._arrivals.append(_Arrival(self._gen, todo, self._keep_looks, ahead=True))
+            if not self._prepare_timer.isActive():
+                self._prepare_timer.start()
+
+    def _keep_looks(self, looks: dict[int, Look]) -> None:
+        """Keep looks worked out ahead for rows whose page is still cached (and that have none yet)."""
+        for row, look in looks.items():
+            if row not in self._looks and self._row(row) is not None:
+                self._looks[row] = look
 
     # --- queries --------------------------------------------------------------------------------------------------
 
@@ -359,11 +429,17 @@ class PagedTableModel(QAbstractTableModel):
             handle.cancel()
         self._in_flight.clear()
         self._wanted.clear()
+        self._arrivals.clear()
         self._pending_count = None
 
     def _first_page(self, gen: int, page: Page) -> None:
         if gen != self._gen:
             return
+        # The view goes back to the top with a new query: the rows to prepare are the first screenful.
+        shown = page.rows[: self._screenful()]
+        self._arrive(gen, list(enumerate(shown)), lambda looks: self._swap_first_page(gen, page, looks))
+
+    def _swap_first_page(self, gen: int, page: Page, looks: dict[int, Look]) -> None:
         rows = len(page.rows)
         if rows < self.page_size:
             count, exact = rows, True  # the whole result fits in one page: that is the count
@@ -374,6 +450,7 @@ class PagedTableModel(QAbstractTableModel):
         self.beginResetModel()
         self._pages.clear()
         self._looks.clear()
+        self._looks.update(looks)
         self._pages[0] = page
         self._count, self._count_exact = count, exact
         self._busy_query = False
@@ -412,9 +489,17 @@ class PagedTableModel(QAbstractTableModel):
     def _window_done(self, gen: int, window: Any) -> None:
         if gen != self._gen:
             return
+        # The pane puts the top row back at ``window.top``: prepare the screenful from there.
+        start = max(window.top - window.start, 0)
+        shown = window.rows[start : start + self._screenful()]
+        todo = [(window.start + start + i, r) for i, r in enumerate(shown)]
+        self._arrive(gen, todo, lambda looks: self._swap_window(window, looks))
+
+    def _swap_window(self, window: Any, looks: dict[int, Look]) -> None:
         self.beginResetModel()
         self._pages.clear()
         self._looks.clear()
+        self._looks.update(looks)
         size = self.page_size
         first = window.start // size
         for i in range(0, len(window.rows), size):
@@ -553,10 +638,22 @@ class PagedTableModel(QAbstractTableModel):
     def _page_done(self, gen: int, number: int, page: Page) -> None:
         if gen != self._gen:
             return
+        # Until it is swapped in the page stays "in flight", so the paint does not ask for it again.
+        start = number * self.page_size
+        first, last = self._viewport
+        todo = [
+            (start + i, r)
+            for i, r in enumerate(page.rows)
+            if last >= first and first <= start + i <= last and start + i not in self._looks
+        ]
+        self._arrive(gen, todo, lambda looks: self._swap_page(number, page, looks))
+
+    def _swap_page(self, number: int, page: Page, looks: dict[int, Look]) -> None:
         self._in_flight.pop(number, None)
         # A page that came back short (rows deleted meanwhile) is still stored: asking again would loop.
         self._pages[number] = page
         self._pages.move_to_end(number)
+        self._looks.update(looks)
         self._evict(keep=number)
         first = number * self.page_size
         last = min(first + self.page_size, self._count) - 1
@@ -566,6 +663,79 @@ class PagedTableModel(QAbstractTableModel):
         self._check_waiters()
         if self._wanted:
             self._dispatch()
+
+    def _screenful(self) -> int:
+        """Rows on one screen: the table's word for it, else the rows of the last viewport (none before one)."""
+        if self.screen_rows is not None:
+            try:
+                return max(self.screen_rows(), 0)
+            except RuntimeError:  # the table is being deleted (its window is closing)
+                self.screen_rows = self.prepare_looks = None
+        first, last = self._viewport
+        return max(last - first + 1, 0)
+
+    def _rows_on_screen(self) -> list[tuple[int, tuple[Any, ...]]]:
+        """(row number, values) of the loaded rows on screen."""
+        first, last = self._viewport
+        rows = ((r, self._row(r)) for r in range(max(first, 0), min(last, self._count - 1) + 1))
+        return [(r, values) for r, values in rows if values is not None]
+
+    # --- rows arriving --------------------------------------------------------------------------------------------
+
+    def _arrive(
+        self,
+        gen: int,
+        todo: list[tuple[int, tuple[Any, ...]]] | None,
+        apply: Callable[[dict[int, Look]], None],
+    ) -> None:
+        """Swap in rows that arrived once the looks of those on screen (``todo``) are worked out.
+
+        Working out a screenful of looks and laying out their texts takes the GUI thread 10-20 ms (most of a
+        paint of new rows); done in the paint, or in the slot that receives the rows, that is one long event. Here
+        it is done :data:`PREPARE_SLICE_S` at a time, one turn of the event loop each, and the paint after the
+        swap finds every look and text ready. Rows with nothing to prepare (none on screen) swap in at once.
+        """
+        if self._arrivals and self._arrivals[-1].ahead:
+            # Rows arriving come first; looks worked out ahead are only a nicety (those done are kept).
+            self._keep_looks(self._arrivals.pop().looks)
+        if todo is None and not self._arrivals:
+            todo = self._rows_on_screen()
+        if not todo and not self._arrivals:
+            apply({})
+            return
+        if todo is not None:
+            todo.reverse()
+        self._arrivals.append(_Arrival(gen, todo, apply))
+        if not self._prepare_timer.isActive():
+            self._prepare_timer.start()
+
+    def _prepare_some(self) -> None:
+        deadline = time.perf_counter() + PREPARE_SLICE_S
+        while self._arrivals:
+            arrival = self._arrivals[0]
+            if arrival.gen != self._gen:
+                self._arrivals.popleft()
+                continue
+            if arrival.todo is None:
+                arrival.todo = self._rows_on_screen()
+                arrival.todo.reverse()
+            while arrival.todo:
+                batch = [arrival.todo.pop() for _ in range(min(PREPARE_BATCH, len(arrival.todo)))]
+                looks = [(row, self.build(values)) for row, values in batch]
+                arrival.looks.update(looks)
+                if self.prepare_looks is not None:
+                    try:
+                        self.prepare_looks(looks)
+                    except RuntimeError:  # the table is being deleted (its window is closing)
+                        self.screen_rows = self.prepare_looks = None
+                if time.perf_counter() > deadline:
+                    self._prepare_timer.start()
+                    return
+            self._arrivals.popleft()
+            arrival.apply(arrival.looks)
+            if self._arrivals:
+                self._prepare_timer.start()  # the swap's own paint comes first
+            return
 
     def _page_failed(self, gen: int, number: int, failure: TaskFailure) -> None:
         if gen != self._gen:
