@@ -7,7 +7,7 @@ unique ``direction, content_hash`` index), and the queue's detail finds an instr
 ``instruction_id`` (indexed). The two indexes only cost the import; they go, the columns stay.
 
 Revision ID: 0018
-Revises: 0017
+Revises: 0016
 Create Date: 2026-11-21
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0018"
-down_revision: str | None = "0017"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
