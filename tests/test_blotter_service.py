@@ -13,6 +13,7 @@ from app.models import Trade
 from app.models.enums import Side, TradeStatus
 from app.services import blotter
 from app.services.blotter import COLUMN_KEYS, BlotterFilter, Sort
+from app.services.interrupt import Interrupted
 
 from .factories import trade_row
 
@@ -114,6 +115,14 @@ def test_totals_by_currency_are_exact(db, users, book) -> None:
         assert t.gross_by_currency.get(ccy, Decimal(0)) == sum(
             (r["gross_amount"] for r in settled if r["currency"] == ccy), Decimal(0)
         )
+
+
+def test_totals_nobody_waits_for_stop_and_the_connection_stays_usable(db, users, book) -> None:
+    actor, flt = users["clerk1"], BlotterFilter(statuses=("SETTLED",))
+    want = blotter.totals(db, actor, flt)
+    with pytest.raises(Interrupted):
+        blotter.totals(db, actor, flt, cancelled=lambda: True)
+    assert blotter.totals(db, actor, flt, cancelled=lambda: False) == want
 
 
 def test_position_of_a_trade_under_the_sort(db, users, book) -> None:

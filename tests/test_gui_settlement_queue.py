@@ -309,11 +309,12 @@ class _Ctx:
 def test_totals_task_stops_once_cancelled(db, users, book) -> None:
     from app.services.settlement import queue
     from app.services.settlement.queue import QueueFilter
-    from app.views.panes.settlement_queue import _add_up
+    from app.views.panes.settlement_queue import SettlementQueuePane
+    from app.views.panes.windowed import add_up
 
     actor = users["clerk1"]
     want = queue.totals(db, actor, QueueFilter())
-    assert _add_up(_Ctx(False), db, actor, QueueFilter()) == want
+    assert add_up(_Ctx(False), SettlementQueuePane.totals_service, db, actor, QueueFilter()) == want
     # Reported as a cancel (not a failure the status bar would show).
     with pytest.raises(TaskCancelled):
-        _add_up(_Ctx(True), db, actor, QueueFilter())
+        add_up(_Ctx(True), SettlementQueuePane.totals_service, db, actor, QueueFilter())

@@ -36,6 +36,7 @@ from app.models import (
 from app.models.enums import InstructionStatus, MessageDirection, MessageStatus, TradeStatus
 from app.services.db import Database
 from app.services.errors import AlreadyClaimed, PermissionDenied, ValidationFailed
+from app.services.interrupt import Interrupted
 from app.services.permissions import Actor
 from app.services.settlement import actions, queue
 from app.services.settlement.queue import COL, QueueFilter, Sort
@@ -430,7 +431,7 @@ def test_totals_nobody_waits_for_stop_and_the_connection_stays_usable(db, users,
         return True
 
     # Asked before each query (a few hundred rows are added up before the watcher's first look).
-    with pytest.raises(queue.Interrupted):
+    with pytest.raises(Interrupted):
         queue.totals(db, actor, flt, cancelled=cancelled)
     assert asked
     # The pooled connection is handed back clean: the next reads run whole.

@@ -16,7 +16,7 @@ migration 0011 (``trade_search.py``; see "free text on the references" below).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -31,6 +31,7 @@ from app.models.trades import SETTLE_SORT_SQL
 
 from . import paging, trade_search
 from .db import Database
+from .interrupt import interruptible
 from .paging import (
     FILTER_INDEX,
     PLANNER,
@@ -386,8 +387,14 @@ def _count(s: Connection, flt: BlotterFilter) -> int:
     return int(s.scalar(select(func.count()).select_from(Trade).where(and_(True, *where))) or 0)
 
 
-def totals(db: Database, actor: Actor, flt: BlotterFilter) -> Totals:
-    """Count and gross amount by currency of everything the filter selects (one GROUP BY in the database)."""
+def totals(
+    db: Database, actor: Actor, flt: BlotterFilter, *, cancelled: Callable[[], bool] | None = None
+) -> Totals:
+    """Count and gross amount by currency of everything the filter selects (one GROUP BY in the database).
+
+    ``cancelled``: once it says True the query stops (on SQLite mid-query) and
+    :class:`~app.services.interrupt.Interrupted` is raised: totals of a filter the clerk has left give their worker
+    back."""
     require(actor, Permission.VIEW)
     with db.read() as s:
         conn = s.connection()
@@ -397,7 +404,9 @@ def totals(db: Database, actor: Actor, flt: BlotterFilter) -> Totals:
             .group_by(Trade.currency)
             .order_by(Trade.currency)
         )
-        rows = conn.execute(q).all()
+        with interruptible(conn, cancelled) as check:
+            check()
+            rows = conn.execute(q).all()
     return Totals(
         count=sum(int(n) for _, n, _ in rows),
         gross_by_currency={c: Decimal(g).quantize(Decimal("0.01")) for c, _, g in rows if g is not None},

@@ -22,11 +22,10 @@ calendar costs a second of GIL; the first page must not pay it).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -38,7 +37,6 @@ from sqlalchemy import (
     String,
     and_,
     case,
-    exc,
     func,
     literal,
     or_,
@@ -70,6 +68,7 @@ from app.models.enums import InstructionStatus, InstructionType
 from .. import paging
 from ..db import Database
 from ..errors import NotFound, ValidationFailed
+from ..interrupt import interruptible
 from ..paging import (
     PLANNER,
     SORT_INDEX,
@@ -679,7 +678,7 @@ def totals(
     open free-of-payment instructions by currency and instrument, valued here at the cached reference prices; the
     penalties of the selected instructions (see :func:`_penalty_totals`).
 
-    ``cancelled``: asked between the queries and, on SQLite, every 50 ms while one runs (:func:`_interruptible`);
+    ``cancelled``: asked between the queries and, on SQLite, every 50 ms while one runs (:func:`~app.services.interrupt.interruptible`);
     once it says True the query stops and :class:`Interrupted` is raised, so totals nobody waits for any more give
     their worker (and a core) back.
     """
@@ -706,7 +705,7 @@ def totals(
     )
     cent = Decimal("0.01")
     with reader(db) as conn:
-        with _interruptible(conn, cancelled) as check:
+        with interruptible(conn, cancelled) as check:
             check()
             rows = conn.execute(q).all()
             check()
@@ -743,54 +742,6 @@ def _penalty_totals(conditions: Sequence[ColumnElement[bool]], where: ColumnElem
     if not conditions:
         return q
     return q.join(SI, SI.id == FailPenalty.instruction_id).where(where)
-
-
-class Interrupted(Exception):
-    """A query stopped because its caller said it is no longer wanted (``cancelled``)."""
-
-
-#: How often a running SQLite query's caller is asked whether it still wants the answer.
-WATCH_S = 0.05
-
-
-@contextlib.contextmanager
-def _interruptible(conn: Connection, cancelled: Callable[[], bool] | None) -> Iterator[Callable[[], None]]:
-    """Stop SQLite's queries once ``cancelled()`` says so, raising :class:`Interrupted`; yields a check to call
-    between queries. A watcher thread asks every :data:`WATCH_S` and interrupts the connection
-    (``sqlite3.Connection.interrupt``, made to be called from another thread); never after the block, so the
-    pooled connection's next user is not hit. (A progress handler, the other way, calls Python from inside
-    SQLite and takes the GIL there: it hung the calendar reads of another worker.) PostgreSQL's queries run to
-    the end: a cancel there is a second connection's round trip, for totals of a second at most."""
-
-    def check() -> None:
-        if cancelled is not None and cancelled():
-            raise Interrupted()
-
-    if cancelled is None or conn.dialect.name != "sqlite":
-        yield check
-        return
-    raw = conn.connection.dbapi_connection
-    lock, done = threading.Lock(), threading.Event()
-
-    def watch() -> None:
-        while not done.wait(WATCH_S):
-            if cancelled():
-                with lock:
-                    if not done.is_set():
-                        raw.interrupt()
-
-    watcher = threading.Thread(target=watch, name="queue-totals-interrupt", daemon=True)
-    watcher.start()
-    try:
-        yield check
-    except exc.OperationalError as err:
-        if cancelled() and "interrupt" in str(err).lower():
-            raise Interrupted() from err
-        raise
-    finally:
-        with lock:
-            done.set()
-        watcher.join()
 
 
 GROUP_BY = ("status", "reason", "counterparty", "market", "settlement_date")

@@ -50,7 +50,6 @@ from app.views.settlement.cutoff_strip import CutoffStrip
 from app.views.settlement.detail_panel import InstructionDetailPanel
 from app.views.settlement.filter_bar import QueueFilterBar
 from app.views.settlement.table import QueueTable
-from app.views.tasks import TaskContext
 
 DETAIL_DELAY_MS = 150
 TOTALS_DELAY_MS = 400
@@ -90,6 +89,8 @@ class SettlementQueuePane(WindowedTablePane):
     coming_next = ""
     count_noun = "instruction"
     list_name = "settlement queue"
+    totals_service = staticmethod(queue.totals)
+    totals_task_label = "Adding up the queue"
     page_size: ClassVar[int] = PAGE_SIZE
 
     #: The groups of the grouped view are on screen (the list of Group).
@@ -301,25 +302,6 @@ class SettlementQueuePane(WindowedTablePane):
     def _load_query(self) -> None:
         self.model.set_query(self.query_filter(), self.sort)
         self._load_totals()
-
-    def _start_totals(self) -> None:
-        gen = self._totals_gen
-        try:
-            # run (not call): the task's context lets a newer filter stop these totals mid-query (_add_up).
-            self._totals_task = self.ws.tasks.run(
-                _add_up,
-                self.ws.db,
-                self.ws.actor,
-                self.model.filter,
-                on_done=lambda t: self._totals_done(gen, t),
-                on_error=lambda f: self._totals_failed(gen, f),
-                label="Adding up the queue",
-                quiet=True,
-                priority=-1,
-                owner=self,
-            )
-        except RuntimeError:  # the task runner has shut down: the window is closing
-            self._totals_task = None
 
     def _totals_done(self, gen: int, totals: object) -> None:
         if gen != self._totals_gen:
@@ -570,16 +552,6 @@ class SettlementQueuePane(WindowedTablePane):
         self.refresh()
         if self.detail.isVisible():
             self.detail.reload()
-
-
-def _add_up(ctx: TaskContext, db: Any, actor: Any, flt: QueueFilter) -> Totals:
-    """Worker: the totals of ``flt``, stopped mid-query once the task is cancelled (a newer filter, the pane
-    closing): unfiltered they read every instruction, a second of a worker and a core nobody waits for any more."""
-    try:
-        return queue.totals(db, actor, flt, cancelled=lambda: ctx.cancelled)
-    except queue.Interrupted:
-        ctx.check()  # cancelled: the runner reports it as such, not as a failure
-        raise
 
 
 def _read_people(db: Any, actor: Any) -> tuple[dict[int, str], list[tuple[int, str, str]]]:

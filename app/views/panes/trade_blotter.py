@@ -173,6 +173,8 @@ class TradeBlotterPane(WindowedTablePane):
     coming_next = ""
     count_noun = "trade"
     list_name = "blotter"
+    totals_service = staticmethod(blotter.totals)
+    totals_task_label = "Adding up the blotter"
     #: Rows per page of the model (tests use small pages to exercise paging with a few hundred trades).
     page_size: ClassVar[int] = PAGE_SIZE
 
@@ -408,21 +410,6 @@ class TradeBlotterPane(WindowedTablePane):
         self._remember_selection()
         self.model.set_query(self.filter_bar.current(), self.sort)
         self._load_totals()
-
-    def _start_totals(self) -> None:
-        gen = self._totals_gen
-        self._totals_task = self._background(
-            blotter.totals,
-            self.ws.db,
-            self.ws.actor,
-            self.model.filter,
-            on_done=lambda t: self._totals_done(gen, t),
-            on_error=lambda f: self._totals_failed(gen, f),
-            label="Adding up the blotter",
-            quiet=True,
-            priority=-1,
-            owner=self,
-        )
 
     def _totals_done(self, gen: int, totals: object) -> None:
         if gen != self._totals_gen:

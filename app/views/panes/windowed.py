@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from app.services.interrupt import Interrupted
 from app.services.paging import Window
 from app.views.panes.base import Pane, Workspace
-from app.views.tasks import TaskFailure, TaskHandle
+from app.views.tasks import TaskContext, TaskFailure, TaskHandle
 
 #: Selected items whose place is kept across a refresh (the current one and a few more).
 MAX_TRACKED = 20
@@ -37,6 +38,11 @@ class WindowedTablePane(Pane):
     count_noun: ClassVar[str] = "row"
     #: The list in "Could not load the …".
     list_name: ClassVar[str] = "list"
+    #: The service that adds up a filter, run on a worker: ``totals(db, actor, filter, *, cancelled)``, which stops
+    #: mid-query once ``cancelled()`` says so (:mod:`app.services.interrupt`). Set with ``staticmethod``.
+    totals_service: ClassVar[Callable[..., Any]]
+    #: The totals task's words in the status bar.
+    totals_task_label: ClassVar[str] = "Adding up"
 
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(workspace, parent)
@@ -79,6 +85,30 @@ class WindowedTablePane(Pane):
         self._totals_gen += 1
         self.totals_label.setText("Totals: computing…")
         self._totals_timer.start()
+
+    def _start_totals(self) -> None:
+        gen = self._totals_gen
+        try:
+            # run (not call): the task's context lets a newer filter stop these totals mid-query (add_up); a totals
+            # task left running holds a worker and a core for seconds at a million rows.
+            self._totals_task = self.ws.tasks.run(
+                add_up,
+                self.totals_service,
+                self.ws.db,
+                self.ws.actor,
+                self.model.filter,
+                on_done=lambda t: self._totals_done(gen, t),
+                on_error=lambda f: self._totals_failed(gen, f),
+                label=self.totals_task_label,
+                quiet=True,
+                priority=-1,
+                owner=self,
+            )
+        except RuntimeError:  # the task runner has shut down: the window is closing
+            self._totals_task = None
+
+    def _totals_done(self, gen: int, totals: object) -> None:
+        raise NotImplementedError
 
     def _totals_failed(self, gen: int, failure: TaskFailure) -> None:
         if gen == self._totals_gen:
@@ -210,3 +240,13 @@ class WindowedTablePane(Pane):
         box.setWindowModality(Qt.WindowModality.WindowModal)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+
+
+def add_up(ctx: TaskContext, totals: Callable[..., Any], db: Any, actor: Any, flt: Any) -> Any:
+    """Worker: ``totals`` of ``flt``, stopped mid-query once the task is cancelled (a newer filter, the pane closing)
+    and then reported as a cancel, not as a failure the status bar would show."""
+    try:
+        return totals(db, actor, flt, cancelled=lambda: ctx.cancelled)
+    except Interrupted:
+        ctx.check()
+        raise
