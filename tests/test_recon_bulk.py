@@ -304,3 +304,15 @@ def test_new_breaks_written_in_chunks_are_every_break_found_in_order(
         ]
     assert len(want) > 3 * 2  # several chunks
     assert got == want
+
+
+def test_break_documents_without_the_c_encoder_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interpreter whose private C encoder is missing or different falls back to json.dumps: same text."""
+    from app.services.recon import run  # noqa: PLC0415
+
+    value = {"odd": ODD, "é": 'q"\n\t\x01', "list": [1, {"a": None}], "f": 1.25}
+    fast = run._json(value)
+    monkeypatch.setattr(run, "_c_make_encoder", None)
+    assert run._c_encoder() is None
+    monkeypatch.setattr(run, "_ENCODE", None)
+    assert run._json(value) == fast == json.dumps(value)
