@@ -316,3 +316,68 @@ def test_break_documents_without_the_c_encoder_are_the_same(monkeypatch: pytest.
     assert run._c_encoder() is None
     monkeypatch.setattr(run, "_ENCODE", None)
     assert run._json(value) == fast == json.dumps(value)
+
+
+def test_sides_come_in_id_order_whatever_order_the_table_holds_them_in(
+    db: Database, users: dict[str, Actor]
+) -> None:
+    """PostgreSQL scans each side in the table's physical order and the rows are put in id order afterwards; with
+    rows moved about by updates the side-by-side reads still equal the session's ``ORDER BY`` reads, as of a date
+    too (the date goes into the query as a literal)."""
+    demo.build_demo(db, SYSTEM, trades=300, seed=7, today=dt.date(2026, 11, 30), password=PASSWORD)
+    defs.ensure_default_definitions(db, SYSTEM)
+    tables = ["trades", "cash_movements", "settlement_instructions", "positions", "statement_lines"]
+    with db.write() as s:
+        for table in tables:  # a new version of every third row: PostgreSQL stores it after the others
+            s.execute(text(f"UPDATE {table} SET id = id WHERE id % 3 = 1"))
+    with db.read() as s:
+        if db.is_postgres:  # the physical order really is another order now
+            heap = s.execute(text("SELECT id FROM trades")).scalars().all()
+            assert heap != sorted(heap)
+        compared = 0
+        for name in defs.DEFAULTS:
+            cfg = defs.validate(defs.find(s, name).config)
+            for as_of in (None, dt.date(2026, 11, 25)):
+                wanted = [
+                    (cfg.left.source, as_of, needed_columns(cfg, "left")),
+                    (cfg.right.source, as_of, needed_columns(cfg, "right")),
+                ]
+                together = read_sources(s, db, wanted)
+                alone = [read_source(s, src, a, cols) for src, a, cols in wanted]
+                for got, want in zip(together, alone, strict=True):
+                    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+                    compared += len(want)
+    assert compared > 1000
+
+
+def test_source_parameters_written_as_literals() -> None:
+    from app.services.recon.sources import _inline  # noqa: PLC0415
+
+    sql = "SELECT 1 WHERE s.kind = :kind AND d <= :as_of AND x::text = 'a' AND n = :n"
+    got = _inline(sql, {"kind": "it's", "as_of": dt.date(2026, 1, 2), "n": 7})
+    assert got == "SELECT 1 WHERE s.kind = 'it''s' AND d <= DATE '2026-01-02' AND x::text = 'a' AND n = 7"
+    for bad in (dt.datetime(2026, 1, 2, tzinfo=dt.UTC), 1.5, "nul\x00"):
+        with pytest.raises((TypeError, ValueError)):
+            _inline("SELECT :v", {"v": bad})
+
+
+def test_a_runs_pairs_read_back_as_the_engine_made_them(db: Database, users: dict[str, Actor]) -> None:
+    """The run's 1:1 pairs are stored compressed (LZ4 on a PostgreSQL server that has it) and read back exactly."""
+    from app.models.recon import ReconRunPairs  # noqa: PLC0415
+    from app.services.recon.run import run_pairs  # noqa: PLC0415
+
+    demo.build_demo(db, SYSTEM, trades=300, seed=7, today=dt.date(2026, 11, 30), password=PASSWORD)
+    result = run_recon(db, users["clerk1"], defs.CASH)
+    pairs = run_pairs(db, users["clerk1"], result.run_id)
+    assert sum(len(p) for p in pairs.values()) == sum(result.matched_by_pass.values())
+    assert all(len(set(p)) == len(p) for p in pairs.values())
+    if db.is_postgres:
+        with db.read() as s:
+            lz4 = s.scalar(
+                text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+            )
+            stored = s.execute(
+                select(text("pg_column_compression(left_refs)")).select_from(ReconRunPairs)
+            ).scalars()
+            methods = {m for m in stored if m is not None}  # None: stored as it is (too small to compress)
+        assert methods <= ({"lz4"} if lz4 else {"pglz"})

@@ -514,6 +514,8 @@ def _write(
         s.add(run)
         s.flush()
         run_id = run.id
+        if db.is_postgres:
+            _fast_toast_compression(s)
         # The run's 1:1 pairs (two JSON arrays of up to a million identities) go to the database from a thread
         # while this one builds the break records: the driver waits for the database (PostgreSQL compresses the
         # arrays) without holding the GIL, and describe() is Python. One thread at a time uses the session: this one
@@ -691,6 +693,21 @@ def _write(
         "reopened": len(reopen),
         "resolved": len(resolve),
     }
+
+
+def _fast_toast_compression(s: Session) -> None:
+    """PostgreSQL: this transaction compresses what it stores out of line with LZ4 where the server has it.
+
+    A run stores its 1:1 pairs as two JSON arrays of up to a million identities (some 12 MB each): the default
+    compression (pglz) took 0.67 s of server time for a million pairs, LZ4 0.25 s (measured; the arrays come out a
+    quarter larger). Reading them back is transparent. A server without LZ4 (built without it, or before version
+    14, which has no such setting) keeps its default: the statement then sets nothing."""
+    s.execute(
+        text(
+            "SELECT set_config('default_toast_compression', 'lz4', true) FROM pg_settings"
+            " WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+        )
+    )
 
 
 def _write_pairs(s: Session, run_id: int, def_id: int, result: Any) -> int:
