@@ -16,6 +16,9 @@ tests/pgserver.TempPostgres), in the same run:
    capture/bulk.py ``deferred_indexes``), once more with the same deferral, so the last ratio is what the pipeline
    costs on top of the same write.
 
+   The import's stages are listed with their wall and CPU seconds (this process and, for a local PostgreSQL
+   server, the server's processes): on a shared machine the CPU time is the work, the wall clock adds the waits.
+
 4. ``--phases``: where the write's time goes. The same rows are loaded again step by step into a copy of the
    template (bare heap, keys, the table as defined, each secondary index, the search index, each PostgreSQL foreign
    key, versions, exceptions, commit), each step with its wall time and its CPU time: this process's and, for a
@@ -164,7 +167,8 @@ def raw_load(db: Database, data: dict[str, tuple[list[str], list[tuple]]], *, de
     """Load the prepared rows with the backend's bulk path, in one transaction; seconds. ``defer``: rebuild the
     trades indexes after the load as the import does for a file that at least doubles the table."""
     started = time.perf_counter()
-    with db.write() as s, bulk_write(s):  # the same connection settings as the import
+    rows = len(data["trades"][1])
+    with db.write() as s, bulk_write(s, rows=rows):  # the same connection settings as the import
         conn = s.connection()
         for t in TABLES:
             cols, rows = data[t]
@@ -264,7 +268,7 @@ def phases(make_db, data: dict[str, tuple[list[str], list[tuple]]], trades: int)
     )  # the import's kind of session (SQLite: BEGIN IMMEDIATE), committed by hand below
     try:
         s.begin()
-        with bulk_write(s):
+        with bulk_write(s, rows=len(data["trades"][1])):
             conn = s.connection()
             cols, rows = data["trades"]
             if pg:
@@ -403,16 +407,16 @@ def run_backend(  # type: ignore[no-untyped-def]
     imp_db = make_db("import")
     floor = floors(imp_db)
     stages: list[tuple[float, str]] = []
+    stage_cpu: list[float] = []  # CPU seconds (this process + a local server) at each stage
     cpu = cpu_meter(imp_db)
     c0 = cpu()
     t0 = time.perf_counter()
-    report = import_trades(
-        imp_db,
-        SYSTEM,
-        csv_path,
-        today=TODAY,
-        progress=lambda d, t, s: stages.append((time.perf_counter() - t0, s)),
-    )
+
+    def progress(done: int, total: int, label: str) -> None:
+        stages.append((time.perf_counter() - t0, label))
+        stage_cpu.append(cpu_since(c0, cpu()))
+
+    report = import_trades(imp_db, SYSTEM, csv_path, today=TODAY, progress=progress)
     import_s = time.perf_counter() - t0
     import_cpu = cpu_since(c0, cpu())
     data = read_back(imp_db, floor)
@@ -456,8 +460,17 @@ def run_backend(  # type: ignore[no-untyped-def]
         f"{'':<10} of which the pipeline before the write (read, parse, match, validate, enrich): "
         f"{before_write:6.2f} s = {rows / before_write:>9,.0f} trades/s"
     )
-    marks = [(round(t, 2), s) for t, s in stages if not s.startswith("Writing trades (")]
-    print(f"{'':<10} import stages (s since start): {marks}")
+    # Each stage's wall and CPU seconds (on a shared machine the CPU time is the work, the wall adds the waits).
+    steps = [
+        (label, t, c)
+        for (t, label), c in zip(stages, stage_cpu, strict=True)
+        if not re.match(r"Writing (trades|versions) \(", label)
+    ]
+    print(f"{'':<10} import stages: wall s, CPU s")
+    for (label, t, c), (_, t_next, c_next) in zip(
+        steps, [*steps[1:], ("", import_s, import_cpu)], strict=True
+    ):
+        print(f"{'':<12} {label[:60]:<62} {t_next - t:6.2f} {c_next - c:6.2f}")
     if show_phases:
         phases(make_db, data, rows)
     return {"import": import_s, "raw": raw_s or 0.0}

@@ -406,7 +406,7 @@ def _import_in_transaction(
         )
         sources = None
     step(35, "Validating")
-    with bulk.bulk_write(s):
+    with bulk.bulk_write(s, rows=len(plan.rows)):
         written = _write_plan(
             s, actor, step, plan, ref, source, sources, now, today, fix_notional=log is not None
         )
@@ -591,13 +591,13 @@ def _write_plan(
             nullable_ids(acct_id[i]),
             nullable_ids(cpty_id[i]),
             col(work["side"].to_numpy(dtype=object), i).tolist(),
-            bulk.numbers(qty[i], QTY_SCALE, s),
-            bulk.numbers(px[i], PRICE_SCALE, s),
+            bulk.copy_numbers(qty[i], QTY_SCALE, s),
+            bulk.copy_numbers(px[i], PRICE_SCALE, s),
             col(res.currency, i).tolist(),
-            bulk.numbers(enr.gross_u[i], MONEY_SCALE, s),
-            bulk.numbers(enr.commission_u[i], MONEY_SCALE, s),
-            bulk.numbers(enr.fees_u[i], MONEY_SCALE, s),
-            bulk.numbers(enr.net_u[i], MONEY_SCALE, s),
+            bulk.copy_numbers(enr.gross_u[i], MONEY_SCALE, s),
+            bulk.copy_numbers(enr.commission_u[i], MONEY_SCALE, s),
+            bulk.copy_numbers(enr.fees_u[i], MONEY_SCALE, s),
+            bulk.copy_numbers(enr.net_u[i], MONEY_SCALE, s),
             bulk.dates(work["trade_date"].to_numpy()[i]),
             bulk.timestamps(work["trade_time"].to_numpy()[i], s),
             bulk.dates(enr.settlement_date[i]),

@@ -76,10 +76,12 @@ def existing_trades(session: Any, refs: list[str], *, lock: bool) -> pd.DataFram
     for i in range(0, len(refs), 100_000):
         chunk = refs[i : i + 100_000]
         if dialect == "postgresql":
+            # One JSON text parameter too: psycopg's Python array dumper took 1.6 s per 100,000 references.
             q = text(
-                f"SELECT {cols} FROM trades WHERE trade_ref = ANY(:refs)" + (" FOR UPDATE" if lock else "")
+                f"SELECT {cols} FROM trades WHERE trade_ref IN "
+                "(SELECT json_array_elements_text(CAST(:refs AS json)))" + (" FOR UPDATE" if lock else "")
             )
-            out.extend(session.execute(q, {"refs": chunk}).all())
+            out.extend(session.execute(q, {"refs": json.dumps(chunk)}).all())
         else:
             # One JSON array parameter: no limit on the number of SQL variables.
             q = text(f"SELECT {cols} FROM trades WHERE trade_ref IN (SELECT value FROM json_each(:refs))")
