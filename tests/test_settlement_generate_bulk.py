@@ -9,9 +9,10 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.models import InstructionTrade, Instrument, SettlementInstruction, Trade
@@ -141,8 +142,8 @@ def test_bulk_run_creates_what_the_row_path_creates_and_keeps_the_schema(
     real = bulk.deferred_indexes
 
     @contextlib.contextmanager
-    def spy(session: Session, table: str, new_rows: int) -> Iterator[bool]:
-        with real(session, table, new_rows) as done:
+    def spy(session: Session, table: str, new_rows: int, **kwargs: Any) -> Iterator[bool]:
+        with real(session, table, new_rows, **kwargs) as done:
             deferred.append((table, done))
             yield done
 
@@ -243,3 +244,80 @@ def test_a_run_numbers_its_instructions_by_settlement_date(
         isds = [i.intended_settlement_date for i in insts]
         assert isds == sorted(isds) and isds[0] == ISD and isds[-1] == LATER
         assert stored == ids
+
+
+def _through_index(s: Session, pg: bool, column: str, value: int) -> list[int]:
+    """Ids of the instructions with ``column`` = value, read through that column's partial index only."""
+    if pg:
+        s.execute(text("SET LOCAL enable_seqscan = off"))
+        s.execute(text("SET LOCAL enable_bitmapscan = off"))
+        sql = (
+            f"SELECT id FROM settlement_instructions WHERE {column} = :v AND {column} IS NOT NULL ORDER BY id"
+        )
+    else:
+        sql = (
+            f"SELECT id FROM settlement_instructions INDEXED BY ix_settlement_instructions_{column} "
+            f"WHERE {column} = :v AND {column} IS NOT NULL ORDER BY id"
+        )
+    return [int(i) for i in s.scalars(text(sql), {"v": value})]
+
+
+def test_a_bulk_run_keeps_the_owner_and_replacement_indexes_right(
+    db: Database, users: dict[str, Actor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The partial owner and replaced-instruction indexes stay in place through a bulk run (no new instruction has
+    an owner or replaces one): afterwards they still find the rows claimed or replaced before it, and rows claimed
+    after it."""
+    book = make_book(db)
+    clerk = users["clerk1"]
+    other = _other_equity(db, book)
+    _mixed_day(db, book, other, ISD)
+    generate.generate_instructions(db, clerk)
+    with db.write() as s:
+        before = list(s.scalars(select(SettlementInstruction.id).order_by(SettlementInstruction.id)))
+        owned, replacing, replaced = before[0], before[1], before[2]
+        s.execute(
+            text("UPDATE settlement_instructions SET owner_id = :u WHERE id = :i"),
+            {"u": clerk.user_id, "i": owned},
+        )
+        s.execute(
+            text("UPDATE settlement_instructions SET replaces_id = :r WHERE id = :i"),
+            {"r": replaced, "i": replacing},
+        )
+
+    deferred: list[tuple[str, bool]] = []
+    real = bulk.deferred_indexes
+
+    @contextlib.contextmanager
+    def spy(session: Session, table: str, new_rows: int, **kwargs: Any) -> Iterator[bool]:
+        with real(session, table, new_rows, **kwargs) as done:
+            deferred.append((table, done))
+            yield done
+
+    monkeypatch.setattr(bulk, "deferred_indexes", spy)
+    monkeypatch.setattr(bulk, "DEFER_INDEXES_MIN_ROWS", 1)
+    _mixed_day(db, book, other, LATER)
+    result = generate.generate_instructions(db, clerk)
+    assert result.instructions == len(before)  # as many new rows as there were: the bulk path
+    assert ("settlement_instructions", True) in deferred
+    with db.write() as s:
+        new = list(s.scalars(select(SettlementInstruction.id).where(SettlementInstruction.id > before[-1])))
+        assert len(new) == result.instructions
+        assert (
+            s.scalar(
+                select(func.count()).where(
+                    SettlementInstruction.id.in_(new),
+                    (SettlementInstruction.owner_id.is_not(None))
+                    | (SettlementInstruction.replaces_id.is_not(None)),
+                )
+            )
+            == 0
+        )
+        pg = db.is_postgres
+        assert _through_index(s, pg, "owner_id", clerk.user_id) == [owned]
+        assert _through_index(s, pg, "replaces_id", replaced) == [replacing]
+        s.execute(
+            text("UPDATE settlement_instructions SET owner_id = :u WHERE id = :i"),
+            {"u": clerk.user_id, "i": new[-1]},
+        )
+        assert _through_index(s, pg, "owner_id", clerk.user_id) == [owned, new[-1]]

@@ -28,7 +28,8 @@ portable form (``_write_sqlite``): the groups (``sg_g``) and every trade with it
 INSERT ... SELECT, numbered in the order they come. Ids are reserved in one step (PostgreSQL: the table's sequence
 moved past the range; SQLite ``max(id) + n`` inside the BEGIN IMMEDIATE transaction). A large run defers the
 secondary indexes (and on PostgreSQL the foreign keys, the unique reference and the links' primary key) of the two
-tables it fills and rebuilds them once, by sorting (``capture.bulk.deferred_indexes``, ``_deferred_unique``); on
+tables it fills and rebuilds them once, by sorting - all but the two partial ones no new instruction enters (owner,
+replaced instruction), which stay in place (``capture.bulk.deferred_indexes``, ``_deferred_unique``); on
 PostgreSQL the settlement-date order of the ids hands two of those sorts presorted rows. One audit entry per run.
 Trade capture calls :func:`on_trades_changed` when a file or a FIX log amends or cancels trades.
 
@@ -327,7 +328,9 @@ def _write_postgres(session: Session, result: GenerateResult, n_trades: int, sta
     )
     now = [bindparam("now", type_=UTCDateTime())]
     with (
-        bulk.deferred_indexes(session, "settlement_instructions", result.instructions) as si_deferred,
+        bulk.deferred_indexes(
+            session, "settlement_instructions", result.instructions, keep=_UNTOUCHED_INDEXES
+        ) as si_deferred,
         bulk.deferred_indexes(session, "instruction_trades", n_trades) as links_deferred,
         _deferred_unique(session, "settlement_instructions", _UNIQUE_REF if si_deferred else ()),
         _deferred_unique(session, "instruction_trades", _LINKS_PK if links_deferred else ()),
@@ -376,6 +379,11 @@ def _write_postgres(session: Session, result: GenerateResult, n_trades: int, sta
         for kind, count in kinds:
             result.by_type[str(kind)] = result.by_type.get(str(kind), 0) + int(count)
 
+
+# Partial indexes no new instruction enters: a run writes no owner (unclaimed) and no replaced instruction, so
+# keeping them costs one predicate test per row, while rebuilding them scans the whole table (measured at
+# 620,000 instructions on a loaded machine: about 0.5 s of wall time and 0.1 s of server CPU each to build).
+_UNTOUCHED_INDEXES = ("ix_settlement_instructions_owner_id", "ix_settlement_instructions_replaces_id")
 
 # Unique constraints no foreign key points at, rebuilt by one sort when the run rebuilds the table's other indexes
 # (measured: 1,000,000 links inserted in key order 1.8 s of server CPU with the primary key, 0.7 s without it and
@@ -463,7 +471,9 @@ def _write_sqlite(session: Session, result: GenerateResult, n_trades: int, stamp
     pending = InstructionStatus.PENDING.value
     with (
         bulk.bulk_write(session),
-        bulk.deferred_indexes(session, "settlement_instructions", n_groups + n_gross),
+        bulk.deferred_indexes(
+            session, "settlement_instructions", n_groups + n_gross, keep=_UNTOUCHED_INDEXES
+        ),
         bulk.deferred_indexes(session, "instruction_trades", n_trades),
     ):
         session.execute(
