@@ -390,6 +390,7 @@ _WRITTEN = (
     "instructed_at",
     "version",
 )
+_ALL_CHANGED = (True,) * 7  # a state read without its loaded values: every data column written
 _written_values = operator.attrgetter(*_WRITTEN)  # one C call per state (a file changes 100,000)
 
 
@@ -826,13 +827,22 @@ class Batch:
         a temporary table once and one ``UPDATE ... FROM`` per set. The staged form is one statement where the
         executemany is one per row, and with foreign keys on SQLite opens a statement journal for each of those."""
         pg = self._pg()
-        groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+        # Rows by which of the 7 data columns of _WRITTEN changed (version is always written): the comparisons
+        # of a state in one C call (map), its row's group looked up by their result.
+        by_mask: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
         ordered = sorted(states, key=operator.attrgetter("id"))
+        ne = operator.ne
         for st, full in zip(ordered, self._rows(ordered, pg), strict=True):
-            vals = st.values()
-            # The 7 data columns of _WRITTEN (version is always written).
-            cols = tuple(k for k in range(7) if not st.loaded or vals[k] != st.loaded[k])
-            groups.setdefault(cols, []).append(full if staged else tuple(full[k] for k in cols) + full[7:])
+            loaded = st.loaded
+            mask = tuple(map(ne, st.values()[:7], loaded)) if loaded else _ALL_CHANGED
+            rows_ = by_mask.get(mask)
+            if rows_ is None:
+                rows_ = by_mask[mask] = []
+            rows_.append(full)
+        groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+        for mask, fulls in by_mask.items():
+            cols = tuple(k for k, differs in enumerate(mask) if differs)
+            groups[cols] = fulls if staged else [tuple(f[k] for k in cols) + f[7:] for f in fulls]
         if not staged:
             from ..capture import bulk  # a service helper, imported late to keep this module's imports light
 

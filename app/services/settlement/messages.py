@@ -772,13 +772,17 @@ def _existing_hashes(s: Session, hashes: list[str]) -> set[str]:
             )
             .scalars()
         )
+    # SQLite: driver-level statements (a file of 100,000 messages makes over a hundred of them; building and
+    # compiling each through the ORM cost more than running it).
+    conn = s.connection()
+    inbound = MessageDirection.INBOUND.value
     for part in _chunks(sorted(set(hashes)), CHUNK):
         found.update(
-            s.scalars(
-                select(SettlementMessage.content_hash).where(
-                    SettlementMessage.direction == MessageDirection.INBOUND.value,
-                    SettlementMessage.content_hash.in_(part),
-                )
+            h
+            for (h,) in conn.exec_driver_sql(
+                "SELECT content_hash FROM settlement_messages WHERE direction = ? AND content_hash IN "
+                f"({', '.join('?' * len(part))})",
+                (inbound, *part),
             )
         )
     return found
