@@ -305,7 +305,10 @@ def measure(name: str, url: str, *, reference_url: str | None = None, password: 
     timed("back to the top", table.scrollToTop)
     timed("text search (trigram index)", lambda: pane.set_filter(BlotterFilter(text="00012")))
     timed("filter cleared again", lambda: pane.set_filter(BlotterFilter()))
-    # A few seconds of scrolling page by page, to see the stall meter and memory under use.
+    # A few seconds of scrolling page by page, to see the stall meter and memory under use. Through the whole book:
+    # its row count is in first (otherwise the steps were worked out from the first page's 200 rows, and some runs
+    # scrolled 7 rows at a time through the first thousand instead).
+    spin(lambda: not model.loading and model.count_exact)
     stall["phase"] = "scrolling through the book"
     t_end = time.perf_counter() + 3
     step = max(1, model.rowCount() // 400)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -21,9 +22,10 @@ from sqlalchemy import insert, text, update
 
 from app.models import Trade
 from app.models.enums import ChangeAction, Side, TradeStatus
-from app.services import audit, blotter, preferences
+from app.services import audit, blotter, paging, preferences
 from app.services.blotter import COLUMN_KEYS, BlotterFilter, Sort
 from app.services.db import Database
+from app.services.interrupt import Interrupted
 from app.services.permissions import Actor
 from app.views.blotter.column_chooser import COLUMNS_KEY
 from app.views.blotter.saved_views import VIEWS_PREFIX
@@ -175,6 +177,65 @@ def test_rows_worked_out_as_they_arrive_or_near_the_screen_read_as_their_own_val
     model.set_usernames({owner: "Renamed Clerk"})
     qtbot.waitUntil(lambda: not _misread_rows(model), timeout=10_000)
     assert {model.data(model.index(r, owner_col)) for r in owned} == {"Renamed Clerk"}
+
+
+# Counts to a hundred million: many seconds on both backends (a page far into a million rows, in miniature).
+ENDLESS = text(
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) SELECT count(*) FROM n"
+)
+
+
+def test_a_page_scrolled_past_stops_on_the_database_and_never_shows(
+    qtbot: QtBot,
+    qtmodeltester: Any,
+    open_pane: PaneFactory,
+    db: Database,
+    users: dict[str, Actor],
+    book: list,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A jump into the middle whose page is slow, then a jump to the end before it arrives: the middle page's
+    statement is stopped where it runs (it would hold a server core for nothing), the end shows its own rows, and
+    the middle reads right when the user comes back; the pooled connections keep answering throughout."""
+    pane = open_pane(users["clerk1"])
+    model, table = pane.model, pane.table
+    qtmodeltester.check(model)
+    real = blotter.fetch_page
+    held, stopped = threading.Event(), []
+
+    def fetch_page(*args: Any, **kw: Any) -> Any:
+        if kw.get("offset") and not held.is_set():  # the first jump's page: slow at the database
+            held.set()
+            try:
+                with paging.reader(db) as conn:
+                    conn.execute(ENDLESS).scalar()
+            except Interrupted:
+                stopped.append(kw["offset"])
+                raise
+        return real(*args, **kw)
+
+    monkeypatch.setattr(blotter, "fetch_page", fetch_page)
+    want = expected(book, lambda r: True, pane.sort.key, pane.sort.descending)
+    middle = 5 * PAGE + 10
+
+    def jumped() -> bool:
+        # Again if a reload of the pane's opening put the view back at the top meanwhile.
+        if not held.is_set():
+            table.scrollTo(model.index(middle, 0), table.ScrollHint.PositionAtTop)
+        return held.is_set()
+
+    qtbot.waitUntil(jumped, timeout=10_000)
+    table.scrollToBottom()
+    wait_idle(qtbot, pane)
+    qtbot.waitUntil(lambda: bool(stopped), timeout=15_000)  # stopped, long before the statement would end
+    first, last = table.visible_rows()
+    assert last == N - 1
+    assert refs([model.row_values(r) for r in range(first, last + 1)]) == want[first : last + 1]
+    table.scrollTo(model.index(middle, 0), table.ScrollHint.PositionAtTop)
+    wait_idle(qtbot, pane)
+    first, last = table.visible_rows()
+    assert refs([model.row_values(r) for r in range(first, last + 1)]) == want[first : last + 1]
+    assert refs(all_rows(qtbot, model)) == want
 
 
 @sqlite_only

@@ -10,13 +10,18 @@ import ast
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pytestqt.qtbot import QtBot
+from sqlalchemy import text
 
+from app.services import paging
+from app.services.db import Database
 from app.services.errors import DatabaseUnavailable, ValidationFailed
+from app.services.interrupt import Interrupted
 from app.views import qt_check
 from app.views import tasks as tasks_module
 from app.views.status_bar import OpsStatusBar
@@ -140,6 +145,56 @@ def test_cancelling_a_running_task_stops_it_and_drops_its_result(qtbot: QtBot, t
     assert outcome == ["cancelled"]
     assert stopped_early.is_set()
     assert not tasks.busy
+
+
+# Counts to a hundred million (many seconds on both backends), then answers.
+ENDLESS = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) SELECT count(*) FROM n"
+
+
+def test_cancelling_a_stoppable_task_stops_its_query_on_the_database(
+    qtbot: QtBot, tasks: TaskRunner, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A page nobody waits for any more: its statement stops where it runs (not only its result is dropped), the
+    task ends as a cancel (no error logged or shown), and the database answers the next task."""
+    started = threading.Event()
+    outcome: list[str] = []
+
+    stopped: list[bool] = []
+
+    def slow_read() -> object:
+        try:
+            with paging.reader(db) as conn:
+                started.set()
+                return conn.execute(text(ENDLESS)).scalar()
+        except Interrupted:
+            stopped.append(True)  # the statement itself was stopped, not run to its end
+            raise
+
+    handle = tasks.call(
+        slow_read,
+        on_done=lambda r: outcome.append(f"done:{r}"),
+        on_error=lambda f: outcome.append(f"error:{f.message}"),
+        on_cancelled=lambda: outcome.append("cancelled"),
+        stoppable=True,
+        quiet=True,
+    )
+    assert started.wait(10)
+    time.sleep(0.2)  # the statement is on its way
+    with caplog.at_level(logging.ERROR):
+        handle.cancel()
+        qtbot.waitUntil(lambda: bool(outcome), timeout=15_000)  # the statement alone runs far longer
+    assert outcome == ["cancelled"]
+    assert stopped == [True]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+    def answer() -> object:
+        with paging.reader(db) as conn:
+            return conn.execute(text("SELECT 42")).scalar()
+
+    answers: list[object] = []
+    tasks.call(answer, on_done=answers.append)
+    qtbot.waitUntil(lambda: bool(answers))
+    assert answers == [42]
 
 
 def test_cancelling_a_queued_task_means_it_never_runs(qtbot: QtBot) -> None:

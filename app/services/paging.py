@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import ColumnElement, FunctionElement, String, Table, func, select, text, tuple_
+from sqlalchemy import ColumnElement, FunctionElement, String, Table, exc, func, select, text, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 
 from .db import Database, translate_errors
+from .interrupt import Interrupted
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,13 +119,153 @@ def reader(db: Database) -> Iterator[Connection]:
     page would otherwise cost (with the pool's liveness ping, four at 50 ms apart is 200 ms over a VPN before the
     database has done anything). One SELECT is its own consistent snapshot, so nothing is lost. SQLite reads as
     db.read() does: there a round trip costs nothing.
+
+    Inside :func:`stopped_by` (a worker whose task may be cancelled) the statements run here stop, on the server,
+    once the :class:`QueryStop` is stopped, and :class:`~app.services.interrupt.Interrupted` is raised.
     """
+    stop: QueryStop | None = getattr(_stops, "current", None)
     if not db.is_postgres:
         with db.read() as s:
-            yield s.connection()
+            conn = s.connection()
+            if stop is None:
+                yield conn
+            else:
+                with stop.watching(conn):
+                    yield conn
         return
     with translate_errors(), db.engine.connect() as conn:
-        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        if stop is None:
+            yield conn
+        else:
+            with stop.watching(conn):
+                yield conn
+
+
+# --- stopping a query nobody waits for --------------------------------------------------------------------------------
+#
+# A page the user has scrolled far past, the first page and count of a filter already replaced, totals of a filter
+# left: their tasks are cancelled, but a cooperative cancel is only seen between statements, and one statement is
+# the whole of such a task. An OFFSET page 300,000 rows in, or a count of a million rows, then keeps a server
+# process (and its parallel workers) busy for hundreds of milliseconds after nobody wants the answer, on the cores
+# the GUI thread needs. A QueryStop cancels the statement where it runs: PostgreSQL's cancel request (a second
+# connection, sent from a kept sender thread so the GUI thread never waits on the network), SQLite's interrupt.
+
+#: How long a cancel request may take to reach the server before its connection is given up (see QueryStop).
+CANCEL_TIMEOUT_S = 10.0
+#: SQLSTATE of "canceling statement due to user request".
+QUERY_CANCELED = "57014"
+
+_stops = threading.local()
+
+
+class QueryStop:
+    """Stops, from any thread, the statement a worker runs through :func:`reader` (inside :func:`stopped_by`).
+
+    :meth:`stop` is cheap and never blocks (the GUI thread calls it when it cancels a task). Once stopped, the
+    statement running stops with :class:`~app.services.interrupt.Interrupted`, and so does any later one.
+
+    A cancel never reaches anyone else's statement: a connection goes back to the pool only once a cancel sent
+    while it was in use has reached the server (PostgreSQL ignores a cancel that finds its session idle), and one
+    whose cancel could not be delivered in :data:`CANCEL_TIMEOUT_S` is closed instead of reused.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._running: Connection | None = None
+        self._delivered: _Delivery | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            conn = self._running
+            if conn is None:
+                return
+            raw: Any = conn.connection.dbapi_connection
+            if conn.dialect.name == "sqlite":
+                raw.interrupt()  # made to be called from another thread; only ever inside the block (the lock)
+                return
+            delivered = self._delivered = _Delivery()
+        # Handed to kept threads: starting a thread waits for it to run, which the GUI thread must not do.
+        _cancel_senders().submit(delivered.send, raw)
+
+    @contextlib.contextmanager
+    def watching(self, conn: Connection) -> Iterator[None]:
+        """Statements run on ``conn`` in the block are stopped by :meth:`stop`."""
+        with self._lock:
+            if self._stopped:
+                raise Interrupted()
+            self._running = conn
+        try:
+            yield
+        except exc.DBAPIError as err:
+            if self._stopped and _was_stopped(err):
+                raise Interrupted() from err
+            raise
+        finally:
+            with self._lock:
+                self._running = None
+                delivered = self._delivered
+            if delivered is not None and not delivered.done(CANCEL_TIMEOUT_S):
+                # A cancel that may still be on its way could stop the next user's statement: not reused.
+                conn.invalidate()
+
+
+_senders: ThreadPoolExecutor | None = None
+_senders_lock = threading.Lock()
+
+
+def _cancel_senders() -> ThreadPoolExecutor:
+    """The threads that send cancel requests (made on first use; two, since a request may wait on the network)."""
+    global _senders
+    with _senders_lock:
+        if _senders is None:
+            _senders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query-cancel")
+        return _senders
+
+
+class _Delivery:
+    """A PostgreSQL cancel request on its way (``cancel_safe``: a second connection to the server)."""
+
+    def __init__(self) -> None:
+        self._finished = threading.Event()
+        self._ok = False
+
+    def send(self, raw: Any) -> None:
+        try:
+            raw.cancel_safe(timeout=CANCEL_TIMEOUT_S)
+            self._ok = True
+        except Exception:  # the statement then runs to its end: a cancel only saves work
+            log.debug("query cancel not delivered", exc_info=True)
+        finally:
+            self._finished.set()
+
+    def done(self, timeout: float) -> bool:
+        """True once the request has reached the server; False if it failed or is still on its way."""
+        return self._finished.wait(timeout) and self._ok
+
+
+def _was_stopped(err: exc.DBAPIError) -> bool:
+    orig = err.orig
+    return getattr(orig, "sqlstate", None) == QUERY_CANCELED or "interrupt" in str(orig).lower()
+
+
+@contextlib.contextmanager
+def stopped_by(stop: QueryStop) -> Iterator[QueryStop]:
+    """Within the block, statements this thread runs through :func:`reader` are stopped by ``stop``."""
+    previous = getattr(_stops, "current", None)
+    _stops.current = stop
+    try:
+        yield stop
+    finally:
+        _stops.current = previous
 
 
 class no_index(FunctionElement[str]):

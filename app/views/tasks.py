@@ -36,12 +36,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QMetaObject, QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 
 from app.services.errors import DatabaseUnavailable, OpsDeskError
+from app.services.interrupt import Interrupted
+from app.services.paging import QueryStop, stopped_by
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +111,13 @@ class TaskCancelled(Exception):
 class TaskContext:
     """What a worker function receives: cooperative cancellation and progress reporting."""
 
-    def __init__(self, task_id: int, bridge: _Bridge, cancel_event: threading.Event) -> None:
+    def __init__(
+        self, task_id: int, bridge: _Bridge, cancel_event: threading.Event, handle: TaskHandle | None = None
+    ) -> None:
         self._id = task_id
         self._bridge = bridge
         self._cancel = cancel_event
+        self._handle = handle
         self._last_report = 0.0
 
     @property
@@ -123,6 +129,15 @@ class TaskContext:
         """Stop the task here (raise TaskCancelled) if it has been cancelled."""
         if self._cancel.is_set():
             raise TaskCancelled()
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` as soon as the task is cancelled (at once, here, if it already is). It runs on the
+        thread that cancels (usually the GUI thread), so it must be quick and must not block: it is for stopping
+        what the worker waits on (:class:`~app.services.paging.QueryStop`), not for work."""
+        if self._handle is not None:
+            self._handle._when_cancelled(callback)
+        elif self._cancel.is_set():
+            callback()
 
     def progress(self, done: int, total: int, text: str = "") -> None:
         """Report ``done`` of ``total`` units (total 0 means "unknown": a busy indicator without a percentage)."""
@@ -177,6 +192,8 @@ class TaskHandle:
         self.quiet = quiet
         self.cancel_event = threading.Event()
         self.finished = False
+        self._lock = threading.Lock()
+        self._on_cancel: list[Callable[[], None]] = []
 
     @property
     def cancelled(self) -> bool:
@@ -190,8 +207,23 @@ class TaskHandle:
         """Ask the task to stop. Its on_done is never called; on_cancelled is, once it has actually stopped."""
         if self.finished or self.cancel_event.is_set():
             return
-        self.cancel_event.set()
+        self._set_cancelled()
         self._runner._cancelled(self)
+
+    def _set_cancelled(self) -> None:
+        """Set the cancel event and run the worker's cancel callbacks (:meth:`TaskContext.on_cancel`)."""
+        with self._lock:
+            self.cancel_event.set()
+            callbacks, self._on_cancel = self._on_cancel, []
+        for callback in callbacks:
+            _safe_call(callback)
+
+    def _when_cancelled(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if not self.cancel_event.is_set():
+                self._on_cancel.append(callback)
+                return
+        callback()
 
 
 def _emit(signal: Any, *args: Any) -> None:
@@ -323,7 +355,7 @@ class TaskRunner(QObject):
             raise RuntimeError("the task runner has been shut down")
         task_id = next(self._ids)
         handle = TaskHandle(self, task_id, label, quiet)
-        ctx = TaskContext(task_id, self._bridge, handle.cancel_event)
+        ctx = TaskContext(task_id, self._bridge, handle.cancel_event, handle)
         worker = _Worker(fn, args, ctx, handle, self._worker_nice)
         was_busy = self.busy
         entry = _Entry(handle, worker, on_done, on_error, on_progress, on_cancelled, owner)
@@ -335,8 +367,14 @@ class TaskRunner(QObject):
             self._activity_changed(was_busy)
         return handle
 
-    def call(self, fn: Callable[..., Any], *args: Any, **options: Any) -> TaskHandle:
-        """Run a plain service function ``fn(*args)`` (one that takes no task context) on a worker thread."""
+    def call(self, fn: Callable[..., Any], *args: Any, stoppable: bool = False, **options: Any) -> TaskHandle:
+        """Run a plain service function ``fn(*args)`` (one that takes no task context) on a worker thread.
+
+        ``stoppable``: cancelling the task also stops the database statement it is running (the reads of
+        :func:`app.services.paging.reader`, on the server), not only its result: for reads that may take a server
+        hundreds of milliseconds nobody waits for (a page far into a million rows, a count)."""
+        if stoppable:
+            return self.run(partial(stop_queries, fn, args), **options)
         return self.run(lambda _ctx: fn(*args), **options)
 
     # --- state --------------------------------------------------------------------------------------------------
@@ -380,7 +418,7 @@ class TaskRunner(QObject):
         """Cancel everything and wait up to ``timeout_ms`` for the workers; True if they all stopped in time."""
         self._closed = True
         for entry in list(self._entries.values()):
-            entry.handle.cancel_event.set()
+            entry.handle._set_cancelled()  # stops their queries too: the wait below is then short
         finished = bool(self._pool.waitForDone(timeout_ms))
         if finished:
             self._entries.clear()
@@ -482,6 +520,19 @@ class TaskRunner(QObject):
         if busy != was_busy:
             self.busy_changed.emit(busy)
         self.activity_changed.emit()
+
+
+def stop_queries(fn: Callable[..., Any], args: tuple[Any, ...], ctx: TaskContext) -> Any:
+    """Worker: ``fn(*args)``, whose reads stop where they run once the task is cancelled; then a cancel (the runner
+    drops it quietly), not a failure."""
+    stop = QueryStop()
+    ctx.on_cancel(stop.stop)
+    try:
+        with stopped_by(stop):
+            return fn(*args)
+    except Interrupted:
+        ctx.check()
+        raise
 
 
 def _alive(owner: QObject | None) -> bool:

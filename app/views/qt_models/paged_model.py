@@ -16,7 +16,9 @@ are subclasses: each names its service module (``fetch_page``, ``count``, ``wind
 
 Every query (a filter or sort change, a refresh) gets a new *generation*; results of an older generation are
 dropped when they arrive, and their tasks are cancelled, so a slow page of the previous sort can never land in the
-new one. The row count comes from a separate background ``count`` (until it arrives a full first page counts as
+new one. Cancelled page, first-page and count tasks also stop their statement where it runs (``stoppable``: the
+database's cancel, see :class:`app.services.paging.QueryStop`), as do pages a fast scroll has left behind: a page
+300,000 rows in holds a server core for a quarter of a second that the GUI thread may need. The row count comes from a separate background ``count`` (until it arrives a full first page counts as
 its own length and the rest is appended when the count lands: inserting rows at the end moves nothing on screen).
 
 A live refresh (another workstation changed rows) reads a :class:`~app.services.paging.Window` in one task (count,
@@ -152,6 +154,9 @@ class _Arrival:
     looks: dict[int, Look] = field(default_factory=dict)
     #: Looks worked out ahead (rows near the screen): given up as soon as rows arrive.
     ahead: bool = False
+    #: The arriving rows now on screen (row number, values): asked again once ``todo`` is done, since the screen
+    #: may have moved onto them meanwhile (a scroll while a page waits for its turn).
+    on_screen: Callable[[], list[tuple[int, tuple[Any, ...]]]] | None = None
 
 
 class PagedTableModel(QAbstractTableModel):
@@ -371,6 +376,7 @@ class PagedTableModel(QAbstractTableModel):
                 label=f"Loading the {self.what}",
                 priority=5,
                 owner=self,
+                stoppable=True,  # a newer query stops this one where it runs
             )
         )
         self._query_tasks.append(
@@ -385,6 +391,7 @@ class PagedTableModel(QAbstractTableModel):
                 quiet=True,
                 priority=4,
                 owner=self,
+                stoppable=True,
             )
         )
 
@@ -630,6 +637,7 @@ class PagedTableModel(QAbstractTableModel):
                 quiet=True,  # scrolling must not make the status bar blink
                 priority=6,
                 owner=self,
+                stoppable=True,  # a page scrolled past stops on the server too (see _dispatch)
             )
         except RuntimeError:
             return  # the task runner has shut down: the window is closing
@@ -640,13 +648,16 @@ class PagedTableModel(QAbstractTableModel):
             return
         # Until it is swapped in the page stays "in flight", so the paint does not ask for it again.
         start = number * self.page_size
-        first, last = self._viewport
-        todo = [
-            (start + i, r)
-            for i, r in enumerate(page.rows)
-            if last >= first and first <= start + i <= last and start + i not in self._looks
-        ]
-        self._arrive(gen, todo, lambda looks: self._swap_page(number, page, looks))
+
+        def on_screen() -> list[tuple[int, tuple[Any, ...]]]:
+            first, last = self._viewport
+            return [
+                (start + i, r)
+                for i, r in enumerate(page.rows)
+                if last >= first and first <= start + i <= last and start + i not in self._looks
+            ]
+
+        self._arrive(gen, on_screen(), lambda looks: self._swap_page(number, page, looks), on_screen)
 
     def _swap_page(self, number: int, page: Page, looks: dict[int, Look]) -> None:
         self._in_flight.pop(number, None)
@@ -687,6 +698,7 @@ class PagedTableModel(QAbstractTableModel):
         gen: int,
         todo: list[tuple[int, tuple[Any, ...]]] | None,
         apply: Callable[[dict[int, Look]], None],
+        on_screen: Callable[[], list[tuple[int, tuple[Any, ...]]]] | None = None,
     ) -> None:
         """Swap in rows that arrived once the looks of those on screen (``todo``) are worked out.
 
@@ -705,7 +717,7 @@ class PagedTableModel(QAbstractTableModel):
             return
         if todo is not None:
             todo.reverse()
-        self._arrivals.append(_Arrival(gen, todo, apply))
+        self._arrivals.append(_Arrival(gen, todo, apply, on_screen=on_screen))
         if not self._prepare_timer.isActive():
             self._prepare_timer.start()
 
@@ -731,6 +743,14 @@ class PagedTableModel(QAbstractTableModel):
                 if time.perf_counter() > deadline:
                     self._prepare_timer.start()
                     return
+            if arrival.on_screen is not None:
+                # The screen may have moved onto more of these rows while they waited: those too, first (a page is
+                # at most a few hundred rows, so this ends).
+                more = [rv for rv in arrival.on_screen() if rv[0] not in arrival.looks]
+                if more:
+                    more.reverse()
+                    arrival.todo = more
+                    continue
             self._arrivals.popleft()
             arrival.apply(arrival.looks)
             if self._arrivals:
