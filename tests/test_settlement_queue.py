@@ -34,6 +34,7 @@ from app.models import (
     utcnow,
 )
 from app.models.enums import InstructionStatus, MessageDirection, MessageStatus, TradeStatus
+from app.services import paging
 from app.services.db import Database
 from app.services.errors import AlreadyClaimed, PermissionDenied, ValidationFailed
 from app.services.interrupt import Interrupted
@@ -315,6 +316,87 @@ def test_a_jump_by_offset_reads_the_same_rows_and_penalties_as_the_keyset_walk(
         penalised += sum(1 for r in page.rows if r[COL["penalty"]])
     if flt.statuses:
         assert penalised  # the penalties were read for the jumped-to rows, not lost in the two-step read
+
+
+PLAN_CASES = [
+    (QueueFilter(counterparty="beta"), Sort("settlement_amount", True), lambda r, u: r["cpty"] == "BETA"),
+    (
+        QueueFilter(statuses=("FAILED", "MATCHED"), isin="DE0007164600"),
+        Sort("quantity"),
+        lambda r, u: r["status"] in (S.FAILED, S.MATCHED) and r["isin"] == "DE0007164600",
+    ),
+    (
+        QueueFilter(market="xetr", owner="mine"),
+        Sort("status", True),
+        lambda r, u: r["mic"] == "XETR" and r["owner_id"] == u["clerk1"].user_id,
+    ),
+    (
+        QueueFilter(account="ACC1", reasons=("lack",)),
+        Sort("instruction_ref"),
+        lambda r, u: r["account"] == "ACC1" and r["reason_code"] == "LACK",
+    ),
+]
+
+
+@pytest.mark.parametrize("plan", [queue.PLANNER, queue.FILTER_INDEX, queue.SORT_INDEX])
+@pytest.mark.parametrize(
+    ("flt", "sort", "pred"), PLAN_CASES, ids=["cpty", "status+isin", "market+mine", "unique"]
+)
+def test_every_access_path_pages_the_same_rows(db, users, book, monkeypatch, plan, flt, sort, pred) -> None:
+    """The queue picks the access path of a filtered page itself (see queue._plan); every path must give exactly
+    the same rows and penalties, by keyset forwards and backwards, from the end, by offset and around an item."""
+    monkeypatch.setattr(queue, "_plan", lambda *_args: plan)
+    actor = users["clerk1"]
+    want = expected(book, lambda r: pred(r, users), sort.key, sort.descending)
+    assert len(want) > 12, "the case needs a few pages"
+    whole = all_pages(db, actor, flt, sort, limit=5)
+    assert refs(whole) == want
+    pens = {r["instruction_ref"]: r["penalty"] for r in book}
+    assert [r[COL["penalty"]] or Decimal(0) for r in whole] == [pens[ref] for ref in want]
+    third = queue.fetch_page(db, actor, flt, sort, limit=5, offset=10)
+    assert third.rows == whole[10:15]
+    assert queue.fetch_page(db, actor, flt, sort, limit=5, before=third.first_key).rows == whole[5:10]
+    assert queue.fetch_page(db, actor, flt, sort, limit=4, from_end=True).rows == whole[-4:]
+    assert queue.fetch_page(db, actor, flt, sort, limit=3, from_end=True, offset=2).rows == whole[-5:-2]
+    top = whole[7][COL["id"]]
+    w = queue.window(db, actor, flt, sort, top_row=0, top_id=top, visible=3, page_size=5)
+    assert w.count == len(want) and w.top == 7 and w.start == 5 and w.rows == whole[5:10]
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_the_plan_follows_how_many_rows_match(db, users, book, monkeypatch) -> None:
+    """Few matches: read them through their index and sort them; many: walk the sort index (SQLite counts the
+    matches through the filter's index; codes become ids through the reference cache)."""
+    actor = users["clerk1"]
+    queue._refs.clear()
+    paging._cache.clear()
+    by_amount = Sort("settlement_amount", True)
+    with db.read() as session:
+        conn = session.connection()
+        for flt in (
+            QueueFilter(counterparty="beta"),
+            QueueFilter(isin="US0378331005"),
+            QueueFilter(market="XTKS"),
+            QueueFilter(statuses=("FAILED",), account="acc2"),
+            QueueFilter(owner="mine"),
+            QueueFilter(counterparty="NOSUCH"),  # a code nobody has: nothing to read
+            QueueFilter(ids=(1, 2, 3)),
+        ):
+            assert queue._plan(conn, actor, flt, by_amount) == queue.FILTER_INDEX, flt
+        # Sorted by the filtered column, its index does both; a text search or a date range: nothing to count.
+        assert queue._plan(conn, actor, QueueFilter(statuses=("FAILED",)), Sort("status")) == queue.PLANNER
+        assert queue._plan(conn, actor, QueueFilter(text="THEIR"), by_amount) == queue.PLANNER
+        monkeypatch.setattr(queue, "FEW_ROWS", 20)
+        beta = sum(1 for r in book if r["cpty"] == "BETA")
+        failed = sum(1 for r in book if r["status"] is S.FAILED)
+        assert (
+            beta >= 20
+            and queue._plan(conn, actor, QueueFilter(counterparty="beta"), by_amount) == queue.SORT_INDEX
+        )
+        # Two conditions narrow each other (taken as independent): a third of a tenth is below twenty rows.
+        assert N * (beta / N) * (failed / N) < 20
+        few = QueueFilter(counterparty="beta", statuses=("FAILED",))
+        assert queue._plan(conn, actor, few, by_amount) == queue.FILTER_INDEX
 
 
 FILTERS: list[tuple[str, QueueFilter, Any]] = [

@@ -465,8 +465,9 @@ class ColumnStats:
     counts: dict[str, float]
     other: float  # rows per value not in ``counts`` (PostgreSQL keeps only the most common values)
 
-    def rows(self, values: Sequence[str]) -> float:
-        return sum(self.counts.get(v, self.other) for v in values)
+    def rows(self, values: Sequence[Any]) -> float:
+        # The statistics hold each value as its text (an id 42 as "42").
+        return sum(self.counts.get(str(v), self.other) for v in values)
 
 
 _cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
@@ -489,7 +490,7 @@ def cached(key: tuple[Any, ...], ttl: float, compute: Callable[[], Any]) -> Any:
 def choose_plan(
     conn: Connection,
     table: Table,
-    conditions: Sequence[tuple[str, Sequence[str]]],
+    conditions: Sequence[tuple[str, Sequence[Any]]],
     *,
     estimable: Sequence[str],
     few_rows: int = FEW_ROWS,
@@ -527,7 +528,7 @@ def choose_plan(
 
 
 def sqlite_count(
-    conn: Connection, table: Table, column: str | None = None, values: Sequence[str] = ()
+    conn: Connection, table: Table, column: str | None = None, values: Sequence[Any] = ()
 ) -> int:
     """Rows of ``table`` (with one of ``values`` in ``column``): an index-only count, 2-50 ms at a million rows,
     cached for :data:`SQLITE_COUNT_TTL_S`."""
