@@ -399,6 +399,35 @@ def test_the_plan_follows_how_many_rows_match(db, users, book, monkeypatch) -> N
         assert queue._plan(conn, actor, few, by_amount) == queue.FILTER_INDEX
 
 
+@pytest.mark.parametrize("probe_rows", [1, 10_000], ids=["probe falls short", "probe fills the page"])
+@pytest.mark.parametrize("text", ["SEME0001", "THEIR"])
+@pytest.mark.parametrize(
+    "sort", [Sort("settlement_amount", True), Sort("instruction_ref"), Sort("status", True)]
+)
+def test_a_reference_search_pages_the_same_rows_however_it_is_read(
+    db, users, book, monkeypatch, probe_rows, text, sort
+):
+    """SQLite looks for a search's page among the next rows of the sort order first and, when they hold too few
+    matches, reads the matches in table order and sorts them (queue._probe): either way, every page is the same."""
+    monkeypatch.setattr(queue, "PROBE_ROWS", probe_rows)
+    actor, flt = users["clerk1"], QueueFilter(text=text)
+    want = expected(
+        book,
+        lambda r: text in r["instruction_ref"] or text in (r["counterparty_ref"] or ""),
+        sort.key,
+        sort.descending,
+    )
+    assert len(want) > 20
+    whole = all_pages(db, actor, flt, sort, limit=7)
+    assert refs(whole) == want
+    first = queue.fetch_page(db, actor, flt, sort, limit=7)
+    second = queue.fetch_page(db, actor, flt, sort, limit=7, after=first.last_key)
+    third = queue.fetch_page(db, actor, flt, sort, limit=7, after=second.last_key)
+    assert third.rows == whole[14:21]
+    assert queue.fetch_page(db, actor, flt, sort, limit=7, before=third.first_key).rows == whole[7:14]
+    assert queue.fetch_page(db, actor, flt, sort, limit=5, from_end=True).rows == whole[-5:]
+
+
 FILTERS: list[tuple[str, QueueFilter, Any]] = [
     (
         "settlement dates",

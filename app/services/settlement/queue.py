@@ -76,6 +76,7 @@ from ..paging import (
     Column,
     DictFilter,
     Page,
+    PageShape,
     Window,
     beyond,
     exact_isin,
@@ -236,8 +237,15 @@ def _as_of(flt: QueueFilter) -> dt.date:
     return flt.as_of or today_utc()
 
 
-def _conditions(flt: QueueFilter, actor: Actor, *, opaque: bool = False) -> list[ColumnElement[bool]]:
-    """The WHERE conditions of a filter; ``opaque`` hides the status index from SQLite's planner (see _plan)."""
+def _conditions(
+    flt: QueueFilter, actor: Actor, *, opaque: bool = False, sort_key: str | None = None
+) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of a filter; ``opaque`` hides the equality columns' indexes from SQLite's planner, which
+    then walks the sort index (see _plan), except the sort column's own: its index serves both."""
+
+    def col(column: Any) -> Any:
+        return no_index(column) if opaque and column.key != sort_key else column
+
     c: list[ColumnElement[bool]] = []
     if flt.ids is not None:
         c.append(SI.id.in_(list(flt.ids)))
@@ -249,18 +257,20 @@ def _conditions(flt: QueueFilter, actor: Actor, *, opaque: bool = False) -> list
         values = [S(s).value for s in flt.statuses]
         c.append(no_index(SI.status).in_(values) if opaque else SI.status.in_([S(v) for v in values]))
     if flt.reasons:
-        c.append(SI.reason_code.in_([r.strip().upper() for r in flt.reasons]))
+        c.append(col(SI.reason_code).in_([r.strip().upper() for r in flt.reasons]))
     if flt.counterparty:
         c.append(
-            SI.counterparty_id.in_(
+            col(SI.counterparty_id).in_(
                 select(Counterparty.id).where(Counterparty.code == flt.counterparty.strip().upper())
             )
         )
     if flt.account:
-        c.append(SI.account_id.in_(select(Account.id).where(Account.code == flt.account.strip().upper())))
+        c.append(
+            col(SI.account_id).in_(select(Account.id).where(Account.code == flt.account.strip().upper()))
+        )
     if flt.market:
         c.append(
-            SI.instrument_id.in_(
+            col(SI.instrument_id).in_(
                 select(Instrument.id)
                 .join(Market, Market.id == Instrument.market_id)
                 .where(Market.mic == flt.market.strip().upper())
@@ -269,7 +279,7 @@ def _conditions(flt: QueueFilter, actor: Actor, *, opaque: bool = False) -> list
     if flt.isin:
         term = flt.isin.strip()
         if exact_isin(term):
-            c.append(SI.instrument_id.in_(select(Instrument.id).where(Instrument.isin == term.upper())))
+            c.append(col(SI.instrument_id).in_(select(Instrument.id).where(Instrument.isin == term.upper())))
         else:
             c.append(
                 SI.instrument_id.in_(
@@ -282,7 +292,7 @@ def _conditions(flt: QueueFilter, actor: Actor, *, opaque: bool = False) -> list
                 )
             )
     if flt.currency:
-        c.append(SI.currency == flt.currency.strip().upper())
+        c.append(col(SI.currency) == flt.currency.strip().upper())
     if flt.failing_only:
         # Failed, or still open after the day it should have settled.
         c.append(
@@ -551,10 +561,68 @@ def _fetch(
     unique = sort.key in UNIQUE_SORT
     shape = page_shape(sort.descending, after=after, offset=offset, from_end=from_end, before=before)
     plan = _plan(conn, actor, flt, sort)
-    where = _conditions(flt, actor, opaque=plan == SORT_INDEX)
-    if shape.bound is not None:
-        where.append(beyond(key, SI.id, shape.bound, shape.desc, unique=unique))
+    bound = [] if shape.bound is None else [beyond(key, SI.id, shape.bound, shape.desc, unique=unique)]
     ordering = order_by(key, SI.id, shape.desc, unique=unique)
+    raw: list[tuple[Any, ...]] | None = None
+    if flt.text and plan != FILTER_INDEX and not shape.offset and conn.dialect.name == "sqlite":
+        raw = _probe(conn, actor, flt, sort, bound, ordering, limit)
+        if raw is None:
+            plan = FILTER_INDEX
+    if raw is None:
+        # Read and turned into tuples a stretch at a time, handing the GIL over between stretches
+        # (paging.read_rows): a page's 200 rows in one go held it for 10 ms on a worker that, at a lower priority on
+        # a busy machine, can lose its core while holding it; the GUI thread then waits on the GIL that long.
+        raw = paging.read_rows(conn, _page_query(actor, flt, sort, plan, shape, bound, ordering, limit))
+    raw = shape.arrange(raw)
+    rows = _present([r[:-1] for r in raw], [r[-1] for r in raw], _ref(conn, raw), _as_of(flt))
+    return page_of(rows, COL[sort.key], COL["id"])
+
+
+#: SQLite, a search for text in the references (no index can find it): the page is first looked for among this many
+#: rows next in the sort order (their ids walked from the sort index alone, then those rows read and checked). A
+#: search most rows match ("SEME") fills it there; one that few rows match would make the sort-index walk read most
+#: of the table in the sort's order, a random read per row (3.6 s by Amount at a million instructions), so the page is
+#: then read as for few matches: a scan in table order, the matches sorted (0.33-0.43 s whatever the sort).
+PROBE_ROWS = 4000
+
+
+def _probe(
+    conn: Connection,
+    actor: Actor,
+    flt: QueueFilter,
+    sort: Sort,
+    bound: list[ColumnElement[bool]],
+    ordering: tuple[Any, ...],
+    limit: int,
+) -> list[tuple[Any, ...]] | None:
+    """The page's rows when the next PROBE_ROWS rows of the sort order hold a whole page of matches, else None
+    (the rows that match further on are not looked for: a page short of matches here is not the answer)."""
+    ahead = select(SI.id).where(and_(True, *bound)).order_by(*ordering).limit(PROBE_ROWS).subquery()
+    # The filter's indexes hidden: the rows come by id from the walked ids, not from an index of the filter.
+    where = _conditions(flt, actor, opaque=True, sort_key="")
+    q = (
+        select(*_db_cols(), _penalty_sum())
+        .where(SI.id.in_(select(ahead.c.id)), *where)
+        .order_by(*ordering)
+        .limit(limit)
+    )
+    raw = paging.read_rows(conn, q)
+    return raw if len(raw) == limit else None
+
+
+def _page_query(
+    actor: Actor,
+    flt: QueueFilter,
+    sort: Sort,
+    plan: str,
+    shape: PageShape,
+    bound: list[ColumnElement[bool]],
+    ordering: tuple[Any, ...],
+    limit: int,
+) -> Any:
+    key = _sort_col(sort)
+    unique = sort.key in UNIQUE_SORT
+    where = _conditions(flt, actor, opaque=plan == SORT_INDEX, sort_key=sort.key) + bound
     q = select(*_db_cols(), _penalty_sum())
     if plan == FILTER_INDEX:
         # Few rows match: read their ids and sort keys through the filter's index (OFFSET 0 keeps both planners
@@ -581,12 +649,7 @@ def _fetch(
         q = q.join(page, SI.id == page.c.id).order_by(*ordering)
     else:
         q = q.where(and_(True, *where)).order_by(*ordering).limit(limit)
-    # Read and turned into tuples a stretch at a time, handing the GIL over between stretches (paging.read_rows):
-    # a page's 200 rows in one go held it for 10 ms on a worker that, at a lower priority on a busy machine, can lose
-    # its core while holding it; the GUI thread then waits on the GIL for as long as the worker waits for a core.
-    raw = shape.arrange(paging.read_rows(conn, q))
-    rows = _present([r[:-1] for r in raw], [r[-1] for r in raw], _ref(conn, raw), _as_of(flt))
-    return page_of(rows, COL[sort.key], COL["id"])
+    return q
 
 
 # --- choosing the access path ---------------------------------------------------------------------------------------
