@@ -338,14 +338,40 @@ PLAN_CASES = [
 ]
 
 
-@pytest.mark.parametrize("plan", [queue.PLANNER, queue.FILTER_INDEX, queue.SORT_INDEX])
+@pytest.mark.parametrize(
+    ("plan", "probe_rows", "after_probe"),
+    [
+        (queue.PLANNER, 4000, None),
+        (queue.FILTER_INDEX, 4000, None),
+        (queue.SORT_INDEX, 10_000, None),  # SQLite: the probe fills each page but the last
+        (queue.SORT_INDEX, 1, queue.SORT_INDEX),  # SQLite: the probe falls short, the walk goes on
+        (
+            queue.SORT_INDEX,
+            1,
+            queue.FILTER_INDEX,
+        ),  # SQLite: the probe falls short, the matches are read and sorted
+    ],
+    ids=[
+        "planner",
+        "filter index",
+        "sort index, probe fills",
+        "probe short, walk",
+        "probe short, filter index",
+    ],
+)
 @pytest.mark.parametrize(
     ("flt", "sort", "pred"), PLAN_CASES, ids=["cpty", "status+isin", "market+mine", "unique"]
 )
-def test_every_access_path_pages_the_same_rows(db, users, book, monkeypatch, plan, flt, sort, pred) -> None:
-    """The queue picks the access path of a filtered page itself (see queue._plan); every path must give exactly
-    the same rows and penalties, by keyset forwards and backwards, from the end, by offset and around an item."""
+def test_every_access_path_pages_the_same_rows(
+    db, users, book, monkeypatch, plan, probe_rows, after_probe, flt, sort, pred
+) -> None:
+    """The queue picks the access path of a filtered page itself (see queue._plan, queue._probe); every path must
+    give exactly the same rows and penalties, by keyset forwards and backwards, from the end, by offset and around
+    an item."""
     monkeypatch.setattr(queue, "_plan", lambda *_args: plan)
+    monkeypatch.setattr(queue, "PROBE_ROWS", probe_rows)
+    if after_probe is not None:
+        monkeypatch.setattr(queue, "_after_probe", lambda *_args, **_kw: after_probe)
     actor = users["clerk1"]
     want = expected(book, lambda r: pred(r, users), sort.key, sort.descending)
     assert len(want) > 12, "the case needs a few pages"
@@ -426,6 +452,34 @@ def test_a_reference_search_pages_the_same_rows_however_it_is_read(
     assert third.rows == whole[14:21]
     assert queue.fetch_page(db, actor, flt, sort, limit=7, before=third.first_key).rows == whole[7:14]
     assert queue.fetch_page(db, actor, flt, sort, limit=5, from_end=True).rows == whole[-5:]
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_after_a_short_probe_the_read_of_fewer_rows_is_taken(db, users, book, monkeypatch) -> None:
+    """The probe's matches say how far the sort-index walk would go; the filter's count, how many rows reading the
+    matches costs; a search alone costs a scan of the table, SCAN_SPEEDUP times as fast a row."""
+    actor, by_amount = users["clerk1"], Sort("settlement_amount", True)
+    queue._refs.clear()
+    paging._cache.clear()
+    monkeypatch.setattr(queue, "PROBE_ROWS", 100)
+    beta = QueueFilter(counterparty="beta")
+    n_beta = sum(1 for r in book if r["cpty"] == "BETA")
+    assert 60 < n_beta < 120
+    with db.read() as session:
+        conn = session.connection()
+
+        def after(flt: QueueFilter, plan: str, found: int) -> str:
+            return queue._after_probe(conn, actor, flt, by_amount, plan, found=found, limit=50)
+
+        assert (
+            after(beta, queue.SORT_INDEX, 0) == queue.FILTER_INDEX
+        )  # none met: the walk could go on for ever
+        assert after(beta, queue.SORT_INDEX, 10) == queue.FILTER_INDEX  # 500 rows to walk against the matches
+        assert after(beta, queue.SORT_INDEX, 90) == queue.SORT_INDEX  # 56 rows to walk
+        search = QueueFilter(text="SEME")
+        assert after(search, queue.PLANNER, 90) == queue.FILTER_INDEX  # 56 rows against a scan worth 26
+        monkeypatch.setattr(queue, "SCAN_SPEEDUP", 1.0)
+        assert after(search, queue.PLANNER, 90) == queue.PLANNER  # 56 rows against a scan of 263
 
 
 FILTERS: list[tuple[str, QueueFilter, Any]] = [

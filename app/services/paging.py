@@ -503,6 +503,24 @@ def choose_plan(
     other conditions of the filter select, counted by the caller (the blotter's text index on SQLite)."""
     if not conditions and not matches:
         return PLANNER
+    estimate = estimate_matches(conn, table, conditions, estimable=estimable, matches=matches)
+    if estimate is None:
+        return PLANNER  # an estimate is an optimisation: without one the planner decides, as before
+    if estimate[0] < few_rows:
+        return FILTER_INDEX
+    return SORT_INDEX if conn.dialect.name == "sqlite" else PLANNER
+
+
+def estimate_matches(
+    conn: Connection,
+    table: Table,
+    conditions: Sequence[tuple[str, Sequence[Any]]],
+    *,
+    estimable: Sequence[str],
+    matches: Sequence[float] = (),
+) -> tuple[float, float] | None:
+    """(rows matching ``conditions`` and ``matches``, rows of ``table``), the conditions taken as independent; None
+    without a count or statistics to go by (see :func:`choose_plan` for the arguments)."""
     sqlite = conn.dialect.name == "sqlite"
     counted = [float(m) for m in matches]
     try:
@@ -512,19 +530,17 @@ def choose_plan(
         else:
             stats = pg_column_stats(conn, table, estimable)
             if not stats or any(c not in stats for c, _ in conditions):
-                return PLANNER
+                return None
             total = max(st.total for st in stats.values())
             counted += [stats[c].rows(values) for c, values in conditions]
-    except Exception:  # an estimate is an optimisation: without one the planner decides, as before
-        return PLANNER
+    except Exception:  # an estimate is an optimisation: a failure to make one must not fail the page
+        return None
     if total <= 0:
-        return PLANNER
+        return None
     matching = total
     for m in counted:
         matching *= min(1.0, m / total)  # independent filters multiply
-    if matching < few_rows:
-        return FILTER_INDEX
-    return SORT_INDEX if sqlite else PLANNER
+    return matching, total
 
 
 def sqlite_count(

@@ -564,10 +564,15 @@ def _fetch(
     bound = [] if shape.bound is None else [beyond(key, SI.id, shape.bound, shape.desc, unique=unique)]
     ordering = order_by(key, SI.id, shape.desc, unique=unique)
     raw: list[tuple[Any, ...]] | None = None
-    if flt.text and plan != FILTER_INDEX and not shape.offset and conn.dialect.name == "sqlite":
+    if (
+        conn.dialect.name == "sqlite"
+        and not shape.offset
+        and (plan == SORT_INDEX or (plan == PLANNER and flt.text))
+    ):
         raw = _probe(conn, actor, flt, sort, bound, ordering, limit)
-        if raw is None:
-            plan = FILTER_INDEX
+        if len(raw) < limit:
+            plan = _after_probe(conn, actor, flt, sort, plan, found=len(raw), limit=limit)
+            raw = None
     if raw is None:
         # Read and turned into tuples a stretch at a time, handing the GIL over between stretches
         # (paging.read_rows): a page's 200 rows in one go held it for 10 ms on a worker that, at a lower priority on
@@ -578,12 +583,19 @@ def _fetch(
     return page_of(rows, COL[sort.key], COL["id"])
 
 
-#: SQLite, a search for text in the references (no index can find it): the page is first looked for among this many
-#: rows next in the sort order (their ids walked from the sort index alone, then those rows read and checked). A
-#: search most rows match ("SEME") fills it there; one that few rows match would make the sort-index walk read most
-#: of the table in the sort's order, a random read per row (3.6 s by Amount at a million instructions), so the page is
-#: then read as for few matches: a scan in table order, the matches sorted (0.33-0.43 s whatever the sort).
+#: SQLite, a page the counts say many rows match (or a search in the references, which no index can find): the page
+#: is first looked for among this many rows next in the sort order (their ids walked from the sort index alone, then
+#: those rows read and checked). Most filters fill it there. When they do not, the rows found say how far the walk
+#: would have to go (see _after_probe): a filter whose rows sort late (a market's instructions by currency, JPY by
+#: quantity) or a search few rows match would make it read most of the table in the sort's order, a random read per
+#: row, and the page is then read as for few matches instead. At a million instructions: a reference search 0.1-3.1 s
+#: before, 0.27-0.51 s after, whatever the sort; the slowest of 60 filter and sort pairs tried 651 -> 265 ms (JPY by
+#: quantity 651 -> 83 ms, a market by currency 562 -> 196 ms; an account by Amount, whose first rows hold none of
+#: its instructions, 30 -> 265 ms).
 PROBE_ROWS = 4000
+#: How many rows of the table a scan in its own order reads in the time the sort-index walk reads one (at a million
+#: instructions a search scanned everything in 0.35 s; a walk by Amount read them in 3.6 s).
+SCAN_SPEEDUP = 10.0
 
 
 def _probe(
@@ -594,9 +606,9 @@ def _probe(
     bound: list[ColumnElement[bool]],
     ordering: tuple[Any, ...],
     limit: int,
-) -> list[tuple[Any, ...]] | None:
-    """The page's rows when the next PROBE_ROWS rows of the sort order hold a whole page of matches, else None
-    (the rows that match further on are not looked for: a page short of matches here is not the answer)."""
+) -> list[tuple[Any, ...]]:
+    """The matches among the next PROBE_ROWS rows of the sort order, at most ``limit``, in the page's order: the
+    page itself when there are ``limit`` of them (none further on can come before them), else every match there."""
     ahead = select(SI.id).where(and_(True, *bound)).order_by(*ordering).limit(PROBE_ROWS).subquery()
     # The filter's indexes hidden: the rows come by id from the walked ids, not from an index of the filter.
     where = _conditions(flt, actor, opaque=True, sort_key="")
@@ -606,8 +618,26 @@ def _probe(
         .order_by(*ordering)
         .limit(limit)
     )
-    raw = paging.read_rows(conn, q)
-    return raw if len(raw) == limit else None
+    return paging.read_rows(conn, q)
+
+
+def _after_probe(
+    conn: Connection, actor: Actor, flt: QueueFilter, sort: Sort, plan: str, *, found: int, limit: int
+) -> str:
+    """The access path once the probe found ``found`` (< ``limit``) matches in PROBE_ROWS rows: walking on through
+    the sort index (``plan``) reads about ``limit * PROBE_ROWS / found`` rows at that rate; reading the matches
+    through the filter's index reads every match; a search without one scans the table, SCAN_SPEEDUP times as fast.
+    The fewer rows win."""
+    walk = float("inf") if found == 0 else limit * PROBE_ROWS / found
+    conditions = [(c, v) for c, v in _estimable(conn, actor, flt) if c != sort.key]
+    estimate = (
+        paging.estimate_matches(conn, SI.__table__, conditions, estimable=ESTIMABLE_COLUMNS)
+        if conditions
+        else None
+    )
+    # Without an estimate (a search alone) the matches are found by a scan of the whole table.
+    matches = estimate[0] if estimate is not None else paging.sqlite_count(conn, SI.__table__) / SCAN_SPEEDUP
+    return plan if walk < matches else FILTER_INDEX
 
 
 def _page_query(
