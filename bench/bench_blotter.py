@@ -98,7 +98,24 @@ def sqlite_book(workdir: Path, trades: int, rebuild: bool) -> str:
         marker.write_text(str(trades))
     else:
         print(f"  reusing the SQLite book {path}", flush=True)
+        bring_up_to_date(f"sqlite:///{path}")
     return f"sqlite:///{path}"
+
+
+def bring_up_to_date(url: str) -> None:
+    """Migrate a kept book to the code's schema, as the app does when it starts: a book built by older code lacks
+    the indexes later migrations added, and its figures would be the old schema's (a book at revision 0002 took
+    307 ms to filter on a status the current schema serves in 130 ms)."""
+    from app.services import schema
+    from app.services.db import Database
+
+    db = Database(url)
+    try:
+        before, after = schema.ensure_current(db)
+    finally:
+        db.dispose()
+    if before != after:
+        print(f"  migrated the kept book from revision {before} to {after}", flush=True)
 
 
 # --- measuring ----------------------------------------------------------------------------------------------------
@@ -455,10 +472,13 @@ def main() -> int:
     )
     results: list[Result] = []
     if "sqlite" in backends:
+        if args.sqlite_url:
+            bring_up_to_date(args.sqlite_url)
         url = args.sqlite_url or sqlite_book(args.workdir, args.trades, args.rebuild)
         results.append(measure("SQLite", url, password=args.password))
         print(report(results[-1:]), flush=True)
     if args.pg_url and any(b.startswith("postgresql") for b in backends):
+        bring_up_to_date(args.pg_url)
         results += measure_pg(args.pg_url, backends, args.password)
     elif any(b.startswith("postgresql") for b in backends):
         from sqlalchemy import create_engine, text

@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_blotter import PASSWORD, SEED, Result, _schedstat, rss_mb  # noqa: E402
+from bench.bench_blotter import PASSWORD, SEED, Result, _schedstat, bring_up_to_date, rss_mb  # noqa: E402
 
 # The blotter's figures (issue 3, bench_blotter.py): 300 ms, 400 ms over the +50 ms link, for the first page, a sort
 # or filter change and the jump to the last row; a jump into the middle and back to the top are shown for
@@ -487,9 +487,12 @@ def main() -> int:
             print(f"  building the SQLite book in {path} …", flush=True)
             build_in_child(f"sqlite:///{path}", args.trades, args.instructions, indexes, args.base_book)
             marker.write_text("ok")
+        else:
+            bring_up_to_date(f"sqlite:///{path}")
         results.append(measure("SQLite", f"sqlite:///{path}", args.password))
         print(report(results[-1:]), flush=True)
     if args.pg_url and any(b.startswith("postgresql") for b in backends):
+        bring_up_to_date(args.pg_url)
         results += measure_pg(args.pg_url, backends)
     elif any(b.startswith("postgresql") for b in backends):
         from sqlalchemy import create_engine, text
