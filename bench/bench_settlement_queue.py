@@ -335,54 +335,46 @@ def measure(name: str, url: str, password: str = PASSWORD) -> Result:
     return result
 
 
-def _common(url: str) -> str:
+def _scalars(url: str, sql: str) -> list[Any]:
+    """The first column of a query's rows (the bench's choice of what to filter on)."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
-    with engine.connect() as conn:
-        code = conn.execute(
-            text(
-                "SELECT c.code FROM counterparties c JOIN settlement_instructions s ON s.counterparty_id = c.id "
-                "WHERE s.id < 5000 GROUP BY c.code ORDER BY count(*) DESC LIMIT 1"
-            )
-        ).scalar()
-    engine.dispose()
-    return str(code)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql)).scalars())
+    finally:
+        engine.dispose()
+
+
+def _common(url: str) -> str:
+    """The counterparty with the most instructions among the first 5,000."""
+    return str(
+        _scalars(
+            url,
+            "SELECT c.code FROM counterparties c JOIN settlement_instructions s ON s.counterparty_id = c.id "
+            "WHERE s.id < 5000 GROUP BY c.code ORDER BY count(*) DESC LIMIT 1",
+        )[0]
+    )
 
 
 def _middling(url: str) -> str:
     """The counterparty with the median number of instructions (a filter that selects a few thousand)."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        codes = (
-            conn.execute(
-                text(
-                    "SELECT c.code FROM counterparties c JOIN settlement_instructions s ON s.counterparty_id = c.id "
-                    "GROUP BY c.code ORDER BY count(*), c.code"
-                )
-            )
-            .scalars()
-            .all()
-        )
-    engine.dispose()
+    codes = _scalars(
+        url,
+        "SELECT c.code FROM counterparties c JOIN settlement_instructions s ON s.counterparty_id = c.id "
+        "GROUP BY c.code ORDER BY count(*), c.code",
+    )
     return str(codes[len(codes) // 2])
 
 
 def _ref_part(url: str) -> str:
     """The first characters of a reference in the middle of the book: about a thousand references share them."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        ref = conn.execute(
-            text(
-                "SELECT instruction_ref FROM settlement_instructions ORDER BY id "
-                "LIMIT 1 OFFSET (SELECT count(*) / 2 FROM settlement_instructions)"
-            )
-        ).scalar()
-    engine.dispose()
+    ref = _scalars(
+        url,
+        "SELECT instruction_ref FROM settlement_instructions ORDER BY id "
+        "LIMIT 1 OFFSET (SELECT count(*) / 2 FROM settlement_instructions)",
+    )[0]
     return str(ref)[:-3]
 
 

@@ -128,16 +128,8 @@ def _schema(db: Database) -> list[tuple[str, ...]]:
     return sorted((str(a), str(b)) for a, b in rows)
 
 
-def test_bulk_run_creates_what_the_row_path_creates_and_keeps_the_schema(
-    db: Database, users: dict[str, Actor], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    book = make_book(db)
-    clerk = users["clerk1"]
-    other = _other_equity(db, book)
-    first = _mixed_day(db, book, other, ISD)
-    second = _mixed_day(db, book, other, LATER)
-    schema_before = _schema(db)
-
+def _watch_deferred_indexes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """(table, whether its indexes were dropped and rebuilt) of each bulk.deferred_indexes block from now on."""
     deferred: list[tuple[str, bool]] = []
     real = bulk.deferred_indexes
 
@@ -148,6 +140,20 @@ def test_bulk_run_creates_what_the_row_path_creates_and_keeps_the_schema(
             yield done
 
     monkeypatch.setattr(bulk, "deferred_indexes", spy)
+    return deferred
+
+
+def test_bulk_run_creates_what_the_row_path_creates_and_keeps_the_schema(
+    db: Database, users: dict[str, Actor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = make_book(db)
+    clerk = users["clerk1"]
+    other = _other_equity(db, book)
+    first = _mixed_day(db, book, other, ISD)
+    second = _mixed_day(db, book, other, LATER)
+    schema_before = _schema(db)
+
+    deferred = _watch_deferred_indexes(monkeypatch)
     # ISD through the bulk path (the table is empty: the run at least doubles it), LATER row by row.
     monkeypatch.setattr(bulk, "DEFER_INDEXES_MIN_ROWS", 1)
     bulk_run = generate.generate_instructions(db, clerk, settle_date=ISD)
@@ -285,16 +291,7 @@ def test_a_bulk_run_keeps_the_owner_and_replacement_indexes_right(
             {"r": replaced, "i": replacing},
         )
 
-    deferred: list[tuple[str, bool]] = []
-    real = bulk.deferred_indexes
-
-    @contextlib.contextmanager
-    def spy(session: Session, table: str, new_rows: int, **kwargs: Any) -> Iterator[bool]:
-        with real(session, table, new_rows, **kwargs) as done:
-            deferred.append((table, done))
-            yield done
-
-    monkeypatch.setattr(bulk, "deferred_indexes", spy)
+    deferred = _watch_deferred_indexes(monkeypatch)
     monkeypatch.setattr(bulk, "DEFER_INDEXES_MIN_ROWS", 1)
     _mixed_day(db, book, other, LATER)
     result = generate.generate_instructions(db, clerk)
