@@ -589,7 +589,7 @@ def _fetch(
 #: would have to go (see _after_probe): a filter whose rows sort late (a market's instructions by currency, JPY by
 #: quantity) or a search few rows match would make it read most of the table in the sort's order, a random read per
 #: row, and the page is then read as for few matches instead. At a million instructions: a reference search 0.1-3.1 s
-#: before, 0.27-0.51 s after, whatever the sort; the slowest of 60 filter and sort pairs tried 651 -> 265 ms (JPY by
+#: before, 0.27-0.51 s after, whatever the sort; the slowest of 100 filter and sort pairs tried 651 -> 265 ms (JPY by
 #: quantity 651 -> 83 ms, a market by currency 562 -> 196 ms; an account by Amount, whose first rows hold none of
 #: its instructions, 30 -> 265 ms).
 PROBE_ROWS = 4000
