@@ -261,15 +261,12 @@ class TradeBlotterPane(WindowedTablePane):
             tools.addWidget(w)
         self.body.addLayout(tools)
 
-        self.detail = DetailPanel(workspace, self.can_repair, fmt=self.model.fmt)
-        self.detail.repair_requested.connect(self.ask_repair)
+        # The detail panel (about a hundred widgets, a third of the pane's construction) is built the first time it
+        # is asked for: most of a clerk's blotter openings never show it.
+        self._detail: DetailPanel | None = None
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.setChildrenCollapsible(True)
         self.splitter.addWidget(self.table)
-        self.splitter.addWidget(self.detail)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
-        self.detail.hide()
         self.body.addWidget(self.splitter, 1)
 
         footer = QHBoxLayout()
@@ -579,6 +576,21 @@ class TradeBlotterPane(WindowedTablePane):
 
     # --- selection and detail -----------------------------------------------------------------------------------
 
+    @property
+    def detail(self) -> DetailPanel:
+        """The detail panel under the rows, built (hidden) on first use."""
+        if self._detail is None:
+            self._detail = DetailPanel(self.ws, self.can_repair, fmt=self.model.fmt)
+            self._detail.repair_requested.connect(self.ask_repair)
+            self._detail.hide()
+            self.splitter.addWidget(self._detail)
+            self.splitter.setStretchFactor(0, 3)
+            self.splitter.setStretchFactor(1, 2)
+        return self._detail
+
+    def _detail_visible(self) -> bool:
+        return self._detail is not None and self._detail.isVisible()
+
     def current_trade_id(self) -> int | None:
         return self.current_item_id()
 
@@ -607,13 +619,13 @@ class TradeBlotterPane(WindowedTablePane):
         n = len(self.table.selectionModel().selectedRows())
         self.selection_label.setText(f"{n:,} selected" if n > 1 else "")
         self._update_actions()
-        if self.detail.isVisible():
+        if self._detail_visible():
             self._detail_timer.start()
 
     def _current_changed(self) -> None:
         if not self._restoring:
             self._update_actions()
-            if self.detail.isVisible():
+            if self._detail_visible():
                 self._detail_timer.start()
 
     def _update_actions(self) -> None:
@@ -662,7 +674,7 @@ class TradeBlotterPane(WindowedTablePane):
     def _repaired(self, trade_id: int) -> None:
         self.message.emit("Trade repaired and validated again.")
         self.refresh()
-        if self.detail.isVisible():
+        if self._detail_visible():
             self.detail.reload()
 
     # --- export, copy, import -----------------------------------------------------------------------------------
