@@ -7,6 +7,8 @@ import random
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import insert
+
 from app.models import Trade, utcnow
 from app.models.enums import Side, TradeStatus
 from app.services.db import Database
@@ -72,3 +74,12 @@ def trade_row(i: int, rnd: random.Random, *, latest: dt.date, **over: Any) -> di
     )
     row.update(over)
     return row
+
+
+def insert_trades(db: Database, n: int, seed: int, *, latest: dt.date) -> list[dict[str, Any]]:
+    """``n`` trades of ``trade_row`` (seeded, so a test's book is the same every run), inserted in one statement."""
+    rnd = random.Random(seed)
+    rows = [trade_row(i, rnd, latest=latest) for i in range(n)]
+    with db.write() as s:
+        s.execute(insert(Trade), rows)
+    return rows

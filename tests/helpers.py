@@ -49,3 +49,17 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[s
     code = main(list(argv))
     out = capsys.readouterr().out
     return code, (json.loads(out) if out.strip().startswith("{") else {"text": out})
+
+
+def every_row(
+    fetch_page: Callable[..., Any], db: Any, actor: Any, flt: Any, sort: Any, limit: int = 40
+) -> list:
+    """Every row a filter and sort select, page after page by keyset, through a service's ``fetch_page``."""
+    rows: list = []
+    after = None
+    while True:
+        page = fetch_page(db, actor, flt, sort, limit=limit, after=after)
+        rows.extend(page.rows)
+        if len(page.rows) < limit:
+            return rows
+        after = page.last_key

@@ -11,19 +11,18 @@ pooled connection answering the next read whole; a stop that comes too late chan
 from __future__ import annotations
 
 import datetime as dt
-import random
 import threading
 import time
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
-from app.models import Trade
 from app.services import blotter, paging
 from app.services.blotter import BlotterFilter, Sort
 from app.services.interrupt import Interrupted
 
-from .factories import trade_row
+from .factories import insert_trades
+from .helpers import every_row
 
 N = 311
 SORT_KEYS = ["trade_date", "settlement_date", "gross_amount", "status", "isin", "trade_ref", "side"]
@@ -36,21 +35,7 @@ ENDLESS = text(
 
 @pytest.fixture
 def book(db, users):
-    rnd = random.Random(23)
-    rows = [trade_row(i, rnd, latest=dt.date(2026, 11, 18)) for i in range(N)]
-    with db.write() as s:
-        s.execute(insert(Trade), rows)
-    return rows
-
-
-def _every_row(db, actor, flt, sort):
-    rows, after = [], None
-    while True:
-        page = blotter.fetch_page(db, actor, flt, sort, limit=40, after=after)
-        rows.extend(page.rows)
-        if len(page.rows) < 40:
-            return rows
-        after = page.last_key
+    return insert_trades(db, N, 23, latest=dt.date(2026, 11, 18))
 
 
 @pytest.mark.parametrize("key", SORT_KEYS)
@@ -59,7 +44,7 @@ def test_a_jump_reads_the_rows_an_offset_gives_for_every_sort(db, users, book, k
     for flt in (BlotterFilter(), BlotterFilter(statuses=("SETTLED", "FAILED", "REPAIR"))):
         for descending in (False, True):
             sort = Sort(key, descending)
-            everything = _every_row(db, clerk, flt, sort)
+            everything = every_row(blotter.fetch_page, db, clerk, flt, sort)
             assert len(everything) > 100
             n = len(everything)
             for offset in (1, 37, n // 2, n - 5, n - 1, n, n + 50):

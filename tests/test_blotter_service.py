@@ -3,40 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
-import random
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
-from app.models import Trade
 from app.models.enums import Side, TradeStatus
 from app.services import blotter
 from app.services.blotter import COLUMN_KEYS, BlotterFilter, Sort
 from app.services.interrupt import Interrupted
 
-from .factories import trade_row
+from .factories import insert_trades
+from .helpers import every_row
 
 N = 437  # not a multiple of the page size, so the last page is partial
 
 
 @pytest.fixture
 def book(db, users):
-    rnd = random.Random(7)
-    rows = [trade_row(i, rnd, latest=dt.date(2026, 11, 18)) for i in range(N)]
-    with db.write() as s:
-        s.execute(insert(Trade), rows)
-    return rows
+    return insert_trades(db, N, 7, latest=dt.date(2026, 11, 18))
 
 
 def _all_pages(db, actor, flt, sort, limit=50):
-    out, after = [], None
-    while True:
-        page = blotter.fetch_page(db, actor, flt, sort, limit=limit, after=after)
-        out.extend(page.rows)
-        if len(page.rows) < limit:
-            return out
-        after = page.last_key
+    return every_row(blotter.fetch_page, db, actor, flt, sort, limit)
 
 
 def _expected(book, flt_fn, key, descending):

@@ -305,6 +305,10 @@ class _Ctx:
         if self.cancelled:
             raise TaskCancelled()
 
+    def on_cancel(self, callback: Any) -> None:
+        if self.cancelled:  # as TaskContext: at once when the task is cancelled already
+            callback()
+
 
 def test_totals_task_stops_once_cancelled(db, users, book) -> None:
     from app.services.settlement import queue

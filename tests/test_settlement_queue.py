@@ -43,7 +43,7 @@ from app.services.settlement import actions, queue
 from app.services.settlement.queue import COL, QueueFilter, Sort
 
 from . import factories
-from .helpers import WON, race
+from .helpers import WON, every_row, race
 
 S = InstructionStatus
 N = 263  # not a multiple of the page size
@@ -229,13 +229,7 @@ def book(db: Database, users: dict[str, Actor]) -> list[dict[str, Any]]:
 
 
 def all_pages(db: Database, actor: Actor, flt: QueueFilter, sort: Sort, limit: int = 40) -> list[tuple]:
-    out, after = [], None
-    while True:
-        page = queue.fetch_page(db, actor, flt, sort, limit=limit, after=after)
-        out.extend(page.rows)
-        if len(page.rows) < limit:
-            return out
-        after = page.last_key
+    return every_row(queue.fetch_page, db, actor, flt, sort, limit)
 
 
 def refs(rows: list[tuple]) -> list[str]:

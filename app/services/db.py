@@ -32,9 +32,9 @@ def server_is_local(url: str) -> bool:
 
 #: A server on the workstation shares its cores with the GUI thread. Its parallel query workers, which a count or a
 #: sum over a million trades starts two of, then took both cores of a two-core machine and the GUI thread waited up
-#: to 34 ms for one (blotter bench, opening: longest stall 54-66 ms with them, 25-41 ms without), for a count they
-#: made 15 ms faster at most (45 against 61 ms). This app's sessions on a local server start none; a remote
-#: server's own setting is left as its administrator chose it.
+#: to 34 ms for one (blotter bench, opening: longest stall 54-66 ms with them, 25-41 ms without), for a count of a
+#: million trades they made 11-16 ms faster (50 ms with two, 45 with one, 61 without). This app's sessions on a
+#: local server start none; a remote server's own setting is left as its administrator chose it.
 LOCAL_SERVER_OPTIONS = "-c max_parallel_workers_per_gather=0"
 
 

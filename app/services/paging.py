@@ -124,22 +124,15 @@ def reader(db: Database) -> Iterator[Connection]:
     once the :class:`QueryStop` is stopped, and :class:`~app.services.interrupt.Interrupted` is raised.
     """
     stop: QueryStop | None = getattr(_stops, "current", None)
-    if not db.is_postgres:
-        with db.read() as s:
-            conn = s.connection()
-            if stop is None:
-                yield conn
-            else:
-                with stop.watching(conn):
-                    yield conn
-        return
-    with translate_errors(), db.engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        if stop is None:
-            yield conn
+    with contextlib.ExitStack() as stack:
+        if db.is_postgres:
+            stack.enter_context(translate_errors())
+            conn = stack.enter_context(db.engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
         else:
-            with stop.watching(conn):
-                yield conn
+            conn = stack.enter_context(db.read()).connection()
+        if stop is not None:
+            stack.enter_context(stop.watching(conn))
+        yield conn
 
 
 # --- stopping a query nobody waits for --------------------------------------------------------------------------------

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from app.services.interrupt import Interrupted
-from app.services.paging import QueryStop, Window, stopped_by
+from app.services.paging import Window
 from app.views.panes.base import Pane, Workspace
-from app.views.tasks import TaskContext, TaskFailure, TaskHandle
+from app.views.tasks import TaskContext, TaskFailure, TaskHandle, stop_queries
 
 #: Selected items whose place is kept across a refresh (the current one and a few more).
 MAX_TRACKED = 20
@@ -244,16 +244,6 @@ class WindowedTablePane(Pane):
 
 def add_up(ctx: TaskContext, totals: Callable[..., Any], db: Any, actor: Any, flt: Any) -> Any:
     """Worker: ``totals`` of ``flt``, stopped mid-query once the task is cancelled (a newer filter, the pane closing)
-    and then reported as a cancel, not as a failure the status bar would show."""
-    stop = QueryStop()
-    # Where the service reads through paging.reader, its query stops on the server too. (A stand-in context
-    # without the hook only stops between statements, through ``cancelled``.)
-    on_cancel = getattr(ctx, "on_cancel", None)
-    if on_cancel is not None:
-        on_cancel(stop.stop)
-    try:
-        with stopped_by(stop):
-            return totals(db, actor, flt, cancelled=lambda: ctx.cancelled)
-    except Interrupted:
-        ctx.check()
-        raise
+    and then reported as a cancel, not as a failure the status bar would show (:func:`app.views.tasks.stop_queries`;
+    ``cancelled`` also stops a service between its statements)."""
+    return stop_queries(partial(totals, cancelled=lambda: ctx.cancelled), (db, actor, flt), ctx)

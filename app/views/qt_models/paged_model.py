@@ -18,8 +18,8 @@ Every query (a filter or sort change, a refresh) gets a new *generation*; result
 dropped when they arrive, and their tasks are cancelled, so a slow page of the previous sort can never land in the
 new one. Cancelled page, first-page and count tasks also stop their statement where it runs (``stoppable``: the
 database's cancel, see :class:`app.services.paging.QueryStop`), as do pages a fast scroll has left behind: a page
-300,000 rows in holds a server core for a quarter of a second that the GUI thread may need. The row count comes from a separate background ``count`` (until it arrives a full first page counts as
-its own length and the rest is appended when the count lands: inserting rows at the end moves nothing on screen).
+300,000 rows in holds a server core for a quarter of a second that the GUI thread may need. The row count comes
+from a separate background ``count`` (until it arrives a full first page counts as its own length and the rest is appended when the count lands: inserting rows at the end moves nothing on screen).
 
 A live refresh (another workstation changed rows) reads a :class:`~app.services.paging.Window` in one task (count,
 the pages around the top visible row, where the selected rows are now) and swaps it in at once, so the view never
