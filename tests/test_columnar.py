@@ -226,3 +226,25 @@ def test_columnar_reads_between_writes_leave_the_database_sound(db: Database) ->
     if db.backend == "sqlite":
         with db.read() as s:
             assert s.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+
+
+def test_arrow_allocates_from_jemalloc_unless_the_user_chose_a_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process's Arrow pool is jemalloc once the columnar reader is loaded (mimalloc's huge pages made a cold
+    million-row read pay seconds of page zeroing); a pool named in ARROW_DEFAULT_MEMORY_POOL is left alone."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:  # pragma: no cover - a pyarrow built without jemalloc keeps its default
+        assert columnar.prefer_jemalloc() == pa.default_memory_pool().backend_name
+        return
+    assert pa.default_memory_pool().backend_name == "jemalloc"
+    before = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.system_memory_pool())
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+        assert columnar.prefer_jemalloc() == "system"
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        assert columnar.prefer_jemalloc() == "jemalloc"
+    finally:
+        pa.set_memory_pool(before)

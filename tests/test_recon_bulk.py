@@ -246,7 +246,7 @@ def test_new_breaks_written_in_chunks_are_every_break_found_in_order(
 ) -> None:
     """The new breaks go in by chunks from a thread: every break the engine found is written once, in the
     engine's order, with its records, differences and fingerprint (every default definition, both backends)."""
-    from app.services.recon import run as run_module  # noqa: PLC0415
+    from app.services.recon import engine  # noqa: PLC0415
     from app.services.recon.engine import describe  # noqa: PLC0415
     from app.services.recon.sources import prepare  # noqa: PLC0415
 
@@ -286,7 +286,7 @@ def test_new_breaks_written_in_chunks_are_every_break_found_in_order(
                 )
                 for b in found
             ]
-    monkeypatch.setattr(run_module, "_BREAK_CHUNK", 3)  # many chunks from a small book
+    monkeypatch.setattr(engine, "DESCRIBE_CHUNK", 3)  # many chunks from a small book
     for name in names:
         run_recon(db, users["clerk1"], name)
     with db.read() as s:

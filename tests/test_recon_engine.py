@@ -12,7 +12,7 @@ import pytest
 
 from app.services.errors import ValidationFailed
 from app.services.recon.config import ConfigError, parse_config, parse_tolerance
-from app.services.recon.engine import describe, reconcile
+from app.services.recon.engine import describe, describe_chunks, reconcile
 
 MONEY = 10_000  # money is held in units of 1e-4
 QTY = 1_000_000  # quantities in units of 1e-6
@@ -344,6 +344,31 @@ def test_output_is_deterministic_whatever_the_row_order() -> None:
     left2, right2 = frame(rows_l, "L").iloc[::-1], frame(rows_r, "R").sample(frac=1, random_state=3)
     b = describe(reconcile(left2, right2, config()))
     assert a == b and len(a) > 10
+
+
+def test_breaks_come_in_chunks_in_the_order_of_the_whole_list() -> None:
+    """describe_chunks (what a run stores chunk by chunk) hands out every break describe() gives, in its order,
+    no chunk larger than asked: sorted by type, then the internal and external identities."""
+    rows_l = [(f"T{i}", "X", i + 1, f"{i}.00", "2026-11-20") for i in range(40)]
+    rows_l += [("T5", "X", 6, "5.00", "2026-11-20")]  # a duplicate key
+    rows_r = [(f"T{i}", "X", i + (2 if i % 7 == 0 else 1), f"{i}.00", "2026-11-20") for i in range(3, 45)]
+    result = reconcile(
+        frame(rows_l, "L").iloc[::-1], frame(rows_r, "R").sample(frac=1, random_state=5), config()
+    )
+    whole = describe(result)
+    assert {b["break_type"] for b in whole} == {
+        "DUPLICATE_KEY",
+        "FIELD_MISMATCH",
+        "MISSING_EXTERNAL",
+        "MISSING_INTERNAL",
+    }
+    for size in (1, 4, 1000):
+        chunks = list(describe_chunks(result, size))
+        assert all(0 < len(c) <= size for c in chunks)
+        assert [b for c in chunks for b in c] == whole
+    assert whole == sorted(
+        whole, key=lambda b: (b["break_type"], str(b["internal_ref"]), str(b["external_ref"]), b["key"])
+    )
 
 
 @pytest.mark.parametrize(

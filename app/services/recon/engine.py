@@ -20,6 +20,7 @@ break per key value, listing every record on both sides with that value.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -695,94 +696,130 @@ def _field_lists(differ: np.ndarray, compare: list[str]) -> list[tuple[str, ...]
     return [names[i] for i in np.asarray(inverse).reshape(-1).tolist()]
 
 
+DESCRIBE_CHUNK = 1_000  # breaks per chunk of describe_chunks(): small enough for the first to be stored early
+
+
 def describe(result: EngineResult) -> list[dict[str, Any]]:
     """One dict per break: ``break_type``, ``internal_ref``/``external_ref`` (record identities), ``key`` (what
     the fingerprint is made of), ``fields`` (differing), ``differences`` [{field, internal, external}],
     ``root_cause``, ``category``, ``amount`` (Decimal at stake), ``currency``, ``internal_record``,
     ``external_record``. Sorted by type and identities (deterministic)."""
+    return [b for chunk in describe_chunks(result) for b in chunk]
+
+
+def describe_chunks(result: EngineResult, size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    """The breaks :func:`describe` gives, in its order, ``size`` at a time, each chunk made when it is asked for.
+
+    A run stores the first chunks while the next are made (the database's time and this Python overlap). The
+    order is decided first, on the identities alone, and each type's breaks are then built in that order (their
+    records vectorised per chunk): the same sort key as the whole list sorted at the end, the same stable order."""
+    size = size or DESCRIBE_CHUNK
+    chunk: list[dict[str, Any]] = []
+    # Types in the order of their names, as the sort key puts them.
+    for part in (_duplicate_breaks(result), _mismatch_breaks(result, size), *_missing_breaks(result, size)):
+        for b in part:
+            chunk.append(b)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def _sort_key(b: dict[str, Any]) -> tuple[Any, ...]:
+    return (b["break_type"], str(b["internal_ref"]), str(b["external_ref"]), b["key"])
+
+
+def _mismatch_breaks(result: EngineResult, size: int) -> Iterator[dict[str, Any]]:
     cfg, L, R = result.config, result.left, result.right
-    out: list[dict[str, Any]] = []
+    n = len(result.mismatch_left)
+    if not n:
+        return
     compare = list(cfg.compare)
-    # Every record a break shows, built in one go per side (vectorised per column), then handed out.
-    empty = np.zeros(0, np.int64)
-    lparts = [result.mismatch_left, result.missing_left, *[g.left for g in result.duplicates]]
-    rparts = [result.mismatch_right, result.missing_right, *[g.right for g in result.duplicates]]
-    lall = _records(L, np.concatenate(lparts).astype(np.int64) if lparts else empty)
-    rall = _records(R, np.concatenate(rparts).astype(np.int64) if rparts else empty)
-    loff = np.cumsum([0, *[len(x) for x in lparts]]).tolist()
-    roff = np.cumsum([0, *[len(x) for x in rparts]]).tolist()
-    # Field mismatches
-    if len(result.mismatch_left):
-        lrec = lall[loff[0] : loff[1]]
-        rrec = rall[roff[0] : roff[1]]
-        ml, mr = result.mismatch_left.tolist(), result.mismatch_right.tolist()
-        passes = result.mismatch_pass.tolist()
-        fields_of = _field_lists(result.mismatch_fields, compare)
-        cur_l, cur_r = _currencies(L, result.mismatch_left), _currencies(R, result.mismatch_right)
-        for k in range(len(ml)):
-            lp, rp = ml[k], mr[k]
+    lids, rids = L.ids_at(result.mismatch_left).tolist(), R.ids_at(result.mismatch_right).tolist()
+    fields_of = _field_lists(result.mismatch_fields, compare)
+    order = sorted(range(n), key=lambda k: (str(lids[k]), str(rids[k]), [lids[k], rids[k], *fields_of[k]]))
+    for start in range(0, n, size):
+        sel = np.array(order[start : start + size], dtype=np.int64)
+        ml, mr = result.mismatch_left[sel], result.mismatch_right[sel]
+        lrec, rrec = _records(L, ml), _records(R, mr)
+        cur_l, cur_r = _currencies(L, ml), _currencies(R, mr)
+        passes = result.mismatch_pass[sel].tolist()
+        for j, (k, lp, rp) in enumerate(zip(sel.tolist(), ml.tolist(), mr.tolist(), strict=True)):
             fields = list(fields_of[k])
             first = cfg.fields[fields[0]]
-            out.append(
-                {
-                    "break_type": "FIELD_MISMATCH",
-                    "pass": result.pass_names[int(passes[k])],
-                    "internal_ref": lrec[k]["_id"],
-                    "external_ref": rrec[k]["_id"],
-                    "key": [lrec[k]["_id"], rrec[k]["_id"], *fields],
-                    "fields": fields,
-                    "differences": [
-                        {"field": f, "internal": lrec[k][f], "external": rrec[k][f]} for f in fields
-                    ],
-                    "root_cause": next((cfg.fields[f].code for f in fields if cfg.fields[f].code), None),
-                    "category": first.category,
-                    "amount": _stake_mismatch(result, lp, rp, fields),
-                    "currency": cur_l[k] or cur_r[k],
-                    "internal_record": lrec[k],
-                    "external_record": rrec[k],
-                }
-            )
-    codes = cfg.missing_codes
-    for kind, side, pos, ref_key, rec_key, recs in (
-        (
-            "MISSING_EXTERNAL",
-            L,
-            result.missing_left,
-            "internal_ref",
-            "internal_record",
-            lall[loff[1] : loff[2]],
-        ),
-        (
-            "MISSING_INTERNAL",
-            R,
-            result.missing_right,
-            "external_ref",
-            "external_record",
-            rall[roff[1] : roff[2]],
-        ),
-    ):
-        currencies = _currencies(side, pos)
-        for k, p in enumerate(pos.tolist()):
-            b = {
-                "break_type": kind,
-                "pass": None,
-                "internal_ref": None,
-                "external_ref": None,
-                "key": [recs[k]["_id"]],
-                "fields": [],
-                "differences": [],
-                "root_cause": codes.get(kind),
-                "category": kind,
-                "amount": _value(side, p) or Decimal(0),
-                "currency": currencies[k],
-                "internal_record": None,
-                "external_record": None,
+            yield {
+                "break_type": "FIELD_MISMATCH",
+                "pass": result.pass_names[int(passes[j])],
+                "internal_ref": lrec[j]["_id"],
+                "external_ref": rrec[j]["_id"],
+                "key": [lrec[j]["_id"], rrec[j]["_id"], *fields],
+                "fields": fields,
+                "differences": [{"field": f, "internal": lrec[j][f], "external": rrec[j][f]} for f in fields],
+                "root_cause": next((cfg.fields[f].code for f in fields if cfg.fields[f].code), None),
+                "category": first.category,
+                "amount": _stake_mismatch(result, lp, rp, fields),
+                "currency": cur_l[j] or cur_r[j],
+                "internal_record": lrec[j],
+                "external_record": rrec[j],
             }
-            b[ref_key] = recs[k]["_id"]
-            b[rec_key] = recs[k]
-            out.append(b)
-    for i, g in enumerate(result.duplicates):
-        lrecs, rrecs = lall[loff[2 + i] : loff[3 + i]], rall[roff[2 + i] : roff[3 + i]]
+
+
+def _missing_breaks(result: EngineResult, size: int) -> list[Iterator[dict[str, Any]]]:
+    codes = result.config.missing_codes
+
+    def part(kind: str, side: _Side, pos: np.ndarray, internal: bool) -> Iterator[dict[str, Any]]:
+        if not len(pos):
+            return
+        ids = side.ids_at(pos).tolist()
+        if internal:  # (internal_ref, external_ref) = (identity, None)
+            order = sorted(range(len(ids)), key=lambda k: (str(ids[k]), "None", [ids[k]]))
+        else:
+            order = sorted(range(len(ids)), key=lambda k: ("None", str(ids[k]), [ids[k]]))
+        ref_key, rec_key = (
+            ("internal_ref", "internal_record") if internal else ("external_ref", "external_record")
+        )
+        for start in range(0, len(order), size):
+            p = pos[np.array(order[start : start + size], dtype=np.int64)]
+            recs, currencies = _records(side, p), _currencies(side, p)
+            for j, q in enumerate(p.tolist()):
+                b = {
+                    "break_type": kind,
+                    "pass": None,
+                    "internal_ref": None,
+                    "external_ref": None,
+                    "key": [recs[j]["_id"]],
+                    "fields": [],
+                    "differences": [],
+                    "root_cause": codes.get(kind),
+                    "category": kind,
+                    "amount": _value(side, q) or Decimal(0),
+                    "currency": currencies[j],
+                    "internal_record": None,
+                    "external_record": None,
+                }
+                b[ref_key] = recs[j]["_id"]
+                b[rec_key] = recs[j]
+                yield b
+
+    return [
+        part("MISSING_EXTERNAL", result.left, result.missing_left, True),
+        part("MISSING_INTERNAL", result.right, result.missing_right, False),
+    ]
+
+
+def _duplicate_breaks(result: EngineResult) -> list[dict[str, Any]]:
+    L, R, codes = result.left, result.right, result.config.missing_codes
+    if not result.duplicates:
+        return []
+    # Every record of every group in one take per side (vectorised per column), then handed out.
+    lall = _records(L, np.concatenate([g.left for g in result.duplicates]).astype(np.int64))
+    rall = _records(R, np.concatenate([g.right for g in result.duplicates]).astype(np.int64))
+    out: list[dict[str, Any]] = []
+    a = b = 0
+    for g in result.duplicates:
+        lrecs, rrecs = lall[a : a + len(g.left)], rall[b : b + len(g.right)]
+        a, b = a + len(g.left), b + len(g.right)
         key_text = "|".join("" if v is None else str(v) for v in g.key.values())
         amount = max(
             [_value(L, int(p)) or Decimal(0) for p in g.left]
@@ -807,7 +844,7 @@ def describe(result: EngineResult) -> list[dict[str, Any]]:
                 "external_record": {"key": g.key, "records": rrecs} if rrecs else None,
             }
         )
-    out.sort(key=lambda b: (b["break_type"], str(b["internal_ref"]), str(b["external_ref"]), b["key"]))
+    out.sort(key=_sort_key)
     return out
 
 
