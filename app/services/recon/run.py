@@ -533,8 +533,8 @@ def _write(
         # A pipeline: this thread makes the break records a chunk at a time (Python), a writer thread stores each
         # chunk as it comes (the database works while the next chunk is made, the driver waiting without the GIL),
         # and a third thread makes the run's pair lists meanwhile (Arrow, mostly without the GIL); the writer
-        # stores them between two chunks as soon as they are made, so the database is not left with them at the
-        # end (measured: 0.4 s of a 1.8 s write). Only the writer uses the session until it is done: this thread
+        # stores them between two chunks as soon as they are made rather than after the last (stored last, they
+        # took 0.4 s at the end of a 1.8 s write). Only the writer uses the session until it is done: this thread
         # makes no query.
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="recon-write") as writer,
@@ -552,9 +552,8 @@ def _write(
                 fresh: list[tuple[dict[str, Any], str]] = []
                 for b in chunk:
                     fp = fingerprint(def_id, b["break_type"], b["key"])
-                    if (
-                        fp in seen
-                    ):  # cannot happen with distinct records; guards the unique constraint all the same
+                    # A repeat cannot happen with distinct records; this guards the unique constraint all the same.
+                    if fp in seen:
                         continue
                     seen.add(fp)
                     old = existing.get(fp)
