@@ -73,6 +73,32 @@ def test_bulk_rows_read_back_as_the_driver_writes_them(db: Database) -> None:
         conn.exec_driver_sql("DROP TABLE bulk_driver")
 
 
+def test_copy_text_escapes_a_whole_column_as_value_by_value() -> None:
+    """The column-wide escape (one replace per character over all texts) gives each value exactly the escapes the
+    value-by-value way gives: backslashes once, every control character, None and empty texts kept apart, and a
+    value holding a NUL (which PostgreSQL refuses) escaped on its own."""
+    import re  # noqa: PLC0415
+
+    def one(v: str) -> str:
+        return re.sub("[\b\t\n\v\f\r\\\\]", lambda m: bulk._COPY_ESCAPES[m.group(0)], v)
+
+    texts = [
+        "{1:F01}\n:20C::SEME//X\n-}",
+        None,
+        "",
+        "C:\\dir\\n",
+        "tab\there",
+        "\\n",
+        "a\r\nb",
+        "\b\v\f",
+        "plain",
+    ]
+    column = texts * 3
+    assert bulk.copy_text([column]) == "".join(("\\N" if v is None else one(v)) + "\n" for v in column)
+    with_nul = ["a\nb", "c\x00d", None, "e\\f"]
+    assert bulk.copy_text([with_nul]) == "a\\nb\nc\x00d\n\\N\ne\\\\f\n"
+
+
 def test_copy_text_leaves_other_types_to_the_driver(db: Database) -> None:
     """A column of a type the buffer does not format (bool, non-finite numbers) goes through the driver."""
     assert bulk.copy_text([[1, 2], [True, False]]) is None
