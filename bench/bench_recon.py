@@ -24,10 +24,16 @@ Timed in the same run, on the same two frames:
   database, all passes, write the run, its matches (1:1 pairs compactly in ``recon_run_pairs``, aggregations as
   ``recon_matches`` rows) and the breaks, in one transaction. The stored pairs are read back and checked too.
   Timed cold, as ``opsdesk recon run`` is: the read includes starting the SQLite columnar workers. The summary at
-  the end sets each backend's phases (read, match, write) beside datacompy's time.
+  the end sets each backend's phases (read, match, write) beside datacompy's time. On PostgreSQL the load ends with
+  ``VACUUM ANALYZE`` and ``CHECKPOINT`` (not timed), so that no checkpoint of the load's pages falls in the run.
+- **repeats** (``--repeat N``, default 3): N end-to-end runs per backend, each right after a datacompy run, the
+  earlier run's breaks, matches and pairs deleted (and vacuumed) in between, not timed, so each run writes its
+  breaks afresh. On a shared machine both times move with the neighbours' load (datacompy alone ranged 5.9-8.9 s
+  within one session); the summary gives the median of the N paired ratios and best to best beside the strict
+  figure (the first, cold run against datacompy's fastest).
 
     .venv/bin/python bench/bench_recon.py                 # 1,000,000 vs 1,000,000, both backends
-    .venv/bin/python bench/bench_recon.py --rows 20000 --backends sqlite
+    .venv/bin/python bench/bench_recon.py --rows 20000 --backends sqlite --repeat 1
 """
 
 from __future__ import annotations
