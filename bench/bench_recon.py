@@ -504,14 +504,20 @@ def load(db: Database, internal: pd.DataFrame, external: pd.DataFrame) -> None:
                 is_active=True,
             )
         )
-    if db.is_postgres:
-        with db.engine.connect() as c:
-            c = c.execution_options(isolation_level="AUTOCOMMIT")
-            c.exec_driver_sql("VACUUM ANALYZE")
-            # The load's pages written out now, not by a checkpoint during the timed run: a book is loaded hours
-            # before a recon runs, not seconds (only the superuser of the bench's own server may ask for this).
-            with contextlib.suppress(Exception):
-                c.exec_driver_sql("CHECKPOINT")
+    _settle(db, "")
+
+
+def _settle(db: Database, tables: str) -> None:
+    """PostgreSQL: ``tables`` (all when empty) vacuumed and analysed, then a checkpoint: the pages just written go
+    to disk now, not by a checkpoint during the timed run (a book is loaded hours before a recon runs, not
+    seconds; only the superuser of the bench's own server may ask for it)."""
+    if not db.is_postgres:
+        return
+    with db.engine.connect() as c:
+        c = c.execution_options(isolation_level="AUTOCOMMIT")
+        c.exec_driver_sql(f"VACUUM ANALYZE {tables}".strip())
+        with contextlib.suppress(Exception):
+            c.exec_driver_sql("CHECKPOINT")
 
 
 def db_round_trip(
@@ -600,12 +606,7 @@ def _forget_runs(db: Database) -> None:
     with db.write() as s:
         for table in ("recon_matches", "recon_run_pairs", "breaks", "recon_runs"):
             s.execute(text(f"DELETE FROM {table}"))
-    if db.is_postgres:
-        with db.engine.connect() as c:
-            c = c.execution_options(isolation_level="AUTOCOMMIT")
-            c.exec_driver_sql("VACUUM ANALYZE recon_matches, recon_run_pairs, breaks, recon_runs")
-            with contextlib.suppress(Exception):
-                c.exec_driver_sql("CHECKPOINT")
+    _settle(db, "recon_matches, recon_run_pairs, breaks, recon_runs")
 
 
 def main() -> int:
