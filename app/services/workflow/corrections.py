@@ -35,6 +35,7 @@ import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -53,7 +54,6 @@ from app.models.enums import (
 )
 from app.models.workflow import ApprovalThreshold, Correction, CorrectionApproval, CorrectionItem
 from app.services import audit
-from app.services.capture.repair import EDITABLE, _differs, _parse_changes, revalidated_values
 from app.services.concurrency import username_of, versioned_update
 from app.services.db import Database
 from app.services.errors import (
@@ -145,6 +145,16 @@ class BulkResult:
 
 
 # --- thresholds -------------------------------------------------------------------------------------------------
+
+
+def _repair() -> ModuleType:
+    """The trade repair rules (``capture.repair``: editable fields, parsing, re-validation), imported on first use.
+
+    They bring in the capture pipeline and pandas, and this module is imported at the application's start through
+    the approvals inbox: imported eagerly, they were most of a second of a 3.3 s start."""
+    from app.services.capture import repair  # noqa: PLC0415
+
+    return repair
 
 
 def threshold_for(session: Session, currency: str | None) -> Decimal | None:
@@ -259,7 +269,7 @@ def _notify_settlement(session: Session, actor: Actor, trade_id: int) -> None:
 def _revalidated(session: Session, trade: Trade, edits: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The trade's stored values with ``edits`` applied and every derived field recomputed, and the problems
     validation finds (empty when the amended trade is clean)."""
-    new, exc = revalidated_values(session, trade, edits)
+    new, exc = _repair().revalidated_values(session, trade, edits)
     problems = [
         f"{f.replace('_', ' ')}: {m} ({c})"
         for c, f, m in zip(exc["code"], exc["field"], exc["message"], strict=True)
@@ -273,7 +283,7 @@ def _edits_from_payload(payload: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(fields, dict):
         raise ValidationFailed("The correction's fields must be given as {field: new value}.")
     raw = {k: (v["after"] if isinstance(v, dict) and "after" in v else v) for k, v in fields.items()}
-    return _parse_changes(raw)
+    return _repair()._parse_changes(raw)
 
 
 # --- planning a proposal ----------------------------------------------------------------------------------------
@@ -338,10 +348,10 @@ def _trade_changes(
 ) -> tuple[dict, dict, dict]:
     """(edits, amended values, field before/after) for an amendment or rebooking; refused when it changes nothing
     or the amended trade would fail validation."""
-    unknown = sorted(set(payload.get("fields") or {}) - set(EDITABLE))
+    unknown = sorted(set(payload.get("fields") or {}) - set(_repair().EDITABLE))
     if unknown:
         raise ValidationFailed(
-            f"These fields cannot be corrected: {', '.join(unknown)}. Correctable: {', '.join(EDITABLE)}."
+            f"These fields cannot be corrected: {', '.join(unknown)}. Correctable: {', '.join(_repair().EDITABLE)}."
         )
     edits = _edits_from_payload(payload)
     new, problems = _revalidated(session, trade, edits)
@@ -354,12 +364,12 @@ def _trade_changes(
     fields = {
         k: {"before": to_jsonable(stored[k]), "after": to_jsonable(new[k])}
         for k in edits
-        if _differs(stored[k], new[k])
+        if _repair()._differs(stored[k], new[k])
     }
     derived = {
         k: {"before": to_jsonable(stored[k]), "after": to_jsonable(new[k])}
         for k in new
-        if k not in edits and k != "exception_codes" and _differs(stored[k], new[k])
+        if k not in edits and k != "exception_codes" and _repair()._differs(stored[k], new[k])
     }
     return edits, new, {"fields": fields, "derived": derived}
 
@@ -1020,7 +1030,7 @@ def _apply_amend(session: Session, actor: Actor, corr: Correction) -> dict[str, 
             f"Trade {trade.trade_ref} would no longer pass validation with this amendment: {'; '.join(problems)}. "
             "Reject the correction."
         )
-    changed = {k: v for k, v in new.items() if _differs(getattr(trade, k), v)}
+    changed = {k: v for k, v in new.items() if _repair()._differs(getattr(trade, k), v)}
     changed["status"] = trade.status  # kept; written so the audit entry states it
     session.expunge(trade)
     version = versioned_update(

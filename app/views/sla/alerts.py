@@ -18,7 +18,6 @@ from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import QSystemTrayIcon, QWidget
 
 from app.services.sla import alerts as alert_service
-from app.services.sla import evaluate
 from app.views import resources
 from app.views.tasks import TaskFailure, TaskHandle, TaskRunner
 
@@ -105,6 +104,10 @@ class AlertWatcher(QObject):
         def work(_ctx: Any) -> tuple[int, list[alert_service.Alert]]:
             if since is None:
                 return alert_service.latest_event_id(db, actor), []
+            # Imported here, on the worker, from the second poll on: the evaluation brings in pandas and Arrow,
+            # which the main window's start does not need (most of a second of it when imported with the window).
+            from app.services.sla import evaluate  # noqa: PLC0415
+
             evaluate.evaluate_if_stale(db, actor, max_age=max_age)
             found = alert_service.new_alerts(db, actor, since)
             newest = max([since, *(a.event_id for a in found)])

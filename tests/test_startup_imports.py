@@ -1,0 +1,37 @@
+"""The application's start imports neither pandas nor Arrow: the first blotter page needs neither, and importing them
+with the main window was most of a second of a 3.3 s start (bench/bench_startup.py). The capture pipeline, the SLA
+evaluation and the other heavy services are imported where they are first used."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = """
+import sys
+from PySide6.QtWidgets import QApplication
+app = QApplication(sys.argv)
+import app.gui
+from app.views.main_window import MainWindow
+from app.views.panes import PANE_CLASSES
+heavy = sorted(m for m in ("pandas", "pyarrow") if m in sys.modules)
+print(",".join(heavy) or "none")
+"""
+
+
+def test_the_main_window_and_its_panes_import_without_pandas_or_arrow() -> None:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "none", out.stdout + out.stderr
