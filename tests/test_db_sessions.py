@@ -31,9 +31,18 @@ def _setting(db: Database, name: str) -> str:
         return str(conn.execute(text(f"SHOW {name}")).scalar())
 
 
+def _source(db: Database, name: str) -> str:
+    with db.engine.connect() as conn:
+        return str(conn.execute(text("SELECT source FROM pg_settings WHERE name = :n"), {"n": name}).scalar())
+
+
 def test_a_local_server_starts_no_parallel_workers_for_the_app(pg_db: Database) -> None:
+    """On a server on this machine the app's connections ask for no parallel workers (the setting's source is the
+    client's startup packet); on a server elsewhere they ask nothing, and the server's own setting applies."""
     if not server_is_local(pg_db.url):
-        pytest.skip("the PostgreSQL given to the suite is on another machine: its own setting applies there")
+        assert _source(pg_db, "max_parallel_workers_per_gather") != "client"
+        return
+    assert _source(pg_db, "max_parallel_workers_per_gather") == "client"
     assert _setting(pg_db, "max_parallel_workers_per_gather") == "0"
     # Every pooled connection, not only the first: the option travels in each connection's startup packet.
     with pg_db.engine.connect() as a, pg_db.engine.connect() as b:

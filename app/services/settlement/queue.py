@@ -569,7 +569,7 @@ def _fetch(
         and not shape.offset
         and (plan == SORT_INDEX or (plan == PLANNER and flt.text))
     ):
-        raw = _probe(conn, actor, flt, sort, bound, ordering, limit)
+        raw = _probe(conn, actor, flt, bound, ordering, limit)
         if len(raw) < limit:
             plan = _after_probe(conn, actor, flt, sort, plan, found=len(raw), limit=limit)
             raw = None
@@ -602,7 +602,6 @@ def _probe(
     conn: Connection,
     actor: Actor,
     flt: QueueFilter,
-    sort: Sort,
     bound: list[ColumnElement[bool]],
     ordering: tuple[Any, ...],
     limit: int,
