@@ -14,7 +14,7 @@ import sys
 import time
 from types import TracebackType
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
 
 from app import __version__
@@ -22,7 +22,6 @@ from app.config import APP_NAME
 from app.services.db import Database
 from app.views import qt_check, resources
 from app.views.login import LoginDialog
-from app.views.main_window import MainWindow
 from app.views.tasks import TaskRunner, share_the_gil
 
 log = logging.getLogger("app.gui")
@@ -99,6 +98,11 @@ def run_gui(db_url: str | None = None, username: str | None = None, password: st
         sys.excepthook = previous_hook
 
 
+def _import_main_window() -> None:
+    import app.views.main_window  # noqa: F401, PLC0415
+    import app.views.panes.trade_blotter  # noqa: F401, PLC0415
+
+
 def _run(
     app: QApplication,
     db: Database,
@@ -111,6 +115,10 @@ def _run(
         db, tasks, username=username or "", password=password or "", auto_submit=bool(username and password)
     )
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+    # The dialog opens the database and checks the password on a worker; the GUI thread waits meanwhile. It imports
+    # the main window and its front pane then, so the window follows the log-in sooner (the password hash, most of
+    # the check, runs without Python's lock, and a person typing leaves the thread idle for longer still).
+    QTimer.singleShot(0, _import_main_window)
     result = dialog.exec()
     if dialog.fatal_message:
         show_fatal(None, "OpsDesk cannot open this database", dialog.fatal_message)
@@ -123,6 +131,8 @@ def _run(
     # Full garbage collections walk every long-lived object (Qt wrappers, SQLAlchemy, pandas: ~160,000 of them) and
     # hold the GIL 50-75 ms mid-scroll. Freezing what exists after start-up takes those out of every collection.
     gc.freeze()
+    from app.views.main_window import MainWindow  # noqa: PLC0415  # imported during the log-in already
+
     window = MainWindow(db, actor, tasks)
     window.layout_restored.connect(
         lambda: log.info("main window shown %.2f s after run_gui was called", time.monotonic() - started)

@@ -140,6 +140,50 @@ def test_panes_show_counts_by_status_from_the_database(
 
 
 @sqlite_only
+def test_panes_behind_their_tabs_are_built_after_the_first_page_and_load_only_when_brought_forward(
+    qtbot: QtBot, db: Database, users: dict[str, Actor], tasks: TaskRunner
+) -> None:
+    """Start-up pays for the pane in front only: the others are built once its first page is up, and a built pane
+    behind its tab still loads nothing until the clerk brings it forward."""
+    window = MainWindow(db, users["clerk1"], tasks, monitor_interval_ms=200, feed_interval_ms=100)
+    assert window.panes.built() == []  # docks and menus exist; no pane yet
+    with qtbot.waitSignal(window.layout_restored, timeout=10_000):
+        window.open()
+    front = window.panes.peek("trade_blotter")
+    assert front is not None and front.parent() is not None
+    assert [p.pane_id for p in window.panes.built()] == ["trade_blotter"]
+    with qtbot.waitSignal(front.refreshed, timeout=10_000):
+        pass
+    qtbot.waitUntil(lambda: len(window.panes.built()) == 5)
+    behind = [p for p in window.panes.built() if p.pane_id != "trade_blotter"]
+    assert all(window.docks[p.pane_id].widget() is p for p in behind)
+    assert all(p.loaded_at is None and not p.loading for p in behind)
+    window.go_to("sla_monitors")
+    wait_loaded(qtbot, window, "sla_monitors")
+    assert window.panes["settlement_queue"].loaded_at is None
+    close_window(qtbot, window)
+    window.deleteLater()
+
+
+@sqlite_only
+def test_a_saved_layout_with_another_pane_in_front_builds_that_pane_first(
+    qtbot: QtBot, db: Database, users: dict[str, Actor], open_window: WindowFactory
+) -> None:
+    window = open_window(users["clerk1"])
+    window.go_to("break_investigation")
+    wait_loaded(qtbot, window, "break_investigation")
+    close_window(qtbot, window)
+    again = MainWindow(db, users["clerk1"], window.tasks, monitor_interval_ms=200, feed_interval_ms=100)
+    with qtbot.waitSignal(again.layout_restored, timeout=10_000):
+        again.open()
+    assert again.panes.peek("break_investigation") is not None
+    wait_loaded(qtbot, again, "break_investigation")
+    assert again.panes["break_investigation"].on_screen
+    close_window(qtbot, again)
+    again.deleteLater()
+
+
+@sqlite_only
 def test_ctrl_number_brings_each_pane_forward(
     qtbot: QtBot, db: Database, users: dict[str, Actor], open_window: WindowFactory
 ) -> None:
@@ -313,3 +357,22 @@ def test_run_gui_refuses_to_start_on_a_defective_qt_binding(
     monkeypatch.setattr(gui_module, "show_fatal", lambda _parent, _title, message: shown.append(message))
     assert gui_module.run_gui(sqlite_db.url) == gui_module.EXIT_BROKEN_QT
     assert shown == ["Install PySide6-Essentials 6.11.3."]
+
+
+@sqlite_only
+def test_long_totals_wrap_instead_of_widening_the_window(
+    qtbot: QtBot, db: Database, users: dict[str, Actor], open_window: WindowFactory
+) -> None:
+    """Totals in a dozen currencies (penalties too) once made the queue pane 2,300 px wide, and the window with it."""
+    window = open_window(users["clerk1"])
+    long_totals = " · ".join(
+        f"{c} 1,453,946,086.00 (at stake 1,346,112,224.00)" for c in ["CHF", "EUR", "GBP", "JPY"] * 3
+    )
+    for pane_id in ["trade_blotter", "settlement_queue", "break_investigation"]:
+        window.go_to(pane_id)
+        wait_loaded(qtbot, window, pane_id)
+        pane = window.panes[pane_id]
+        pane.totals_label.setText(long_totals)
+        qtbot.wait(50)
+        assert pane.minimumSizeHint().width() < 1280, pane_id
+        assert window.width() <= 1280, pane_id

@@ -22,7 +22,8 @@ from app.services import preferences
 from app.services.permissions import Permission
 from app.views import resources
 from app.views.monitor import ChangeFeed, ConnectionMonitor
-from app.views.panes import PANE_CLASSES, Pane, Workspace
+from app.views.panes import PANE_BY_ID, PANES, Pane, Workspace
+from app.views.panes.lazy import LazyPanes
 from app.views.status_bar import OpsStatusBar
 from app.views.tasks import TaskFailure, TaskRunner
 
@@ -36,6 +37,10 @@ LAYOUT_KEY = "layout.main"
 # Bump when the set or names of docks change incompatibly: Qt then ignores an old saved state instead of mangling it.
 LAYOUT_VERSION = 1
 SAVE_TIMEOUT_MS = 3000
+# The panes behind their tabs are built this long after the window shows, or as soon as the first page is up.
+PREBUILD_AFTER_MS = 2000
+# ... and one after another with this gap, so the GUI thread answers the user in between.
+PREBUILD_GAP_MS = 250
 DEFAULT_SIZE = QSize(1280, 800)
 
 
@@ -89,24 +94,26 @@ class MainWindow(QMainWindow):
         central.setMaximumSize(0, 0)
         self.setCentralWidget(central)
 
-        self.panes: dict[str, Pane] = {}
+        # Every pane has its dock from the start (the layout, the menus and the shortcuts need them all), but a pane
+        # is imported and built only when its dock first comes on screen or somebody asks for it; the ones behind
+        # their tabs are built one at a time once the first page is up (see _prebuild_next).
+        self.panes = LazyPanes([e.pane_id for e in PANES], self._build_pane, self._attach_pane)
         self.docks: dict[str, QDockWidget] = {}
-        for cls in PANE_CLASSES:
-            pane = cls(self.workspace)
-            dock = QDockWidget(cls.title, self)
-            dock.setObjectName(f"dock.{cls.pane_id}")
-            dock.setWidget(pane)
+        self._dock_visible: dict[str, bool] = {}
+        for entry in PANES:
+            dock = QDockWidget(entry.title, self)
+            dock.setObjectName(f"dock.{entry.pane_id}")
             dock.setFeatures(
                 QDockWidget.DockWidgetFeature.DockWidgetClosable
                 | QDockWidget.DockWidgetFeature.DockWidgetMovable
                 | QDockWidget.DockWidgetFeature.DockWidgetFloatable
             )
-            dock.setWindowIcon(resources.icon(cls.icon_name))
-            # Behind-the-tab panes count as off screen until their dock says otherwise (see Pane.on_screen).
-            pane.set_on_screen(False)
-            dock.visibilityChanged.connect(pane.set_on_screen)
-            self.panes[cls.pane_id] = pane
-            self.docks[cls.pane_id] = dock
+            dock.setWindowIcon(resources.icon(entry.icon_name))
+            dock.visibilityChanged.connect(lambda visible, pid=entry.pane_id: self._dock_shown(pid, visible))
+            self.docks[entry.pane_id] = dock
+        self._prebuild = QTimer(self)
+        self._prebuild.setSingleShot(True)
+        self._prebuild.timeout.connect(self._prebuild_next)
         self._arrange_default()
         self._default_state = self.saveState(LAYOUT_VERSION)
 
@@ -123,9 +130,6 @@ class MainWindow(QMainWindow):
         self.feed = ChangeFeed(
             db, actor, tasks, interval_ms=feed_interval_ms, monitor=self.monitor, parent=self
         )
-        for pane in self.panes.values():
-            self.feed.changed.connect(pane.on_changed)
-            pane.open_items.connect(self.open_items)
         tasks.unhandled_error.connect(self._on_unhandled_error)
 
         # --- SLA alerts (issue 6): polls the user's new AT_RISK/BREACHED items from the first show on ---------------
@@ -137,10 +141,51 @@ class MainWindow(QMainWindow):
 
         self._build_menus()
 
+    # --- panes, built when first needed ---------------------------------------------------------------------------
+
+    def _build_pane(self, pane_id: str) -> Pane:
+        return PANE_BY_ID[pane_id].load()(self.workspace)
+
+    def _attach_pane(self, pane_id: str, pane: Pane) -> None:
+        dock = self.docks[pane_id]
+        # Off screen until the dock says otherwise (see Pane.on_screen); put in the dock before listening to it, so
+        # the first load starts once, below, and not again from the pane's own show event.
+        pane.set_on_screen(False)
+        dock.setWidget(pane)
+        dock.visibilityChanged.connect(pane.set_on_screen)
+        self.feed.changed.connect(pane.on_changed)
+        pane.open_items.connect(self.open_items)
+        pane.refreshed.connect(self._first_page_up)
+        # A dock behind another tab still says isVisible(): what counts is what its visibilityChanged said last.
+        if self._dock_visible.get(pane_id):
+            pane.set_on_screen(True)
+
+    def _dock_shown(self, pane_id: str, visible: bool) -> None:
+        self._dock_visible[pane_id] = visible
+        if visible and not self.panes.is_built(pane_id):
+            self.panes[pane_id]  # noqa: B018  # builds and attaches it, which starts its first load
+
+    def _first_page_up(self) -> None:
+        # A pane's load can end before its rows are painted (the blotter's first page follows its count): give the
+        # paint a moment before the next pane's import and build take the GUI thread.
+        if len(self.panes.built()) < len(self.panes) and (
+            not self._prebuild.isActive() or self._prebuild.remainingTime() > PREBUILD_GAP_MS
+        ):
+            self._prebuild.start(PREBUILD_GAP_MS)
+
+    def _prebuild_next(self) -> None:
+        """Build one pane that is still behind its tab, then yield to the event loop before the next one (each takes
+        up to a tenth of a second), so a tab switch later finds its pane ready."""
+        waiting = [pid for pid in self.panes if not self.panes.is_built(pid)]
+        if waiting:
+            self.panes[waiting[0]]  # noqa: B018
+            if len(waiting) > 1:
+                self._prebuild.start(PREBUILD_GAP_MS)
+
     # --- layout -------------------------------------------------------------------------------------------------
 
     def _arrange_default(self) -> None:
-        docks = [self.docks[cls.pane_id] for cls in PANE_CLASSES]
+        docks = [self.docks[e.pane_id] for e in PANES]
         for dock in docks:
             dock.setFloating(False)
             self.addDockWidget(Qt.DockWidgetArea.TopDockWidgetArea, dock)
@@ -155,7 +200,7 @@ class MainWindow(QMainWindow):
             self._arrange_default()
         for dock in self.docks.values():
             dock.show()
-        self.docks[PANE_CLASSES[0].pane_id].raise_()
+        self.docks[PANES[0].pane_id].raise_()
         self.status.show_message("Layout reset.")
 
     def layout_state(self) -> dict[str, Any]:
@@ -205,6 +250,8 @@ class MainWindow(QMainWindow):
 
     def _show_and_start(self) -> None:
         self.show()
+        # Whatever the first page does, the panes behind their tabs are built a little later.
+        self._prebuild.start(PREBUILD_AFTER_MS)
         self.monitor.start()
         self.feed.start()
         self.layout_restored.emit()
@@ -215,7 +262,7 @@ class MainWindow(QMainWindow):
         for pane_id, dock in self.docks.items():
             if focus is not None and dock.isAncestorOf(focus):
                 return self.panes[pane_id]
-        on_screen = [p for p in self.panes.values() if p.on_screen]
+        on_screen = [p for p in self.panes.built() if p.on_screen]
         return on_screen[0] if on_screen else None
 
     def go_to(self, pane_id: str) -> None:
@@ -245,7 +292,6 @@ class MainWindow(QMainWindow):
         file_menu.addAction(refresh)
         file_menu.addSeparator()
         # Trade files in and the blotter's view out; both act on the blotter pane and bring it forward.
-        blotter = self.panes.get("trade_blotter")
         self.import_action = QAction(resources.icon("import"), "&Import trades…", self)
         self.import_action.setShortcut(QKeySequence("Ctrl+I"))
         self.import_action.setStatusTip(
@@ -258,12 +304,9 @@ class MainWindow(QMainWindow):
         for fmt, text in (("csv", "As &CSV…"), ("xlsx", "As Excel &workbook (XLSX)…")):
             action = export_menu.addAction(text)
             self.export_actions[fmt] = action
-        if blotter is not None:
-            self.import_action.triggered.connect(lambda: (self.go_to("trade_blotter"), blotter.ask_import()))
-            for fmt, action in self.export_actions.items():
-                action.triggered.connect(
-                    lambda _c=False, f=fmt: (self.go_to("trade_blotter"), blotter.ask_export(f))
-                )
+        self.import_action.triggered.connect(lambda: self._blotter().ask_import())
+        for fmt, action in self.export_actions.items():
+            action.triggered.connect(lambda _c=False, f=fmt: self._blotter().ask_export(f))
         file_menu.addSeparator()
         quit_action = QAction(resources.icon("quit"), "&Quit", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
@@ -273,17 +316,17 @@ class MainWindow(QMainWindow):
 
         view_menu = bar.addMenu("&View")
         self.go_actions: dict[str, QAction] = {}
-        for n, cls in enumerate(PANE_CLASSES, start=1):
-            action = QAction(resources.icon(cls.icon_name), f"Go to {cls.title}", self)
+        for n, entry in enumerate(PANES, start=1):
+            action = QAction(resources.icon(entry.icon_name), f"Go to {entry.title}", self)
             action.setShortcut(QKeySequence(f"Ctrl+{n}"))
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            action.triggered.connect(lambda _checked=False, pid=cls.pane_id: self.go_to(pid))
+            action.triggered.connect(lambda _checked=False, pid=entry.pane_id: self.go_to(pid))
             view_menu.addAction(action)
-            self.go_actions[cls.pane_id] = action
+            self.go_actions[entry.pane_id] = action
         view_menu.addSeparator()
         panes_menu = view_menu.addMenu("Show &panes")
-        for cls in PANE_CLASSES:
-            panes_menu.addAction(self.docks[cls.pane_id].toggleViewAction())
+        for entry in PANES:
+            panes_menu.addAction(self.docks[entry.pane_id].toggleViewAction())
         reset = QAction(resources.icon("reset_layout"), "&Reset layout", self)
         reset.triggered.connect(self.reset_layout)
         view_menu.addAction(reset)
@@ -300,8 +343,13 @@ class MainWindow(QMainWindow):
         about.triggered.connect(self.show_about)
         help_menu.addAction(about)
 
+    def _blotter(self) -> Any:
+        """The trade blotter, brought forward (the File menu's import and export act on it)."""
+        self.go_to("trade_blotter")
+        return self.panes["trade_blotter"]
+
     def refresh_visible(self) -> None:
-        for pane in self.panes.values():
+        for pane in self.panes.built():
             pane.mark_stale()
 
     def about_text(self) -> str:
@@ -332,7 +380,7 @@ class MainWindow(QMainWindow):
             # Back after a drop: say so, and reload whatever failed while the link was down.
             self._was_disconnected = False
             self.status.show_message("Connection to the database restored.")
-            for pane in self.panes.values():
+            for pane in self.panes.built():
                 if pane.error_label.isVisible() or (pane.stale and not pane.loading):
                     pane.mark_stale()
 

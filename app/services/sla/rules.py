@@ -52,7 +52,6 @@ from app.models import SlaDefinition, utcnow
 from app.models.enums import ChangeAction
 
 from .. import audit
-from ..calendars import known_calendar_codes
 from ..concurrency import versioned_update
 from ..db import Database
 from ..errors import NotFound, ValidationFailed
@@ -260,6 +259,10 @@ class SlaRule:
         calendar = data.get("calendar")
         if calendar is not None:
             calendar = str(calendar).strip().upper()
+            # Imported here: the calendars bring numpy, which the main window's SLA alert watcher (importing this
+            # module for ITEM_PANES) should not make the start-up pay for.
+            from ..calendars import known_calendar_codes  # noqa: PLC0415
+
             if calendar not in known_calendar_codes():
                 raise ValidationFailed(
                     f"rule.calendar must be an exchange calendar such as XNYS or XLON (got {calendar!r})."

@@ -185,7 +185,7 @@ def open_operation(window: MainWindow, key: str, module: str, cls: str) -> QDial
     """Open the dialog of an Operations entry over ``window``."""
     dialog_cls: Any = getattr(importlib.import_module(f"app.views.operations.{module}"), cls)
     if key == "send_instructions":
-        queue = window.panes.get("settlement_queue")
+        queue = window.panes.peek("settlement_queue")
         selected = queue.selected_ids() if queue is not None and queue.on_screen else []  # type: ignore[attr-defined]
         dialog = dialog_cls(window.workspace, selected, window)
     elif key in ("raise_give_up", "raise_out_trade"):

@@ -1,28 +1,83 @@
-"""The docked panes of the main window, in their default tab order."""
+"""The docked panes of the main window, in their default tab order.
+
+``PANES`` names each pane without importing it: the main window makes a dock for every pane at once but imports and
+builds a pane only when it first comes on screen (or is asked for), so starting the app pays for the pane in front
+only (``bench/bench_startup.py``). ``PANE_CLASSES`` and the pane classes themselves are still importable from here;
+asking for them imports every pane module.
+"""
 
 from __future__ import annotations
 
-from .approvals_inbox import ApprovalsInboxPane
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 from .base import Pane, Workspace
-from .break_investigation import BreakInvestigationPane
-from .settlement_queue import SettlementQueuePane
-from .sla_monitors import SlaMonitorsPane
-from .trade_blotter import TradeBlotterPane
+
+if TYPE_CHECKING:
+    from .approvals_inbox import ApprovalsInboxPane
+    from .break_investigation import BreakInvestigationPane
+    from .settlement_queue import SettlementQueuePane
+    from .sla_monitors import SlaMonitorsPane
+    from .trade_blotter import TradeBlotterPane
+
+
+@dataclass(frozen=True)
+class PaneEntry:
+    """A pane as the main window's docks and menus know it before it is built (the class says the same)."""
+
+    pane_id: str
+    title: str
+    icon_name: str
+    module: str
+    class_name: str
+
+    def load(self) -> type[Pane]:
+        """The pane's class (imports its module on first use)."""
+        cls: type[Pane] = getattr(importlib.import_module(f"{__name__}.{self.module}"), self.class_name)
+        return cls
+
 
 #: Default order: the tabs left to right and the Ctrl+1..Ctrl+5 shortcuts.
-PANE_CLASSES: tuple[type[Pane], ...] = (
-    TradeBlotterPane,
-    SettlementQueuePane,
-    BreakInvestigationPane,
-    SlaMonitorsPane,
-    ApprovalsInboxPane,
+PANES: tuple[PaneEntry, ...] = (
+    PaneEntry("trade_blotter", "Trade blotter", "trade_blotter", "trade_blotter", "TradeBlotterPane"),
+    PaneEntry(
+        "settlement_queue", "Settlement queue", "settlement_queue", "settlement_queue", "SettlementQueuePane"
+    ),
+    PaneEntry(
+        "break_investigation",
+        "Break investigation",
+        "break_investigation",
+        "break_investigation",
+        "BreakInvestigationPane",
+    ),
+    PaneEntry("sla_monitors", "SLA monitors", "sla_monitors", "sla_monitors", "SlaMonitorsPane"),
+    PaneEntry(
+        "approvals_inbox", "Approvals inbox", "approvals_inbox", "approvals_inbox", "ApprovalsInboxPane"
+    ),
 )
 
+PANE_BY_ID = {e.pane_id: e for e in PANES}
+_BY_CLASS = {e.class_name: e for e in PANES}
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the pane classes (and the tuple of them) are imported when somebody asks for them.
+    if name == "PANE_CLASSES":
+        return tuple(e.load() for e in PANES)
+    if name in _BY_CLASS:
+        return _BY_CLASS[name].load()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "PANES",
+    "PANE_BY_ID",
     "PANE_CLASSES",
     "ApprovalsInboxPane",
     "BreakInvestigationPane",
     "Pane",
+    "PaneEntry",
     "SettlementQueuePane",
     "SlaMonitorsPane",
     "TradeBlotterPane",

@@ -198,6 +198,9 @@ class BreakInvestigationPane(Pane):
         self.totals_label = QLabel("")
         self.totals_label.setObjectName("muted")
         self.totals_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Totals in many currencies run long: wrapped, they take a second line rather than widening the window
+        # past the screen (the queue's, unwrapped, made it 2,300 px wide).
+        self.totals_label.setWordWrap(True)
         footer.addWidget(self.count_label)
         footer.addWidget(self.totals_label, 1)
         self.body.addLayout(footer)

@@ -180,6 +180,9 @@ class SettlementQueuePane(WindowedTablePane):
         self.totals_label = QLabel("")
         self.totals_label.setObjectName("muted")
         self.totals_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Totals in many currencies run long: wrapped, they take a second line rather than widening the window
+        # past the screen (the queue's, unwrapped, made it 2,300 px wide).
+        self.totals_label.setWordWrap(True)
         self.selection_label = QLabel("")
         self.selection_label.setObjectName("muted")
         footer.addWidget(self.count_label)
