@@ -235,6 +235,33 @@ def test_message_import_applies_quarantines_refuses_and_knows_duplicates(
         )
 
 
+def test_an_import_dialog_keeps_its_inputs_together_and_its_spare_room_for_the_result(
+    qtbot: QtBot, ws: Opener, show: Opener
+) -> None:
+    """The file list once sat small in the middle of a tall empty row, the other inputs pushed to the bottom."""
+    for dialog in (
+        show(MessageImportDialog(ws("clerk1"), [])),
+        show(StatementImportDialog(ws("clerk1"), [])),
+    ):
+        qtbot.waitExposed(dialog)
+        files = dialog.files
+        assert files.list.height() >= 100  # a few files visible at once
+        # The list starts where its row starts (not centred in a stretched row) ...
+        assert (
+            abs(
+                files.list.mapTo(dialog, files.list.rect().topLeft()).y()
+                - files.mapTo(dialog, files.rect().topLeft()).y()
+            )
+            <= 2
+        )
+        # ... and the inputs take their natural height: the room left is below them, where the result will go.
+        assert dialog.inputs.height() <= dialog.inputs.sizeHint().height() + 4
+        assert (
+            dialog.run_button.mapTo(dialog, dialog.run_button.rect().topLeft()).y()
+            > dialog.inputs.geometry().bottom() + 100
+        )
+
+
 def test_an_auditor_may_not_import_and_is_told_who_may(qtbot: QtBot, ws: Opener, show: Opener) -> None:
     dialog = show(MessageImportDialog(ws("auditor"), [str(SWIFT / "MT548_matched.fin")]))
     assert not dialog.run_button.isEnabled()

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -194,8 +195,10 @@ class FileList(QWidget):
         self.list = QListWidget()
         self.list.setObjectName("operationFiles")
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.list.setMinimumHeight(72)
-        self.list.setMaximumHeight(96)
+        # A fixed height: an empty list would otherwise take the room the dialog keeps for the result below, and
+        # sit small in the middle of a tall empty row (it did).
+        self.list.setFixedHeight(110)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.list.setToolTip("The files to import; you can also drop files here")
         self._drop = FileDropFilter(self.add, self)
         self.list.viewport().setAcceptDrops(True)
@@ -301,9 +304,14 @@ class OperationDialog(QDialog):
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary.hide()
         layout.addWidget(self.summary)
-        self.results = QVBoxLayout()
+        # The result's tables go in an area that takes the dialog's spare height even while it is empty, so the
+        # inputs above keep their natural size rather than stretching apart.
+        results_area = QWidget()
+        results_area.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self.results = QVBoxLayout(results_area)
+        self.results.setContentsMargins(0, 0, 0, 0)
         self.results.setSpacing(6)
-        layout.addLayout(self.results, 1)
+        layout.addWidget(results_area, 1)
 
         buttons = QHBoxLayout()
         self.extra_buttons = QHBoxLayout()
