@@ -317,6 +317,18 @@ def insert_rows(
     return n
 
 
+def copy_prepared(session: Session, table: str, columns: Sequence[str], buffer: str) -> None:
+    """PostgreSQL: COPY rows that :func:`copy_text` already wrote (on another thread, while this one sends the
+    previous ones: a pipeline's writer then only waits on the server)."""
+    conn = session.connection()
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            copy.write(buffer)
+    finally:
+        cursor.close()
+
+
 # COPY's text format: these characters are written as backslash escapes (as psycopg's write_row writes them).
 _COPY_ESCAPES = {"\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
 _COPY_ESCAPE_RE = re.compile("[\b\t\n\v\f\r\\\\]")

@@ -576,7 +576,13 @@ def _write(
                 if fresh:
                     new_count += len(fresh)
                     names, values = _break_columns(s, fresh, def_id, run_id, run_date, stamp, actor)
-                    jobs.append(writer.submit(bulk.insert_rows, s, "breaks", names, values))
+                    # PostgreSQL: the COPY text is written here too, so the writer (the pipeline's slower end,
+                    # measured) only sends it.
+                    buffer = bulk.copy_text(values) if db.is_postgres else None
+                    if buffer is not None:
+                        jobs.append(writer.submit(bulk.copy_prepared, s, "breaks", names, buffer))
+                    else:
+                        jobs.append(writer.submit(bulk.insert_rows, s, "breaks", names, values))
             if not pairs_queued:
                 jobs.append(writer.submit(_insert_pairs, s, pairs))
             for j in jobs:
