@@ -265,9 +265,10 @@ def measure(name: str, url: str, password: str = PASSWORD) -> Result:
             ((watch.painted or time.perf_counter()) - started) * 1000 if ok else float("inf")
         )
 
-    # The meter starts as the pane opens: the app builds every pane at start-up, before its window shows (see
-    # MainWindow), so building it is not part of opening it; what opening runs on the GUI thread is (showEvent,
-    # the first load and what follows: the users, the totals, the market calendars and cut-offs).
+    # The meter starts as the pane opens: the app builds the panes behind their tabs once the first page is up
+    # (see MainWindow._prebuild_next), so by the time a clerk brings the queue forward it is built and building it
+    # is not part of opening it; what opening runs on the GUI thread is (showEvent, the first load and what
+    # follows: the users, the totals, the market calendars and cut-offs).
     stall["last"], stall["sched"] = time.perf_counter(), _schedstat()
     ticker.start()
     watch.arm()
