@@ -39,8 +39,8 @@ WindowFactory = Callable[[Actor], MainWindow]
 
 
 @pytest.fixture
-def open_window(qtbot: QtBot, db: Database, tasks: TaskRunner) -> Iterator[WindowFactory]:
-    """Open a main window for an actor, as run_gui does, and close every window properly at the end."""
+def new_window(qtbot: QtBot, db: Database, tasks: TaskRunner) -> Iterator[WindowFactory]:
+    """A main window for an actor, not opened yet; every one is closed properly at the end."""
     windows: list[MainWindow] = []
 
     def factory(actor: Actor) -> MainWindow:
@@ -48,8 +48,6 @@ def open_window(qtbot: QtBot, db: Database, tasks: TaskRunner) -> Iterator[Windo
             db, actor, tasks, monitor_interval_ms=200, monitor_retry_ms=200, feed_interval_ms=100
         )
         # Not qtbot.addWidget: pytest-qt would delete the window while it saves its layout; we close it below.
-        with qtbot.waitSignal(window.layout_restored, timeout=10_000):
-            window.open()
         windows.append(window)
         return window
 
@@ -57,6 +55,19 @@ def open_window(qtbot: QtBot, db: Database, tasks: TaskRunner) -> Iterator[Windo
     for window in windows:
         close_window(qtbot, window)
         window.deleteLater()
+
+
+def opened(qtbot: QtBot, window: MainWindow) -> MainWindow:
+    """Open the window as run_gui does: its saved layout read and applied, then shown."""
+    with qtbot.waitSignal(window.layout_restored, timeout=10_000):
+        window.open()
+    return window
+
+
+@pytest.fixture
+def open_window(qtbot: QtBot, new_window: WindowFactory) -> WindowFactory:
+    """Open a main window for an actor, as run_gui does, and close every window properly at the end."""
+    return lambda actor: opened(qtbot, new_window(actor))
 
 
 def close_window(qtbot: QtBot, window: MainWindow) -> None:
@@ -141,14 +152,13 @@ def test_panes_show_counts_by_status_from_the_database(
 
 @sqlite_only
 def test_panes_behind_their_tabs_are_built_after_the_first_page_and_load_only_when_brought_forward(
-    qtbot: QtBot, db: Database, users: dict[str, Actor], tasks: TaskRunner
+    qtbot: QtBot, users: dict[str, Actor], new_window: WindowFactory
 ) -> None:
     """Start-up pays for the pane in front only: the others are built once its first page is up, and a built pane
     behind its tab still loads nothing until the clerk brings it forward."""
-    window = MainWindow(db, users["clerk1"], tasks, monitor_interval_ms=200, feed_interval_ms=100)
+    window = new_window(users["clerk1"])
     assert window.panes.built() == []  # docks and menus exist; no pane yet
-    with qtbot.waitSignal(window.layout_restored, timeout=10_000):
-        window.open()
+    opened(qtbot, window)
     front = window.panes.peek("trade_blotter")
     assert front is not None and front.parent() is not None
     assert [p.pane_id for p in window.panes.built()] == ["trade_blotter"]
@@ -161,26 +171,20 @@ def test_panes_behind_their_tabs_are_built_after_the_first_page_and_load_only_wh
     window.go_to("sla_monitors")
     wait_loaded(qtbot, window, "sla_monitors")
     assert window.panes["settlement_queue"].loaded_at is None
-    close_window(qtbot, window)
-    window.deleteLater()
 
 
 @sqlite_only
 def test_a_saved_layout_with_another_pane_in_front_builds_that_pane_first(
-    qtbot: QtBot, db: Database, users: dict[str, Actor], open_window: WindowFactory
+    qtbot: QtBot, users: dict[str, Actor], open_window: WindowFactory
 ) -> None:
     window = open_window(users["clerk1"])
     window.go_to("break_investigation")
     wait_loaded(qtbot, window, "break_investigation")
-    close_window(qtbot, window)
-    again = MainWindow(db, users["clerk1"], window.tasks, monitor_interval_ms=200, feed_interval_ms=100)
-    with qtbot.waitSignal(again.layout_restored, timeout=10_000):
-        again.open()
+    close_window(qtbot, window)  # saves the layout with the breaks in front
+    again = open_window(users["clerk1"])
     assert again.panes.peek("break_investigation") is not None
     wait_loaded(qtbot, again, "break_investigation")
     assert again.panes["break_investigation"].on_screen
-    close_window(qtbot, again)
-    again.deleteLater()
 
 
 @sqlite_only
