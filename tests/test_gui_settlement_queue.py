@@ -264,6 +264,14 @@ def test_detail_shows_the_instruction_and_its_history(qtbot, open_pane, users, b
     assert shown.args[0] == item
     ref = pane.model.row_values(3)[COL["instruction_ref"]]  # type: ignore[index]
     assert pane.detail.values["instruction_ref"].text().startswith(ref)
+    # A long reason wraps and shows in full even in a short panel (the fields scroll rather than squeeze).
+    reason = pane.detail.values["reason"]
+    reason.setText("LACK — Lack of securities: the delivering party does not hold enough securities; " * 3)
+    pane.resize(1400, 520)
+    qtbot.waitUntil(lambda: reason.width() > 0 and reason.height() >= reason.heightForWidth(reason.width()))
+    assert (
+        reason.heightForWidth(reason.width()) > 2 * reason.fontMetrics().height()
+    )  # several lines, all shown
     with qtbot.waitSignal(pane.action_done, timeout=10_000):
         pane.act("claim")
     qtbot.waitUntil(lambda: any("claim" in r[2] for r in pane.detail.tab_rows("history")), timeout=10_000)

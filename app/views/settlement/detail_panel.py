@@ -13,9 +13,11 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
     QGridLayout,
     QHeaderView,
     QLabel,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -120,8 +122,14 @@ class InstructionDetailPanel(QWidget):
         self.movements = _table(["Kind", "What", "Quantity / amount", "Value date", "Account", "Booked"])
         self.penalties = _table(["Day", "Reference value", "Rate (bp)", "Penalty", "Ccy"])
         self.history = _table(["When", "Who", "What", "Details"])
+        # Scrolled, as the blotter's: a short panel keeps each field's natural height (a wrapped reason showed
+        # half its second line) and scrolls instead.
+        fields_scroll = QScrollArea()
+        fields_scroll.setWidgetResizable(True)
+        fields_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        fields_scroll.setWidget(self.fields_widget)
         for widget, name in (
-            (self.fields_widget, "Instruction"),
+            (fields_scroll, "Instruction"),
             (self.messages, "Messages"),
             (self.trades, "Trades"),
             (self.movements, "Movements"),
