@@ -381,3 +381,66 @@ def test_a_runs_pairs_read_back_as_the_engine_made_them(db: Database, users: dic
             ).scalars()
             methods = {m for m in stored if m is not None}  # None: stored as it is (too small to compress)
         assert methods <= ({"lz4"} if lz4 else {"pglz"})
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_stored_integer_units_read_as_the_cast_reads_even_beyond_their_range(
+    db: Database, users: dict[str, Actor]
+) -> None:
+    """PostgreSQL stores trades' and statement lines' numbers as integer units (migration 0019) and the recon read
+    takes them; a number too large for them (units NULL) or no number at all reads exactly as the cast reads it."""
+    demo.build_demo(db, SYSTEM, trades=120, seed=11, today=dt.date(2026, 11, 30), password=PASSWORD)
+    with db.write() as s:
+        ids = s.scalars(text("SELECT id FROM trades ORDER BY id LIMIT 4")).all()
+        edges = [  # quantity, price, net amount
+            (
+                Decimal("9100000000000"),
+                Decimal("91000000000.5"),
+                Decimal("910000000000000.25"),
+            ),  # beyond the range
+            (Decimal("-0.000001"), Decimal("0.00000001"), Decimal("-0.0001")),  # the smallest units, negative
+            (
+                Decimal("8999999999999.999999"),
+                Decimal("89999999999.99999999"),
+                Decimal("899999999999999.9999"),
+            ),
+            (Decimal("1"), Decimal("1"), Decimal("0")),
+        ]
+        for tid, (q, p, n) in zip(ids, edges, strict=True):
+            s.execute(
+                text("UPDATE trades SET quantity = :q, price = :p, net_amount = :n WHERE id = :i"),
+                {"q": q, "p": p, "n": n, "i": tid},
+            )
+    with db.read() as s:
+        stored = s.execute(
+            text(
+                "SELECT quantity_units, price_units, net_amount_units FROM trades WHERE id = ANY(:ids) ORDER BY id"
+            ),
+            {"ids": list(ids)},
+        ).all()
+        assert stored[0] == (None, None, None)  # beyond the stored range: the read casts these rows itself
+        assert stored[1] == (-1, 1, -1)
+        assert stored[2] == (8999999999999999999, 8999999999999999999, 8999999999999999999)
+        assert stored[3] == (1000000, 100000000, 0)
+        # Where a statement line has no number, its units are NULL too (and the read gives NULL, as the cast does).
+        assert (
+            s.execute(
+                text(
+                    "SELECT count(*) FROM statement_lines WHERE (quantity IS NULL) <> (quantity_units IS NULL)"
+                    " OR (price IS NULL) <> (price_units IS NULL) OR (amount IS NULL) <> (amount_units IS NULL)"
+                )
+            ).scalar_one()
+            == 0
+        )
+        cols = ["trade_ref", "quantity", "price", "net_amount"]
+        fast = read_sources(
+            s, db, [("trades", None, cols), ("statement_lines:TRADE_CONFIRMATIONS", None, None)]
+        )[0]
+        plain = read_source(s, "trades", None, cols)  # the session's COPY, with the cast for every row
+    pd.testing.assert_frame_equal(fast, plain, check_dtype=False)
+    first = fast.iloc[0]
+    assert (first["quantity"], first["price"], first["net_amount"]) == (
+        9100000000000 * 10**6,
+        9100000000050000000,
+        9100000000000002500,
+    )

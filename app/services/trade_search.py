@@ -30,6 +30,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from app.services.recon.stored_units import is_stored_units
+
 #: The FTS5 table (its shadow tables are named ``trades_search_*``).
 FTS_TABLE = "trades_search"
 #: The referenced columns, in the FTS table's order.
@@ -43,9 +45,12 @@ _WILDCARDS = re.compile(r"[%_]")
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Alembic autogenerate filter: leave out the search objects, which the models do not describe."""
+    """Alembic autogenerate filter: leave out the search objects and the stored integer units (PostgreSQL's generated
+    columns for the reconciliation), which the models do not describe."""
     if name is None:
         return True
+    if type_ == "column" and is_stored_units(getattr(getattr(obj, "table", None), "name", None), name):
+        return False
     if type_ == "table" and (name == FTS_TABLE or name.startswith(FTS_TABLE + "_")):
         return False
     return not (type_ == "index" and name in TRGM_INDEXES)

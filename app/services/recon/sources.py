@@ -43,6 +43,7 @@ from app.models.enums import StatementKind
 from .. import columnar
 from ..db import Database
 from .config import SCALES, ConfigError, FieldSpec, ReconConfig, SideSpec
+from .stored_units import STORED_UNITS
 
 # Column kinds: t text, d date, i integer, q quantity (1e-6), p price (1e-8), m money (1e-4).
 KIND_SCALE = {"q": SCALES["quantity"], "p": SCALES["price"], "m": SCALES["money"], "i": 0}
@@ -62,8 +63,11 @@ class Source:
     name: str
     columns: dict[str, str]  # column -> kind
     identity: tuple[str, ...]
-    sql: Callable[[dt.date | None], tuple[str, dict[str, Any]]]
+    sql: Callable[..., tuple[str, dict[str, Any]]]
     label: str
+    #: Numeric columns whose integer units PostgreSQL stores (``stored_units``): the query built with ``units=True``
+    #: also selects them as ``_u_<column>``.
+    units: tuple[str, ...] = ()
 
 
 def _num(expr: str, kind: str) -> str:
@@ -78,13 +82,20 @@ def _as_of(col: str, as_of: dt.date | None, params: dict[str, Any]) -> str:
     return f" AND {col} <= :as_of"
 
 
-def _trades_sql(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
+def _stored_units(table: str, alias: str, units: bool) -> str:
+    """The select list's stored-units columns (``_u_<column>``), when the reader asks for them (PostgreSQL)."""
+    if not units:
+        return ""
+    return "".join(f"{alias}.{u} AS _u_{c}, " for c, u in STORED_UNITS[table].items())
+
+
+def _trades_sql(as_of: dt.date | None, units: bool = False) -> tuple[str, dict[str, Any]]:
     p: dict[str, Any] = {}
     sql = f"""
         SELECT t.trade_ref, t.order_ref, t.isin, t.account_code AS account, t.counterparty_code AS counterparty,
                t.counterparty_id, t.side, t.quantity AS quantity, t.price AS price,
                t.currency, t.gross_amount AS gross_amount, t.net_amount AS net_amount,
-               t.trade_date, t.settlement_date, t.status, t.source, t.id AS _ord
+               t.trade_date, t.settlement_date, t.status, t.source, {_stored_units("trades", "t", units)}t.id AS _ord
         FROM trades t WHERE 1 = 1{_as_of("t.trade_date", as_of, p)}
         ORDER BY _ord"""
     return sql, p
@@ -140,7 +151,7 @@ def _instructions_sql(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
 
 
 def _lines_sql(kind: StatementKind) -> Callable[[dt.date | None], tuple[str, dict[str, Any]]]:
-    def build(as_of: dt.date | None) -> tuple[str, dict[str, Any]]:
+    def build(as_of: dt.date | None, units: bool = False) -> tuple[str, dict[str, Any]]:
         p: dict[str, Any] = {"kind": kind.value}
         latest = ""
         if kind == StatementKind.HOLDINGS:
@@ -156,7 +167,8 @@ def _lines_sql(kind: StatementKind) -> Callable[[dt.date | None], tuple[str, dic
                    l.amount AS amount, l.currency, l.isin, l.quantity AS quantity,
                    l.price AS price, l.side, l.counterparty, l.account_identifier,
                    a.code AS account, s.account_id, s.statement_ref, s.statement_date, l.line_no,
-                   s.account_identifier AS statement_account, s.sender, l.id AS _ord
+                   s.account_identifier AS statement_account, s.sender,
+                   {_stored_units("statement_lines", "l", units)}l.id AS _ord
             FROM statement_lines l JOIN statements s ON s.id = l.statement_id
             LEFT JOIN accounts a ON a.id = s.account_id
             WHERE s.kind = :kind{_as_of("s.statement_date", as_of, p)}{latest}
@@ -215,6 +227,7 @@ SOURCES: dict[str, Source] = {
         ("trade_ref",),
         _trades_sql,
         "our trades",
+        tuple(STORED_UNITS["trades"]),
     ),
     "positions": Source(
         "positions",
@@ -286,6 +299,7 @@ for _kind in StatementKind:
         ("line_ref",),
         _lines_sql(_kind),
         f"{_kind.value.lower().replace('_', ' ')} statement lines",
+        tuple(STORED_UNITS["statement_lines"]),
     )
 
 
@@ -388,7 +402,8 @@ def read_sources(
     def columnar_read(item: tuple[str, dt.date | None, list[str] | None]) -> pd.DataFrame | None:
         name, as_of, columns = item
         src = SOURCES[name]
-        sql, params = src.sql(as_of)
+        # PostgreSQL: the numbers' stored integer units where the source has them (migration 0019).
+        sql, params = src.sql(as_of, units=True) if pg and src.units else src.sql(as_of)
         with columnar.reader(db) as r:
             if r.via != "adbc":
                 return None
@@ -417,7 +432,8 @@ def _read_columnar(
         # with parameters through an ordinary result that libpq holds whole in memory first (a third more CPU).
         # Dates go as dates: the driver reads them as day numbers already, and a date subtraction in the server
         # cost it a tenth of a second a column per million rows (measured), at a moment when both cores are busy.
-        outer = f"SELECT {', '.join(_pg_expr(src, c, dates=True) for c in cols)}, q._ord FROM ({_unordered(sql)}) q"
+        exprs = ", ".join(_pg_expr(src, c, dates=True, units=c in src.units) for c in cols)
+        outer = f"SELECT {exprs}, q._ord FROM ({_unordered(sql)}) q"
         kinds = {c: {"t": "text", "d": "days"}.get(src.columns[c], "int") for c in cols}
         table = r.arrow(_inline(outer, params), None, {**kinds, "_ord": "int"})
         return columnar.to_frame(_in_id_order(table).drop_columns(["_ord"]))
@@ -467,12 +483,14 @@ def _in_id_order(table: pa.Table) -> pa.Table:
     return table.take(pa.array(np.argsort(ids, kind="stable")))
 
 
-def _pg_expr(src: Source, c: str, dates: bool = False) -> str:
-    """The select expression of a source column: numbers as exact integer units; dates as day numbers, or as
-    they are with ``dates`` (a reader that takes dates)."""
+def _pg_expr(src: Source, c: str, dates: bool = False, units: bool = False) -> str:
+    """The select expression of a source column: numbers as exact integer units (with ``units``, the stored ones
+    where the row has them); dates as day numbers, or as they are with ``dates`` (a reader that takes dates)."""
     kind = src.columns[c]
     if kind in ("q", "p", "m"):
-        return f"{_num('q.' + c, kind)} AS {c}"  # exact: numeric arithmetic in the server
+        cast = _num("q." + c, kind)  # exact: numeric arithmetic in the server
+        # The stored units are NULL only where the number is (or is too large for them): the cast then decides.
+        return f"COALESCE(q._u_{c}, {cast}) AS {c}" if units else f"{cast} AS {c}"
     if kind == "d" and not dates:
         return f"(q.{c} - DATE '1970-01-01') AS {c}"  # day numbers, whatever the DateStyle
     return f"q.{c}"
