@@ -221,7 +221,9 @@ class Pane(QWidget):
     def _maybe_again(self) -> None:
         if self._again:
             self._again = False
-            self.refresh()
+            # A load that ends while the window closes (its task runner already shut down) asks for nothing more.
+            if not self.ws.tasks.closed:
+                self.refresh()
 
 
 class Card(QFrame):
