@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
 
 from app import __version__
 from app.config import APP_NAME
+from app.services.calendar_helper import derive_in_helper_process
 from app.services.db import Database
 from app.views import qt_check, resources
 from app.views.login import LoginDialog
@@ -69,6 +70,8 @@ def run_gui(db_url: str | None = None, username: str | None = None, password: st
         logging.getLogger("app").setLevel(logging.INFO)
     # The GUI thread shares Python's lock with the workers that run every database call: hand it back sooner.
     share_the_gil()
+    # Nor may a worker hold it for a calendar derived from scratch (the first start after an install or upgrade).
+    derive_in_helper_process()
     app = _application()
     defect = qt_check.refcount_defect()
     if defect:

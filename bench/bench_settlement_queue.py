@@ -178,6 +178,9 @@ def measure(name: str, url: str, password: str = PASSWORD) -> Result:
     from app.views.tasks import TaskRunner, share_the_gil
 
     share_the_gil()  # what run_gui does as the app starts
+    from app.services.calendar_helper import derive_in_helper_process  # noqa: PLC0415
+
+    derive_in_helper_process()  # so does this: a calendar missing from the cache is derived by a helper process
     app = QApplication.instance() or QApplication([])
     app.setStyleSheet(resources.stylesheet())
     result = Result(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from pathlib import Path
+from typing import Any
 
 import exchange_calendars as xcals
 import numpy as np
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 
 from app.models import Market, MarketHoliday
-from app.services import calendars
+from app.services import calendar_helper, calendars
 from app.services.calendars import (
     add_business_days,
     add_business_days_array,
@@ -232,4 +233,34 @@ def test_a_derived_calendar_is_kept_between_runs_and_equals_a_fresh_build(
         calendars._cache_file().write_text("{not json", encoding="utf-8")
         assert calendars._cached("XLON") is None
     finally:
+        calendars._base_calendar.cache_clear()
+
+
+def test_the_gui_derives_a_missing_calendar_in_a_helper_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the GUI's choice on, a calendar missing from the cache is derived by ``python -m app.services.calendars``
+    (its work would hold Python's lock on the GUI's worker): the same calendar, stored in the cache file for the next
+    start; an unknown code is refused with the same sentence as in-process."""
+    monkeypatch.setenv("OPSDESK_DATA_DIR", str(tmp_path))
+    calendars._base_calendar.cache_clear()
+    calls: list[list[str]] = []
+    run = calendars.subprocess.run
+
+    def counted(args: list[str], **kw: Any) -> Any:
+        calls.append(list(args))
+        return run(args, **kw)
+
+    monkeypatch.setattr(calendars.subprocess, "run", counted)
+    calendar_helper.derive_in_helper_process()
+    try:
+        got = calendars._base_calendar("XTKS")
+        assert calls and calls[0][1:] == ["-m", "app.services.calendars", "XTKS"]
+        assert calendars._cached("XTKS") is not None  # the helper stored it
+        fresh = calendars._build_calendar("XTKS")
+        assert got.weekmask == fresh.weekmask and np.array_equal(got.holidays, fresh.holidays)
+        with pytest.raises(ValidationFailed, match="no business-day calendar named 'NOPE'"):
+            calendars._base_calendar("NOPE")
+    finally:
+        calendar_helper.derive_in_helper_process(False)
         calendars._base_calendar.cache_clear()

@@ -27,6 +27,8 @@ import datetime as dt
 import functools
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterable
@@ -41,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Market, MarketHoliday
 
+from .calendar_helper import derives_in_helper_process
 from .errors import ValidationFailed
 
 # The desk's own business days (break ages, SLA windows not tied to a market): the team sits in London.
@@ -210,9 +213,7 @@ def _cached(code: str) -> BusinessCalendar | None:
         return None
     if not entry:
         return None
-    holidays = np.array(entry["holidays"], dtype="datetime64[D]")
-    holidays.setflags(write=False)
-    return BusinessCalendar(code=code, weekmask=entry["weekmask"], holidays=holidays)
+    return _as_calendar(code, entry)
 
 
 def _store(cal: BusinessCalendar) -> None:
@@ -239,10 +240,59 @@ def _base_calendar(code: str) -> BusinessCalendar:
     """The calendar once per process: from the cache file when an earlier run derived it, else built from
     exchange-calendars (1-3 s each, most of a pane's first load) and stored for the next run."""
     cal = _cached(code)
+    if cal is None and derives_in_helper_process():
+        cal = _derive_in_helper(code)
     if cal is None:
         cal = _build_calendar(code)
         _store(cal)
     return cal
+
+
+def _as_calendar(code: str, entry: dict[str, Any]) -> BusinessCalendar:
+    holidays = np.array(entry["holidays"], dtype="datetime64[D]")
+    holidays.setflags(write=False)
+    return BusinessCalendar(code=code, weekmask=entry["weekmask"], holidays=holidays)
+
+
+def _derive_in_helper(code: str) -> BusinessCalendar | None:
+    """One calendar derived by a helper process (see ``calendar_helper``): it stores the calendar in the cache file
+    and prints it. None if the helper could not run (the caller then derives it here); an unknown code is refused
+    with the helper's sentence."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "app.services.calendars", code],
+            capture_output=True,
+            text=True,
+            timeout=HELPER_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode == HELPER_UNKNOWN_CODE:
+        raise ValidationFailed(done.stderr.strip())
+    if done.returncode != 0:
+        return None
+    try:
+        return _as_calendar(code, json.loads(done.stdout))
+    except (ValueError, KeyError):
+        return None
+
+
+#: The helper's exit status for a code exchange-calendars does not know (its sentence on stderr).
+HELPER_UNKNOWN_CODE = 3
+HELPER_TIMEOUT_S = 120
+
+
+def _helper_main(argv: list[str]) -> int:
+    """``python -m app.services.calendars CODE``: derive, store and print one calendar (the helper process)."""
+    try:
+        cal = _build_calendar(argv[0].strip().upper())
+    except ValidationFailed as err:
+        print(err, file=sys.stderr)
+        return HELPER_UNKNOWN_CODE
+    _store(cal)
+    print(json.dumps({"weekmask": cal.weekmask, "holidays": [str(d) for d in cal.holidays]}))
+    return 0
 
 
 def _build_calendar(code: str) -> BusinessCalendar:
@@ -355,3 +405,7 @@ def settlement_dates_array(
     code: str, trade_dates: Any, cycles: Any, session: Session | None = None
 ) -> np.ndarray:
     return get_calendar(code, session).settlement_dates_array(trade_dates, cycles)
+
+
+if __name__ == "__main__":
+    sys.exit(_helper_main(sys.argv[1:]))
