@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
 
 from app import __version__
 from app.config import APP_NAME
-from app.services.calendar_helper import derive_in_helper_process
+from app.services.calendar_helper import derive_in_helper_process, derives_in_helper_process
 from app.services.db import Database
 from app.views import qt_check, resources
 from app.views.login import LoginDialog
@@ -70,8 +70,6 @@ def run_gui(db_url: str | None = None, username: str | None = None, password: st
         logging.getLogger("app").setLevel(logging.INFO)
     # The GUI thread shares Python's lock with the workers that run every database call: hand it back sooner.
     share_the_gil()
-    # Nor may a worker hold it for a calendar derived from scratch (the first start after an install or upgrade).
-    derive_in_helper_process()
     app = _application()
     defect = qt_check.refcount_defect()
     if defect:
@@ -81,6 +79,9 @@ def run_gui(db_url: str | None = None, username: str | None = None, password: st
             return EXIT_BROKEN_QT
     previous_hook = sys.excepthook
     sys.excepthook = _excepthook
+    # Nor may a worker hold it for a calendar derived from scratch (the first start after an install or upgrade).
+    helper_before = derives_in_helper_process()
+    derive_in_helper_process()
     quit_on_last = app.quitOnLastWindowClosed()
     # The log-in dialog closing must not end the application before the main window exists.
     app.setQuitOnLastWindowClosed(False)
@@ -99,6 +100,9 @@ def run_gui(db_url: str | None = None, username: str | None = None, password: st
     finally:
         app.setQuitOnLastWindowClosed(quit_on_last)
         sys.excepthook = previous_hook
+        derive_in_helper_process(
+            helper_before
+        )  # process-wide: a caller that runs the GUI again (tests) gets it back
 
 
 def _import_main_window() -> None:

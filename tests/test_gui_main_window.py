@@ -19,7 +19,7 @@ from app import __version__
 from app import gui as gui_module
 from app.models import Trade
 from app.models.enums import ChangeAction, Side, TradeStatus
-from app.services import audit, auth, preferences
+from app.services import audit, auth, calendar_helper, preferences
 from app.services.db import Database
 from app.services.permissions import Actor
 from app.views.login import LoginDialog
@@ -331,13 +331,18 @@ def test_run_gui_signs_in_shows_the_window_and_exits_cleanly(
         for w in QApplication.topLevelWidgets():
             if isinstance(w, MainWindow) and w.isVisible():
                 seen.append(w.status.user_label.text())
+                # While the GUI runs, a calendar missing from the cache is derived by a helper process ...
+                seen.append(str(calendar_helper.derives_in_helper_process()))
                 w.close()
                 return
         QTimer.singleShot(20, close_when_shown)
 
     QTimer.singleShot(20, close_when_shown)
     assert gui_module.run_gui(db.url, "clerk1", PASSWORD) == gui_module.EXIT_OK
-    assert seen == ["clerk1"]
+    assert seen == ["clerk1", "True"]
+    assert (
+        not calendar_helper.derives_in_helper_process()
+    )  # ... and the process gets its own setting back after
     assert preferences.get(db, users["clerk1"], LAYOUT_KEY) is not None
 
 
