@@ -100,9 +100,8 @@ def run_gui(db_url: str | None = None, username: str | None = None, password: st
     finally:
         app.setQuitOnLastWindowClosed(quit_on_last)
         sys.excepthook = previous_hook
-        derive_in_helper_process(
-            helper_before
-        )  # process-wide: a caller that runs the GUI again (tests) gets it back
+        # Process-wide: a caller that runs the GUI again (tests) gets its own setting back.
+        derive_in_helper_process(helper_before)
 
 
 def _import_main_window() -> None:

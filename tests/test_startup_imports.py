@@ -40,3 +40,13 @@ def test_the_main_window_and_its_panes_import_without_pandas_or_arrow() -> None:
         check=True,
     )
     assert out.stdout.strip().splitlines()[-2:] == ["none", "none"], out.stdout + out.stderr
+
+
+def test_the_pane_registry_agrees_with_the_pane_classes() -> None:
+    """The main window names its docks and menus from ``PANES`` before any pane is built: each entry must say what
+    its class says (id, title, icon), or a dock would carry another pane's name."""
+    from app.views.panes import PANES
+
+    for entry in PANES:
+        cls = entry.load()
+        assert (cls.pane_id, cls.title, cls.icon_name) == (entry.pane_id, entry.title, entry.icon_name)

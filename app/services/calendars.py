@@ -254,6 +254,11 @@ def _as_calendar(code: str, entry: dict[str, Any]) -> BusinessCalendar:
     return BusinessCalendar(code=code, weekmask=entry["weekmask"], holidays=holidays)
 
 
+#: The helper's exit status for a code exchange-calendars does not know (its sentence on stderr).
+HELPER_UNKNOWN_CODE = 3
+HELPER_TIMEOUT_S = 120
+
+
 def _derive_in_helper(code: str) -> BusinessCalendar | None:
     """One calendar derived by a helper process (see ``calendar_helper``): it stores the calendar in the cache file
     and prints it. None if the helper could not run (the caller then derives it here); an unknown code is refused
@@ -276,11 +281,6 @@ def _derive_in_helper(code: str) -> BusinessCalendar | None:
         return _as_calendar(code, json.loads(done.stdout))
     except (ValueError, KeyError):
         return None
-
-
-#: The helper's exit status for a code exchange-calendars does not know (its sentence on stderr).
-HELPER_UNKNOWN_CODE = 3
-HELPER_TIMEOUT_S = 120
 
 
 def _helper_main(argv: list[str]) -> int:

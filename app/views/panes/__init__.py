@@ -24,37 +24,30 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PaneEntry:
-    """A pane as the main window's docks and menus know it before it is built (the class says the same)."""
+    """A pane as the main window's docks and menus know it before it is built. The pane's module and icon are
+    named after its id; the class says the same id, title and icon (a test holds them together)."""
 
     pane_id: str
     title: str
-    icon_name: str
-    module: str
     class_name: str
+
+    @property
+    def icon_name(self) -> str:
+        return self.pane_id
 
     def load(self) -> type[Pane]:
         """The pane's class (imports its module on first use)."""
-        cls: type[Pane] = getattr(importlib.import_module(f"{__name__}.{self.module}"), self.class_name)
+        cls: type[Pane] = getattr(importlib.import_module(f"{__name__}.{self.pane_id}"), self.class_name)
         return cls
 
 
 #: Default order: the tabs left to right and the Ctrl+1..Ctrl+5 shortcuts.
 PANES: tuple[PaneEntry, ...] = (
-    PaneEntry("trade_blotter", "Trade blotter", "trade_blotter", "trade_blotter", "TradeBlotterPane"),
-    PaneEntry(
-        "settlement_queue", "Settlement queue", "settlement_queue", "settlement_queue", "SettlementQueuePane"
-    ),
-    PaneEntry(
-        "break_investigation",
-        "Break investigation",
-        "break_investigation",
-        "break_investigation",
-        "BreakInvestigationPane",
-    ),
-    PaneEntry("sla_monitors", "SLA monitors", "sla_monitors", "sla_monitors", "SlaMonitorsPane"),
-    PaneEntry(
-        "approvals_inbox", "Approvals inbox", "approvals_inbox", "approvals_inbox", "ApprovalsInboxPane"
-    ),
+    PaneEntry("trade_blotter", "Trade blotter", "TradeBlotterPane"),
+    PaneEntry("settlement_queue", "Settlement queue", "SettlementQueuePane"),
+    PaneEntry("break_investigation", "Break investigation", "BreakInvestigationPane"),
+    PaneEntry("sla_monitors", "SLA monitors", "SlaMonitorsPane"),
+    PaneEntry("approvals_inbox", "Approvals inbox", "ApprovalsInboxPane"),
 )
 
 PANE_BY_ID = {e.pane_id: e for e in PANES}
