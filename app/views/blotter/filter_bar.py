@@ -16,7 +16,6 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
-    QHBoxLayout,
     QLineEdit,
     QMenu,
     QToolButton,
@@ -35,6 +34,7 @@ from app.views.common.filter_widgets import caption as _caption
 from app.views.common.filter_widgets import combo as _combo
 from app.views.common.filter_widgets import line_edit as _line
 from app.views.common.filter_widgets import quick_toggle as _quick
+from app.views.common.flow_layout import FlowLayout, group
 from app.views.qt_models.blotter_model import STATUS_TONES
 from app.views.qt_models.status_counts import status_label, tone_dot
 
@@ -128,11 +128,13 @@ class FilterBar(DebouncedFilterBar):
         self.drill_chip.clicked.connect(self._clear_ids)
         self.drill_chip.hide()
 
+        # Two rows that wrap where the pane is narrow (a laptop screen shared with another pane): the bar needs only
+        # the width of its widest field, not of a whole row.
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(6)
-        row1 = QHBoxLayout()
-        row1.setSpacing(6)
+        row1 = FlowLayout()
+        outer.addLayout(row1)
         row1.addWidget(self.text, 2)
         row1.addWidget(self.status_button)
         row1.addWidget(self.side)
@@ -140,28 +142,15 @@ class FilterBar(DebouncedFilterBar):
         row1.addWidget(self.account, 1)
         row1.addWidget(self.counterparty, 1)
         row1.addWidget(self.instrument, 2)
-        outer.addLayout(row1)
-        row2 = QHBoxLayout()
-        row2.setSpacing(6)
-        row2.addWidget(_caption("Trade date"))
-        row2.addWidget(self.trade_from)
-        row2.addWidget(_caption("–"))
-        row2.addWidget(self.trade_to)
-        row2.addSpacing(8)
-        row2.addWidget(_caption("Settles"))
-        row2.addWidget(self.settle_from)
-        row2.addWidget(_caption("–"))
-        row2.addWidget(self.settle_to)
-        row2.addSpacing(8)
+        row2 = FlowLayout()
+        outer.addLayout(row2)
+        row2.addWidget(group(_caption("Trade date"), self.trade_from, _caption("–"), self.trade_to))
+        row2.addWidget(group(_caption("Settles"), self.settle_from, _caption("–"), self.settle_to))
         row2.addWidget(self.exception, 1)
-        row2.addSpacing(8)
-        row2.addWidget(self.my_repairs)
-        row2.addWidget(self.today_button)
-        row2.addWidget(self.failing)
+        row2.addWidget(group(self.my_repairs, self.today_button, self.failing, spacing=6))
         row2.addStretch(1)
         row2.addWidget(self.drill_chip)
         row2.addWidget(self.clear_button)
-        outer.addLayout(row2)
 
         for edit in (self.text, self.account, self.counterparty, self.instrument):
             edit.textEdited.connect(self._typed)

@@ -18,7 +18,6 @@ from decimal import Decimal, InvalidOperation
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
-    QHBoxLayout,
     QLineEdit,
     QMenu,
     QSpinBox,
@@ -35,6 +34,7 @@ from app.views.common.filter_widgets import caption as _caption
 from app.views.common.filter_widgets import combo as _combo
 from app.views.common.filter_widgets import line_edit as _line
 from app.views.common.filter_widgets import quick_toggle as _quick
+from app.views.common.flow_layout import FlowLayout, group
 from app.views.qt_models.breaks_model import BREAK_STATUS_TONES, TYPE_LABELS
 from app.views.qt_models.status_counts import status_label, tone_dot
 
@@ -119,11 +119,12 @@ class BreakFilterBar(DebouncedFilterBar):
         if user_id is None:
             self.mine.setEnabled(False)
 
+        # Two rows that wrap where the pane is narrow: the bar needs the width of its widest field, not of a row.
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(6)
-        row1 = QHBoxLayout()
-        row1.setSpacing(6)
+        row1 = FlowLayout()
+        outer.addLayout(row1)
         row1.addWidget(self.text, 2)
         row1.addWidget(self.recon, 1)
         row1.addWidget(self.break_type)
@@ -131,22 +132,13 @@ class BreakFilterBar(DebouncedFilterBar):
         row1.addWidget(self.category)
         row1.addWidget(self.root_cause)
         row1.addWidget(self.age)
-        outer.addLayout(row1)
-        row2 = QHBoxLayout()
-        row2.setSpacing(6)
+        row2 = FlowLayout()
+        outer.addLayout(row2)
         row2.addWidget(self.owner)
-        row2.addWidget(self.amount_min)
-        row2.addWidget(_caption("–"))
-        row2.addWidget(self.amount_max)
-        row2.addWidget(self.currency)
-        row2.addSpacing(10)
-        row2.addWidget(self.mine)
-        row2.addWidget(self.unassigned)
-        row2.addWidget(self.older)
-        row2.addWidget(self.older_days)
+        row2.addWidget(group(self.amount_min, _caption("–"), self.amount_max, self.currency))
+        row2.addWidget(group(self.mine, self.unassigned, self.older, self.older_days, spacing=6))
         row2.addStretch(1)
         row2.addWidget(self.clear_button)
-        outer.addLayout(row2)
 
         for edit in (self.text, self.amount_min, self.amount_max, self.currency):
             edit.textEdited.connect(lambda _t: self._typed())

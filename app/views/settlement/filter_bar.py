@@ -11,12 +11,13 @@ from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QToolButton, QVBoxLayout, QWidget
 
 from app.models.enums import InstructionStatus
 from app.services.settlement.queue import GROUP_BY, GROUP_LABELS, OPEN_STATUSES, QueueFilter
 from app.views import resources
 from app.views.common.filter_widgets import OptionalDateEdit, line_edit
+from app.views.common.flow_layout import FlowLayout, group
 from app.views.qt_models.settlement_model import STATUS_TONES
 from app.views.qt_models.status_counts import status_label, tone_dot
 from app.views.settlement.reason_words import describe
@@ -50,13 +51,12 @@ class QueueFilterBar(QWidget):
         self.setObjectName("queueFilterBar")
         self._drill: dict[str, Any] = {}
         self._quiet = False
+        # Two rows that wrap where the pane is narrow: the bar needs the width of its widest field, not of a row.
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(4)
-        first = QHBoxLayout()
-        first.setSpacing(6)
-        second = QHBoxLayout()
-        second.setSpacing(6)
+        first = FlowLayout()
+        second = FlowLayout()
         outer.addLayout(first)
         outer.addLayout(second)
 
@@ -101,9 +101,8 @@ class QueueFilterBar(QWidget):
             ("Reason", self.reason),
             ("Owner", self.owner),
         ):
-            first.addWidget(QLabel(label))
-            first.addWidget(w)
-        first.addWidget(self.search)
+            first.addWidget(group(QLabel(label), w))
+        first.addWidget(self.search, 1)
         first.addStretch(1)
         first.addWidget(self.chip)
         first.addWidget(self.group_by)
@@ -117,13 +116,9 @@ class QueueFilterBar(QWidget):
         self.account = _line("Account", 80, "Account code")
         self.isin = _line("ISIN or name", 110, "An ISIN, or part of the instrument's name")
         self.currency = _line("Ccy", 40, "Settlement currency")
-        second.addWidget(QLabel("Settles"))
-        second.addWidget(self.date_from)
-        second.addWidget(QLabel("to"))
-        second.addWidget(self.date_to)
+        second.addWidget(group(QLabel("Settles"), self.date_from, QLabel("to"), self.date_to))
         for w in (self.counterparty, self.market, self.account, self.isin, self.currency):
-            second.addWidget(w)
-        second.addStretch(1)
+            second.addWidget(w, 1)
 
         self._typing = QTimer(self)
         self._typing.setSingleShot(True)
