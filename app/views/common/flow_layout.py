@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSpacerItem,
     QWidget,
-    QWidgetItem,
 )
 
 
@@ -29,6 +28,7 @@ class FlowLayout(QLayout):
         super().__init__(parent)
         self._items: list[QLayoutItem] = []
         self._stretch: list[int] = []
+        self._heights: dict[int, int] = {}  # height for width, until the layout is invalidated
         self._line_spacing = line_spacing
         self.setSpacing(spacing)
         self.setContentsMargins(0, 0, 0, 0)
@@ -36,8 +36,11 @@ class FlowLayout(QLayout):
     # --- building ---------------------------------------------------------------------------------------------------
 
     def addWidget(self, widget: QWidget, stretch: int = 0) -> None:  # noqa: N802 (Qt's name)
-        self.addChildWidget(widget)
-        self._add(QWidgetItem(widget), stretch)
+        # Qt's own addWidget makes the item (one that caches its widget's size hints: a combo box measures every
+        # entry's text for its hint, and the lines are measured at each height-for-width question) and hands it to
+        # addItem below.
+        super().addWidget(widget)
+        self._stretch[-1] = max(0, stretch)
 
     def addStretch(self, stretch: int = 1) -> None:  # noqa: N802
         """Empty space taking its share of a line's spare width: what follows sits at the right of the line."""
@@ -51,6 +54,10 @@ class FlowLayout(QLayout):
         self._items.append(item)
         self._stretch.append(max(0, stretch))
         self.invalidate()
+
+    def invalidate(self) -> None:
+        self._heights.clear()
+        super().invalidate()
 
     # --- QLayout ----------------------------------------------------------------------------------------------------
 
@@ -78,7 +85,11 @@ class FlowLayout(QLayout):
         return True
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802
-        return self._arrange(QRect(0, 0, width, 0), place=False)
+        # Asked several times a layout pass, for the same few widths.
+        height = self._heights.get(width)
+        if height is None:
+            height = self._heights[width] = self._arrange(QRect(0, 0, width, 0), place=False)
+        return height
 
     def setGeometry(self, rect: QRect) -> None:  # noqa: N802
         super().setGeometry(rect)
