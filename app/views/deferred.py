@@ -9,15 +9,17 @@ takes seconds, so it must never happen on the GUI thread. A pane names such a fu
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
+from app.services.collector import import_quietly
+
 
 def resolve(path: str) -> Callable[..., Any]:
-    """The function at ``"package.module:function"``. Imports: worker threads (or tests) only."""
+    """The function at ``"package.module:function"``. Imports: worker threads (or tests) only, with the garbage
+    collector kept from holding Python's lock through the import (``collector.import_quietly``)."""
     module_name, _, name = path.partition(":")
-    fn = getattr(importlib.import_module(module_name), name)
+    fn = getattr(import_quietly(module_name), name)
     if not callable(fn):
         raise TypeError(f"{path} is not a function")
     return fn  # type: ignore[no-any-return]

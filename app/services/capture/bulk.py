@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 import re
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -32,6 +30,7 @@ import numpy as np
 from sqlalchemy import exc, text
 from sqlalchemy.orm import Session
 
+from ..collector import cycle_collector_paused  # noqa: F401 (the importers' pause, named here too)
 from .units import to_decimal, to_float
 
 CHUNK = 50_000
@@ -48,37 +47,6 @@ SQLITE_BULK_CACHE_MAX_KIB = 1_048_576
 # SQLite's sorter may use helper threads when indexes are (re)built: measured 10% faster on two cores.
 SQLITE_BULK_THREADS = 2
 _EXACT_FLOAT_LIMIT = 10**15  # at most 15 significant digits: float repr is the exact decimal
-
-
-# Python's cycle collector runs whenever enough container objects have been allocated, and each full pass walks every
-# live object: a large import allocates millions of tuples and lists (the rows handed to the driver) while holding
-# millions more, so the passes come often and grow with the file. Measured with gc.callbacks on bench/bench_import.py's
-# SQLite import: 0.16 s of 8.6 s of CPU in the collector at 100,000 trades, 0.47 s of 16.8 s at 200,000; for
-# incoming messages (settlement.messages, which uses the same pause) a third of the time of 100,000 messages. The
-# rows hold no reference cycles (reference counting frees them as usual); the few cycles pandas and the ORM make
-# meanwhile wait for the collector's next pass after the import.
-_gc_lock = threading.Lock()
-_gc_pausers = 0
-_gc_was_enabled = False
-
-
-@contextlib.contextmanager
-def cycle_collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for the block (process-wide; imports running at the same time
-    share the pause, and the collector is enabled again, if it was on, when the last of them ends)."""
-    global _gc_pausers, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pausers == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pausers += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pausers -= 1
-            if _gc_pausers == 0 and _gc_was_enabled:
-                gc.enable()
 
 
 def is_postgres(session: Session) -> bool:

@@ -33,7 +33,8 @@ def call(name: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def reasons() -> dict[str, str]:
-    """Validation reason code -> words (worker side: imports the capture service)."""
-    from app.services.capture.validation import REASONS
+    """Validation reason code -> words (worker side: imports the capture service, quietly: see
+    ``collector.import_quietly``)."""
+    from app.services.collector import import_quietly
 
-    return dict(REASONS)
+    return dict(import_quietly("app.services.capture.validation").REASONS)
