@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import faulthandler
 import json
 import os
 import statistics
@@ -237,7 +238,14 @@ def measure(name: str, url: str, *, reference_url: str | None = None, password: 
         "phase": "opening",
     }
 
+    # OPSDESK_BENCH_STALL_DUMP=FILE: every thread's Python stack is written to FILE whenever the GUI thread misses
+    # its tick by more than the target (faulthandler's watchdog runs without the GIL, so it sees who holds it).
+    dump_to = os.environ.get("OPSDESK_BENCH_STALL_DUMP")
+    dump_file = open(dump_to, "a") if dump_to else None  # noqa: SIM115 (open for the whole measurement)
+
     def tick() -> None:
+        if dump_file is not None:
+            faulthandler.dump_traceback_later(TARGET_STALL_MS / 1000, file=dump_file)
         now, sched = time.perf_counter(), _schedstat()
         gap = now - stall["last"]
         stall["max"] = max(stall["max"], gap)
@@ -337,6 +345,9 @@ def measure(name: str, url: str, *, reference_url: str | None = None, password: 
         app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
     spin(lambda: not model.pending_pages(), 30)
     ticker.stop()
+    if dump_file is not None:
+        faulthandler.cancel_dump_traceback_later()
+        dump_file.close()
     result.stall_ms = stall["max"] * 1000
     result.rss = rss_mb()
     pane.close()

@@ -4,7 +4,7 @@ Measured the way ``bench_blotter.py`` measures the blotter (offscreen, the real 
 first page on screen, sort change, filter changes, jump to the last row, resident memory, and the longest GUI-thread
 stall (a 5 ms timer's longest gap, from the moment the pane opens; the longest few are split into time on a core,
 waiting for a core and blocked). Python's switch interval is the app's. As in the app, the queue is opened after
-the front pane (the trade blotter) has painted its first page and done its delayed background work: the first paint of a process warms fonts, style
+the front pane (the trade blotter) has painted its first page: the first paint of a process warms fonts, style
 rules and icons once; that cold first paint of the queue (no data) is printed for information. Beside each backend: the reference measured in the same run on the same
 database, the raw SQL of an indexed 200-row page and a bare ``count(*)`` of the instructions.
 
@@ -252,10 +252,8 @@ def measure(name: str, url: str, password: str = PASSWORD) -> Result:
     front = TradeBlotterPane(Workspace(db=db, actor=actor, tasks=tasks))
     front.resize(1400, 900)
     front.show()
-    # ... and lets the app settle as a clerk's first seconds do: the blotter's first page, then its delayed
-    # background work (the validation reason codes, which import the capture service: pandas, a second and a half
-    # of Python holding the GIL in stretches).
-    spin(lambda: front.model.loaded and not front.model.loading and bool(front.model.reasons))
+    # ... and lets it settle: its first page on screen, nothing left loading.
+    spin(lambda: front.model.loaded and not front.model.loading)
     pane = SettlementQueuePane(Workspace(db=db, actor=actor, tasks=tasks))
     pane.filter_bar.set_view("Everything")
     pane.resize(1400, 900)

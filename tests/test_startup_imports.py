@@ -50,3 +50,27 @@ def test_the_pane_registry_agrees_with_the_pane_classes() -> None:
     for entry in PANES:
         cls = entry.load()
         assert (cls.pane_id, cls.title, cls.icon_name) == (entry.pane_id, entry.title, entry.icon_name)
+
+
+DETAIL_CHILD = """
+import sys
+from app.views.blotter import capture_api
+assert callable(capture_api.get("trade_detail"))
+assert capture_api.reasons()
+print(",".join(sorted(m for m in ("numpy", "pandas", "pyarrow") if m in sys.modules)) or "none")
+"""
+
+
+def test_the_trade_detail_and_the_reason_codes_import_without_pandas() -> None:
+    """A trade's detail panel (opened all day) and the filter bar's reason codes must not wait for pandas, numpy and
+    pyarrow: importing them takes about two seconds and holds Python's lock in stretches while the clerk scrolls.
+    They live in light modules of the capture service, whose package imports its heavy parts on first use."""
+    out = subprocess.run(
+        [sys.executable, "-c", DETAIL_CHILD],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "none", out.stdout + out.stderr

@@ -12,7 +12,7 @@ Two uses:
   capture service): the import creates hundreds of thousands of long-lived objects, and the full passes it
   triggers held Python's lock for 27 and 74 ms in one import of ``app.services.capture`` (gc.callbacks), so the GUI
   thread could not paint for that long. With the collector paused the longest hold was 19 ms; the new objects are
-  then frozen (``gc.freeze``), so no later full pass walks them again (the panes freeze what they load likewise).
+  frozen before it resumes (``gc.freeze``), so no later full pass walks them again (the panes freeze what they load likewise).
 """
 
 from __future__ import annotations
@@ -57,5 +57,7 @@ def import_quietly(name: str) -> ModuleType:
         return module
     with cycle_collector_paused():
         module = importlib.import_module(name)
-    gc.freeze()
+        # Frozen before the collector is back: the first pass after the pause would otherwise walk every object the
+        # import made (a young-generation pass of 112 ms right after importing the capture service).
+        gc.freeze()
     return module

@@ -1,9 +1,13 @@
 """The capture service's functions the blotter calls (import, repair, trade detail, export, reason codes).
 
-The capture service (``app.services.capture``) pulls in pandas, numpy and the exchange calendars, so the blotter
-resolves these functions inside the background task that calls them (:mod:`app.views.deferred`), and warms the
-import up in the background when it opens (:func:`reasons` runs in its settings task). Nothing here touches the
-database.
+Most of the capture service (``app.services.capture``) pulls in pandas, numpy, pyarrow and the exchange calendars,
+so the blotter resolves these functions inside the background task that calls them (:mod:`app.views.deferred`).
+The detail panel's function and the reason codes live in light modules (``capture.detail``,
+``capture.reason_codes``): the panel opens often, and the filter bar offers the codes from the start. The rest is
+imported on first use (an import, a repair, an export: about two seconds once per session). It used to be warmed up
+in the background 1.5 s after the blotter opened; that import held Python's lock in stretches of up to 65-90 ms
+while the clerk scrolled (bench_blotter.py's stall dumps), which a clerk feels and the first import's wait does
+not. Nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from app.views import deferred
 FUNCTIONS: dict[str, str] = {
     "import_trades": "app.services.capture.importer:import_trades",
     "repair_trade": "app.services.capture.repair:repair_trade",
-    "trade_detail": "app.services.capture.repair:trade_detail",
+    "trade_detail": "app.services.capture.detail:trade_detail",
     "export_blotter": "app.services.capture.export:export_blotter",
 }
 
@@ -33,8 +37,7 @@ def call(name: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def reasons() -> dict[str, str]:
-    """Validation reason code -> words (worker side: imports the capture service, quietly: see
-    ``collector.import_quietly``)."""
-    from app.services.collector import import_quietly
+    """Validation reason code -> words (a light module: no pandas)."""
+    from app.services.capture.reason_codes import REASONS
 
-    return dict(import_quietly("app.services.capture.validation").REASONS)
+    return dict(REASONS)

@@ -87,8 +87,6 @@ MAX_TRACKED = 20
 #: the query has stayed put this long; a cancelled task cannot stop a query already running in the database, so
 #: a clerk clicking through filters would otherwise keep both cores busy summing views they have left.
 TOTALS_DELAY_MS = 400
-#: The reason codes (and the capture service's import) after the blotter opens.
-REASONS_DELAY_MS = 1500
 #: First read of the planner statistics after the blotter opens, then every STATS_INTERVAL_MS.
 STATS_FIRST_DELAY_MS = 3000
 #: Background refresh of the planner's per-value counts while the blotter is open.
@@ -363,23 +361,11 @@ class TradeBlotterPane(WindowedTablePane):
             quiet=True,
             owner=self,
         )
-        # Once the first rows are up: the validation reason codes, which means importing the capture service
-        # (pandas, numpy, calendars: seconds of work that holds the GIL in long stretches, so not while the
-        # blotter opens), and PostgreSQL's planner statistics, which steer filtered pages.
-        QTimer.singleShot(REASONS_DELAY_MS, self, self._load_reasons)
+        # The validation reason codes come from a light module (no pandas), here and now; once the first rows are
+        # up, PostgreSQL's planner statistics, which steer filtered pages.
+        self._reasons_read(capture_api.reasons())
         QTimer.singleShot(STATS_FIRST_DELAY_MS, self, self._warm_statistics)
         self._stats_timer.start()
-
-    def _load_reasons(self) -> None:
-        self._background(
-            capture_api.reasons,
-            on_done=self._reasons_read,
-            on_error=lambda _f: None,
-            label="Reading the validation reason codes",
-            quiet=True,
-            priority=-5,
-            owner=self,
-        )
 
     def _reasons_read(self, reasons: object) -> None:
         assert isinstance(reasons, dict)
