@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from PySide6.QtCore import QDate, QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QKeyEvent, QMouseEvent
+from PySide6.QtCore import QDate, QEvent, QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QFontMetrics, QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QComboBox, QDateEdit, QLabel, QLineEdit, QToolButton, QWidget
 
 from app.views import resources
@@ -86,9 +86,26 @@ def combo(items: list[tuple[str, object]], tip: str, *, editable: bool = False) 
     return box
 
 
+class QuickToggle(QToolButton):
+    """A quick filter button as wide as its text set in the checked state's semibold (resources/style.qss): Qt
+    works out a button's size hint from its unchecked font, so "Failing validation" was clipped once checked."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        hint = super().sizeHint()
+        semibold = QFont(self.font())
+        semibold.setWeight(QFont.Weight.DemiBold)
+        extra = QFontMetrics(semibold).horizontalAdvance(self.text()) - self.fontMetrics().horizontalAdvance(
+            self.text()
+        )
+        return QSize(hint.width() + max(0, extra), hint.height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return self.sizeHint()
+
+
 def quick_toggle(text: str, tip: str, icon: str = "") -> QToolButton:
     """A checkable quick filter ("My breaks", "Today" …), styled by resources/style.qss's ``#quickFilter``."""
-    button = QToolButton()
+    button = QuickToggle()
     button.setText(text)
     button.setCheckable(True)
     button.setToolTip(tip)

@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSplitter,
-    QToolButton,
     QWidget,
 )
 
@@ -36,6 +35,7 @@ from app.views import resources
 from app.views.approvals.decision_panel import DecisionPanel
 from app.views.breaks import workflow_api
 from app.views.breaks.chip import DrillChip
+from app.views.common.filter_widgets import quick_toggle
 from app.views.common.list_table import list_table, notice_label, reselect
 from app.views.panes.base import Pane, Workspace
 from app.views.qt_models.approvals_model import COLUMNS, KIND_LABELS, WIDTHS, ApprovalsModel
@@ -80,11 +80,9 @@ class ApprovalsInboxPane(Pane):
         for label, statuses in STATUS_CHOICES:
             self.status.addItem(label, statuses)
         self.status.setAccessibleName("Status of the corrections")
-        self.mine_to_decide = QToolButton()
-        self.mine_to_decide.setObjectName("quickFilter")
-        self.mine_to_decide.setText("Only what I may decide")
-        self.mine_to_decide.setCheckable(True)
-        self.mine_to_decide.setToolTip("Hide corrections you proposed, last edited or already approved")
+        self.mine_to_decide = quick_toggle(
+            "Only what I may decide", "Hide corrections you proposed, last edited or already approved"
+        )
         self.mine_to_decide.setVisible(self.can_approve)
         self.chip = DrillChip()
         bar.addWidget(self.kind)
