@@ -228,7 +228,11 @@ class MainWindow(QMainWindow):
         return applied
 
     def open(self) -> None:
-        """Read the user's saved layout, apply it, show the window and start the monitor and the change feed."""
+        """Start the change feed, read the user's saved layout, apply it, show the window, start the monitor."""
+        # The feed first: its first read marks where this workstation starts following others' changes, and it
+        # must come before the panes read their first rows. Otherwise a change committed between a pane's read and
+        # the feed's first read was on neither (the pane read before it, the feed started after it).
+        self.feed.start()
         self.tasks.call(
             preferences.get,
             self.db,
@@ -253,7 +257,6 @@ class MainWindow(QMainWindow):
         # Whatever the first page does, the panes behind their tabs are built a little later.
         self._prebuild.start(PREBUILD_AFTER_MS)
         self.monitor.start()
-        self.feed.start()
         self.layout_restored.emit()
 
     def current_pane(self) -> Pane | None:
