@@ -388,3 +388,18 @@ def test_long_totals_wrap_instead_of_widening_the_window(
         qtbot.wait(50)
         assert pane.minimumSizeHint().width() < 1280, pane_id
         assert window.width() <= 1280, pane_id
+
+
+def test_the_window_shows_only_once_the_feed_knows_where_it_starts(
+    qtbot: QtBot, db: Database, users: dict[str, Actor], tasks: TaskRunner
+) -> None:
+    """No pane reads its rows before the change feed's first read: a change committed between the two would be
+    on neither. The window (and so the front pane's first load) waits for both the layout and that read."""
+    window = MainWindow(db, users["clerk1"], tasks)
+    qtbot.addWidget(window)
+    seen: list[int | None] = []
+    window.layout_restored.connect(lambda: seen.append(window.feed.last_id))
+    with qtbot.waitSignal(window.layout_restored, timeout=10_000):
+        window.open()
+    assert seen and seen[0] is not None
+    close_window(qtbot, window)

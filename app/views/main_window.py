@@ -127,6 +127,8 @@ class MainWindow(QMainWindow):
             db, tasks, interval_ms=monitor_interval_ms, retry_ms=monitor_retry_ms, parent=self
         )
         self.monitor.state_changed.connect(self._on_connection)
+        self._opening: set[str] = set()  # what open() still waits for before the window shows
+        self._layout_failure: str | None = None
         self.feed = ChangeFeed(
             db, actor, tasks, interval_ms=feed_interval_ms, monitor=self.monitor, parent=self
         )
@@ -228,10 +230,15 @@ class MainWindow(QMainWindow):
         return applied
 
     def open(self) -> None:
-        """Start the change feed, read the user's saved layout, apply it, show the window, start the monitor."""
-        # The feed first: its first read marks where this workstation starts following others' changes, and it
-        # must come before the panes read their first rows. Otherwise a change committed between a pane's read and
-        # the feed's first read was on neither (the pane read before it, the feed started after it).
+        """Start the change feed and read the user's saved layout at once; once both are done, apply the layout,
+        show the window and start the monitor."""
+        # The feed's first read marks where this workstation starts following others' changes, and it must end
+        # before any pane reads its first rows: a change committed between a pane's read and a later first feed
+        # read would be on neither (the pane read before it, the feed started after it). Both reads run side by
+        # side (one round trip each over a slow link); the window shows when both are in.
+        self._opening = {"layout", "feed"}
+        self._layout_failure = None
+        self.feed.first_read.connect(lambda: self._opened("feed"), Qt.ConnectionType.SingleShotConnection)
         self.feed.start()
         self.tasks.call(
             preferences.get,
@@ -246,11 +253,19 @@ class MainWindow(QMainWindow):
 
     def _apply_saved_layout(self, layout: object) -> None:
         self.restore_layout(layout)
-        self._show_and_start()
+        self._opened("layout")
 
     def _layout_unreadable(self, failure: TaskFailure) -> None:
+        self._layout_failure = failure.message
+        self._opened("layout")
+
+    def _opened(self, part: str) -> None:
+        self._opening.discard(part)
+        if self._opening:
+            return
         self._show_and_start()
-        self.status.show_message(f"Your saved layout could not be read: {failure.message}")
+        if self._layout_failure is not None:
+            self.status.show_message(f"Your saved layout could not be read: {self._layout_failure}")
 
     def _show_and_start(self) -> None:
         self.show()

@@ -142,6 +142,8 @@ class ChangeFeed(QObject):
 
     #: Sorted, distinct entity types that changed (e.g. ["breaks", "user"]).
     changed = Signal(list)
+    #: The first read ended (the starting point is known, or the database could not be read): once.
+    first_read = Signal()
 
     def __init__(
         self,
@@ -163,6 +165,7 @@ class ChangeFeed(QObject):
         self.last_id: int | None = None
         self._monitor = monitor
         self._in_flight: TaskHandle | None = None
+        self._first_done = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.poll_now)
@@ -200,11 +203,17 @@ class ChangeFeed(QObject):
             owner=self,
         )
 
+    def _first_read_ended(self) -> None:
+        if not self._first_done:
+            self._first_done = True
+            self.first_read.emit()
+
     def _on_read(self, result: object) -> None:
         self._in_flight = None
         assert isinstance(result, tuple)
         last_id, types, more = result
         self.last_id = last_id
+        self._first_read_ended()
         if types:
             self.changed.emit(types)
         if more:
@@ -216,9 +225,11 @@ class ChangeFeed(QObject):
         # DatabaseUnavailable has already reached the monitor through the runner; anything else is logged there.
         self._in_flight = None
         self._timer.start(self.interval_ms)
+        self._first_read_ended()
 
     def _on_cancelled(self) -> None:
         self._in_flight = None
+        self._first_read_ended()
 
     def _on_connection(self, connected: bool) -> None:
         if connected:
