@@ -105,7 +105,6 @@ class QueueFilterBar(QWidget):
         first.addWidget(self.search, 1)
         first.addStretch(1)
         first.addWidget(self.chip)
-        first.addWidget(self.group_by)
 
         self.date_from = OptionalDateEdit()
         self.date_from.setToolTip("Intended settlement date from")
@@ -119,6 +118,9 @@ class QueueFilterBar(QWidget):
         second.addWidget(group(QLabel("Settles"), self.date_from, QLabel("to"), self.date_to))
         for w in (self.counterparty, self.market, self.account, self.isin, self.currency):
             second.addWidget(w, 1)
+        # The grouping choice ends the second row: at 1,000 px the first row then fits one line, and the bar three.
+        second.addStretch(1)
+        second.addWidget(self.group_by)
 
         self._typing = QTimer(self)
         self._typing.setSingleShot(True)
