@@ -12,7 +12,8 @@ Two uses:
   capture service): the import creates hundreds of thousands of long-lived objects, and the full passes it
   triggers held Python's lock for 27 and 74 ms in one import of ``app.services.capture`` (gc.callbacks), so the GUI
   thread could not paint for that long. With the collector paused the longest hold was 19 ms; the new objects are
-  frozen before it resumes (``gc.freeze``), so no later full pass walks them again (the panes freeze what they load likewise).
+  frozen before it resumes (``gc.freeze``), so no later full pass walks them again (the panes freeze what they
+  load likewise).
 """
 
 from __future__ import annotations
