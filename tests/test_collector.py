@@ -70,3 +70,35 @@ def test_overlapping_pauses_end_with_the_last_one() -> None:
     release.set()
     t.join(5)
     assert gc.isenabled()
+
+
+def test_a_module_another_thread_is_importing_is_returned_whole(
+    module_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers ask for the same heavy module at once (the repair dialog prepares it while the repair runs):
+    the second gets it once the first has finished importing it, never half initialised."""
+    started = threading.Event()
+    monkeypatch.setattr(sys, "opsdesk_probe_started", started, raising=False)
+    (module_dir / "opsdesk_quiet_slow.py").write_text(
+        "import sys, time\nsys.opsdesk_probe_started.set()\ntime.sleep(0.3)\ndef work():\n    return 'done'\n"
+    )
+    results: list[object] = []
+
+    def worker() -> None:
+        try:
+            results.append(import_quietly("opsdesk_quiet_slow").work())
+        except Exception as err:  # noqa: BLE001 (the test reports what went wrong)
+            results.append(err)
+
+    first, second = threading.Thread(target=worker), threading.Thread(target=worker)
+    try:
+        first.start()
+        assert started.wait(
+            10
+        )  # the first is inside the module's body: the module is in sys.modules, half made
+        second.start()
+        first.join(10)
+        second.join(10)
+    finally:
+        gc.unfreeze()
+    assert results == ["done", "done"]

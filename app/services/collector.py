@@ -52,10 +52,11 @@ def cycle_collector_paused() -> Iterator[None]:
 
 def import_quietly(name: str) -> ModuleType:
     """``importlib.import_module(name)`` with the collector paused, and what it created frozen after (see the
-    module's docstring). An already imported module is returned at once."""
-    module = sys.modules.get(name)
-    if module is not None:
-        return module
+    module's docstring). A module already imported is returned as it is, and one that another thread is importing
+    right now once that thread has finished (``importlib`` waits for it: the module is in ``sys.modules`` from the
+    start of its import, half initialised)."""
+    if name in sys.modules:
+        return importlib.import_module(name)
     with cycle_collector_paused():
         module = importlib.import_module(name)
         # Frozen before the collector is back: the first pass after the pause would otherwise walk every object the

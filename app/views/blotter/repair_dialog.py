@@ -279,6 +279,7 @@ def open_repair(
             message_box(parent, message)
 
     def opened(detail: object) -> None:
+        capture_api.prepare(workspace.tasks, "repair_trade")  # while the clerk edits the fields
         dialog = RepairDialog(workspace, trade_id, detail, parent)
         dialog.repaired.connect(on_repaired)
         dialog.open()

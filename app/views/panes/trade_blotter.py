@@ -671,6 +671,7 @@ class TradeBlotterPane(WindowedTablePane):
     def ask_export(self, fmt: str) -> None:
         suffix = "CSV files (*.csv)" if fmt == "csv" else "Excel workbooks (*.xlsx)"
         default = str(Path.home() / f"blotter-{dt.date.today():%Y%m%d}.{fmt}")
+        capture_api.prepare(self.ws.tasks, "export_blotter")  # while the clerk picks the file
         path, _ = QFileDialog.getSaveFileName(self, "Export the blotter", default, suffix)
         if path:
             if not path.lower().endswith("." + fmt):
@@ -745,6 +746,7 @@ class TradeBlotterPane(WindowedTablePane):
     def ask_import(self) -> None:
         if not self.can_import:
             return
+        capture_api.prepare(self.ws.tasks, "import_trades")  # while the clerk picks the files
         paths, _ = QFileDialog.getOpenFileNames(
             self,
             "Import trades",
