@@ -96,6 +96,29 @@ def drop_files(pane: TradeBlotterPane, paths: list[Path]) -> None:
 # --- import -------------------------------------------------------------------------------------------------------
 
 
+def test_files_dragged_over_the_blotter_prepare_the_import_before_the_drop(
+    qtbot: QtBot, users: dict[str, Actor], open_pane: Callable[..., TradeBlotterPane], tmp_path: Path
+) -> None:
+    """The import's code is loaded in the background while the clerk aims the files, not after the drop."""
+    pane = open_pane(users["clerk1"])
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(write_csv(tmp_path / "desk.csv", LINES)))])
+    prepared: list[str] = []
+    pane.table.files_coming.connect(lambda: prepared.append("import"))
+    QApplication.sendEvent(
+        pane.table.viewport(),
+        QDragEnterEvent(
+            QPoint(20, 20),
+            Qt.DropAction.CopyAction,
+            mime,
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+        ),
+    )
+    assert prepared == ["import"]
+    assert pane.import_dialog is None  # nothing imported until the drop
+
+
 def test_dropping_a_file_imports_it_and_the_summary_names_every_line(
     qtbot: QtBot,
     db: Database,

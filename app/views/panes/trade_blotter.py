@@ -111,6 +111,8 @@ class BlotterTable(WindowedTable):
     copy_requested = Signal()
     #: Files dropped on the table (local paths).
     files_dropped = Signal(list)
+    #: Files are being dragged over the table (a drop, and so an import, may follow).
+    files_coming = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -140,6 +142,7 @@ class BlotterTable(WindowedTable):
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if self._files(event):
             event.acceptProposedAction()
+            self.files_coming.emit()
         else:
             event.ignore()
 
@@ -307,6 +310,10 @@ class TradeBlotterPane(WindowedTablePane):
         self.table.copy_requested.connect(self.copy_selection)
         self.table.refresh_requested.connect(self.refresh)
         self.table.files_dropped.connect(self.import_files)
+        # Files dragged over the table: the import's code is loaded while the clerk aims, not after the drop.
+        self.table.files_coming.connect(
+            lambda: capture_api.prepare(self.ws.tasks, "import_trades") if self.can_import else None
+        )
         self.views_button.failed.connect(self.message)
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
