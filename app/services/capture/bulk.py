@@ -30,7 +30,6 @@ import numpy as np
 from sqlalchemy import exc, text
 from sqlalchemy.orm import Session
 
-from ..collector import cycle_collector_paused  # noqa: F401 (the importers' pause, named here too)
 from .units import to_decimal, to_float
 
 CHUNK = 50_000

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from app.models import ImportBatch, TradeVersion, utcnow
 from app.models.enums import ChangeAction, TradeStatus
 from app.services import audit, trade_search
+from app.services.collector import cycle_collector_paused
 from app.services.db import Database
 from app.services.errors import OpsDeskError, ValidationFailed
 from app.services.permissions import Actor, Permission, require
@@ -238,7 +239,7 @@ def import_trades(
     against (default: today in each market's time zone).
     """
     require(actor, Permission.IMPORT)
-    with bulk.cycle_collector_paused():
+    with cycle_collector_paused():
         return _import_trades(
             db,
             actor,

@@ -74,6 +74,7 @@ from app.models.enums import (
 
 from .. import audit
 from ..capture import bulk
+from ..collector import cycle_collector_paused
 from ..db import Database
 from ..errors import NotFound, OpsDeskError, ValidationFailed
 from ..permissions import Actor, Permission, require
@@ -380,7 +381,7 @@ def detect_format(data: bytes) -> str:
 
 def parse_file(data: bytes, file_name: str, *, csv_profile: CsvProfile | None = None) -> list[_Unit]:
     """The messages of one file, each either readable (``incoming``) or with the reason it is not (``error``)."""
-    with bulk.cycle_collector_paused():
+    with cycle_collector_paused():
         return [u for part in _file_parts(data, file_name, csv_profile=csv_profile) for u in part]
 
 
@@ -460,7 +461,7 @@ def _pooled_parts(parts: list[list[fin.RawFin]], file_name: str) -> Iterator[lis
 
 def _parse_packed(file_name: str, raws: list[tuple[str, int, int]]) -> list[tuple[Any, ...]]:
     """(Helper process.) One part's units, parsed and prepared exactly as here, as tuples of plain values."""
-    with bulk.cycle_collector_paused():
+    with cycle_collector_paused():
         units = _fin_units_of([fin.RawFin(t, i, ln, file_name) for t, i, ln in raws], file_name)
         out = []
         for u in units:
@@ -718,7 +719,7 @@ def import_bytes(
     result = result if result is not None else MessageImportResult()
     result.files += 1
     as_of = as_of or dt.date.today()
-    with bulk.cycle_collector_paused():
+    with cycle_collector_paused():
         try:
             parts = _file_parts(data, file_name, csv_profile=csv_profile, pooled=True)
         except (FileRefused, fin.FinParseError) as err:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.services.capture.detail import EDITABLE  # a light module: no pandas
 from app.services.errors import StaleEdit
 from app.views.blotter import capture_api
 from app.views.blotter.detail_panel import as_mapping, label_of, pick
@@ -36,18 +37,6 @@ from app.views.tasks import TaskFailure, TaskHandle
 if TYPE_CHECKING:
     from app.views.panes.base import Workspace
 
-#: The fields a clerk may correct in a repair when the service does not list them (it does: editable_fields).
-EDITABLE = (
-    "isin",
-    "account_code",
-    "counterparty_code",
-    "side",
-    "quantity",
-    "price",
-    "currency",
-    "trade_date",
-    "trade_time",
-)
 PLACEHOLDERS = {"trade_date": "YYYY-MM-DD", "trade_time": "YYYY-MM-DDTHH:MM:SS+00:00"}
 
 

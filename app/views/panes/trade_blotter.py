@@ -311,9 +311,7 @@ class TradeBlotterPane(WindowedTablePane):
         self.table.refresh_requested.connect(self.refresh)
         self.table.files_dropped.connect(self.import_files)
         # Files dragged over the table: the import's code is loaded while the clerk aims, not after the drop.
-        self.table.files_coming.connect(
-            lambda: capture_api.prepare(self.ws.tasks, "import_trades") if self.can_import else None
-        )
+        self.table.files_coming.connect(self._files_coming)
         self.views_button.failed.connect(self.message)
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
@@ -762,6 +760,10 @@ class TradeBlotterPane(WindowedTablePane):
         )
         if paths:
             self.import_files(paths)
+
+    def _files_coming(self) -> None:
+        if self.can_import:
+            capture_api.prepare(self.ws.tasks, "import_trades")
 
     def import_files(self, paths: list[str]) -> None:
         if not self.can_import:
