@@ -76,8 +76,14 @@ def service_ids(db: Database, actor: Actor, flt: BreakFilter) -> list[int]:
 
 def show_break(qtbot: QtBot, pane: BreakInvestigationPane, break_id: int) -> None:
     if pane.model.row_of(break_id) is None:
-        with qtbot.waitSignal(pane.refreshed, timeout=10_000):
-            pane.drill_down({"ids": [break_id], "title": f"break #{break_id}"})
+        pane.drill_down({"ids": [break_id], "title": f"break #{break_id}"})
+        # Wait for the drill-down's own rows, the break listed and selected (the pane selects the first row): a
+        # reload already under way (after a refused claim, say) also ends with ``refreshed``, before the break is
+        # listed (CI saw select_break fail right after that signal).
+        qtbot.waitUntil(
+            lambda: pane.model.row_of(break_id) is not None and pane.current_break_id() == break_id,
+            timeout=10_000,
+        )
     if pane.current_break_id() == break_id:
         # Already the current row (the pane selects the first one): wait for its detail, reading it again.
         qtbot.waitUntil(
