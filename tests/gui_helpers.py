@@ -26,11 +26,16 @@ def show_pane(qtbot: QtBot, pane: P, size: tuple[int, int], *signals: Any, timeo
 
 
 def wait_idle(qtbot: QtBot, pane: Any) -> None:
-    """A paged pane's query and its exact count are in, and the rows on screen are loaded."""
+    """A paged pane's query and its exact count are in, the table has laid the rows out (its scroll range covers
+    them: Qt does that a turn of the event loop after the count lands, and a scroll before it is cut short), and the
+    rows on screen are loaded."""
     model = pane.model
+    bar = pane.table.verticalScrollBar()
 
     def ready() -> bool:
         if not model.loaded or model.loading or not model.count_exact:
+            return False
+        if bar.maximum() + bar.pageStep() < model.rowCount():
             return False
         first, last = pane.table.visible_rows()
         return all(model.is_row_loaded(r) for r in range(first, last + 1))

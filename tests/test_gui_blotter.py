@@ -377,6 +377,40 @@ def test_a_live_insert_keeps_the_top_trade_and_the_selection(
     assert model.trade_id(197) == selected
 
 
+def test_a_live_insert_at_the_bottom_of_the_list_keeps_the_top_trade(
+    qtbot: QtBot, db: Database, users: dict[str, Actor], book: list, open_pane: PaneFactory, tasks: TaskRunner
+) -> None:
+    # At the end of the list the view cannot scroll further: the trades arriving above must still not move what the
+    # clerk sees, although the place to put the top row back is past where the list could scroll before they came.
+    pane = open_pane(users["clerk1"])
+    feed = ChangeFeed(db, users["clerk1"], tasks, interval_ms=50)
+    feed.changed.connect(pane.on_changed)
+    feed.start()
+    qtbot.waitUntil(lambda: feed.last_id is not None)
+    table, model = pane.table, pane.model
+    bar = table.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    bar.setValue(bar.maximum())
+    wait_idle(qtbot, pane)
+    top_row = table.rowAt(0)
+    assert top_row > N - 40
+    top_id = model.trade_id(top_row)
+    pane.select_row(N - 1)
+    selected = model.trade_id(N - 1)
+    rnd = random.Random(6)
+    new = [
+        trade_row(3000 + i, rnd, trade_date=TODAY + dt.timedelta(days=1), status=TradeStatus.VALIDATED)
+        for i in range(40)
+    ]
+    with qtbot.waitSignal(model.window_applied, timeout=10_000):
+        insert_elsewhere(db, users["clerk2"], new)
+    wait_idle(qtbot, pane)
+    feed.stop()
+    assert model.rowCount() == N + 40
+    assert table.rowAt(0) == top_row + 40 and model.trade_id(table.rowAt(0)) == top_id
+    assert pane.current_trade_id() == selected and model.trade_id(N + 39) == selected
+
+
 def test_f5_refresh_keeps_the_place_and_a_filter_change_keeps_the_selection(
     qtbot: QtBot, db: Database, users: dict[str, Actor], book: list, open_pane: PaneFactory
 ) -> None:

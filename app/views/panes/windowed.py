@@ -172,6 +172,10 @@ class WindowedTablePane(Pane):
     def _restore_place(self, top: int, positions: dict[int, int | None], context: dict[str, Any]) -> None:
         self._restoring = True
         try:
+            # The swap reset the model, and the table lays out its rows (and sets its scroll range) later, on the
+            # next turn of the event loop: until then the range is the old count's, and a place past its end (rows
+            # arrived above a clerk at the bottom of the list) would be cut to the old end. Lay out now.
+            self.table.executeDelayedItemsLayout()
             self.table.verticalScrollBar().setValue(max(0, top))
             selection = QItemSelection()
             last_col = self.model.columnCount() - 1
