@@ -131,7 +131,10 @@ def generate_csv(path: Path, rows: int, db: Database, seed: int) -> None:
 def columns(conn, table: str) -> list[str]:  # type: ignore[no-untyped-def]
     if conn.dialect.name == "postgresql":
         q = text(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = :t ORDER BY ordinal_position"
+            # Generated columns (the stored integer units of migration 0019) are computed, not loaded: COPY refuses
+            # them. SQLite's table_info leaves them out already.
+            "SELECT column_name FROM information_schema.columns WHERE table_name = :t AND is_generated = 'NEVER' "
+            "ORDER BY ordinal_position"
         )
         return [r[0] for r in conn.execute(q, {"t": table})]
     return [r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({table})")]
