@@ -2,14 +2,20 @@
 
 ``LatencyProxy(target_port, one_way_ms=25)`` listens on 127.0.0.1 and forwards to the target on 127.0.0.1, delaying
 every chunk by ``one_way_ms`` in each direction (so 25 gives a 50 ms round trip), keeping byte order. It runs its
-own asyncio loop in a daemon thread and only ever connects to the loopback address.
+own asyncio loop in a process of its own (a VPN's delay is in the network, not in the app: a proxy thread inside
+the measured process took the GIL from the GUI thread whose stalls the benchmarks measure, 34 ms of a 63 ms stall
+in one run) and only ever connects to the loopback address.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import subprocess
+import sys
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class LatencyProxy:
@@ -19,28 +25,54 @@ class LatencyProxy:
         self.target = (target_host, target_port)
         self.delay = one_way_ms / 1000.0
         self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="latency-proxy", daemon=True)
+        self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> int:
-        self._thread.start()
-        self._ready.wait(10)
+        # A plain child interpreter (not multiprocessing, which would import the measuring script again).
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.latency_proxy",
+                self.target[0],
+                str(self.target[1]),
+                str(self.delay),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError("the latency proxy did not start")
+        self.port = int(line)
         return self.port
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(5)
+            self._process = None
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-        server.close()
 
-    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+def _serve(target: tuple[str, int], delay: float) -> None:
+    """(The proxy's process.) Listen, print the port, forward until terminated."""
+    forwarder = _Forwarder(target, delay)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = loop.run_until_complete(asyncio.start_server(forwarder.handle, "127.0.0.1", 0))
+    print(server.sockets[0].getsockname()[1], flush=True)
+    loop.run_forever()
+
+
+class _Forwarder:
+    def __init__(self, target: tuple[str, int], delay: float) -> None:
+        self.target = target
+        self.delay = delay
+
+    async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:
@@ -73,3 +105,7 @@ class LatencyProxy:
                 await writer.drain()
 
         await asyncio.gather(pump(), deliver())
+
+
+if __name__ == "__main__":
+    _serve((sys.argv[1], int(sys.argv[2])), float(sys.argv[3]))
