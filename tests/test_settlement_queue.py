@@ -28,6 +28,7 @@ from app.models import (
     InstructionTrade,
     Instrument,
     Market,
+    MarketHoliday,
     SecuritiesMovement,
     SettlementInstruction,
     SettlementMessage,
@@ -549,6 +550,71 @@ def test_rows_carry_codes_value_at_stake_penalty_and_age(db, users, book) -> Non
         assert (row[COL["penalty"]] or Decimal(0)) == want["penalty"]
         open_late = want["status"].value in OPEN and want["intended_settlement_date"] < AS_OF
         assert (row[COL["age_days"]] > 0) == open_late
+
+
+def test_ages_follow_each_markets_own_closures_when_two_markets_share_a_calendar(db, users, book) -> None:
+    # US Treasuries settle on Fedwire, closed on Veterans Day while the NYSE trades: their market (XOFF) takes the
+    # NYSE's calendar plus that closure. An equity failing on the NYSE since 10 November counts the 11th; the
+    # Treasury failing since the same day does not. Business days in [10 Nov, 20 Nov): 8 on the NYSE, 7 on Fedwire.
+    actor = users["clerk1"]
+    now = utcnow()
+    with db.write() as s:
+        apple = s.execute(select(Instrument.id).where(Instrument.isin == "US0378331005")).scalar_one()
+        nyse = s.execute(select(Market.id).where(Market.mic == "XNYS")).scalar_one()
+        base = {"version": 1, "created_at": now, "updated_at": now}
+        fedwire = s.execute(
+            insert(Market)
+            .values(
+                mic="XOFF",
+                name="US Treasuries OTC (Fedwire)",
+                country="US",
+                timezone="America/New_York",
+                calendar_code="XNYS",
+                instruction_cutoff=dt.time(15, 0),
+                default_settlement_cycle=1,
+                **base,
+            )
+            .returning(Market.id)
+        ).scalar_one()
+        s.add(
+            MarketHoliday(
+                market_id=fedwire, holiday_date=dt.date(2026, 11, 11), name="Veterans Day (Fedwire)"
+            )
+        )
+        bond = s.execute(
+            insert(Instrument)
+            .values(
+                isin="US91282CJL54",
+                name="UST 4.5% 2033",
+                asset_class="GOVT_BOND",
+                currency="USD",
+                market_id=fedwire,
+                settlement_cycle=1,
+                liquidity="SOVEREIGN_DEBT",
+                reference_price=Decimal("99.5"),
+                contract_size=Decimal(1),
+                **base,
+            )
+            .returning(Instrument.id)
+        ).scalar_one()
+        template = next(r for r in book if r["status"] is S.FAILED)
+        keep = {
+            k: v for k, v in template.items() if k in SettlementInstruction.__table__.columns and k != "id"
+        }
+        for ref, instrument in (("SEME-NYSE-AGE", apple), ("SEME-FED-AGE", bond)):
+            s.execute(
+                insert(SettlementInstruction).values(
+                    {**keep, "instruction_ref": ref, "instrument_id": instrument,
+                     "intended_settlement_date": dt.date(2026, 11, 10), "owner_id": None, "claimed_at": None}
+                )
+            )  # fmt: skip
+    assert nyse != fedwire
+    queue.cutoffs(
+        db, actor, now=dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
+    )  # builds the markets' calendars
+    rows = all_pages(db, actor, QueueFilter(text="-AGE", as_of=AS_OF), Sort("id"))
+    ages = {r[COL["instruction_ref"]]: r[COL["age_days"]] for r in rows}
+    assert ages == {"SEME-NYSE-AGE": 8, "SEME-FED-AGE": 7}
 
 
 @pytest.mark.parametrize(

@@ -343,7 +343,7 @@ class _Ref:
     """Codes by id for the few thousand reference rows: what a page shows beside each instruction's ids."""
 
     instruments: dict[int, tuple[str, int, str, Decimal, Decimal]] = field(default_factory=dict)
-    markets: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (mic, calendar code)
+    markets: dict[int, str] = field(default_factory=dict)  # id -> MIC
     counterparties: dict[int, str] = field(default_factory=dict)
     accounts: dict[int, str] = field(default_factory=dict)
     loaded: float = 0.0
@@ -366,7 +366,7 @@ def _load_ref(conn: Connection) -> _Ref:
             Instrument.reference_price,
             Instrument.contract_size,
         ),
-        select(literal("m"), Market.id, Market.mic, literal(0), Market.calendar_code, literal(0), literal(0)),
+        select(literal("m"), Market.id, Market.mic, literal(0), literal(""), literal(0), literal(0)),
         select(
             literal("c"), Counterparty.id, Counterparty.code, literal(0), literal(""), literal(0), literal(0)
         ),
@@ -383,7 +383,7 @@ def _load_ref(conn: Connection) -> _Ref:
                 Decimal(str(size)),
             )
         elif kind == "m":
-            ref.markets[int(i)] = (str(code), str(extra))
+            ref.markets[int(i)] = str(code)
         elif kind == "c":
             ref.counterparties[int(i)] = str(code)
         else:
@@ -414,7 +414,9 @@ def _ref(conn: Connection, rows: Sequence[Sequence[Any]] = ()) -> _Ref:
 
 # --- ages -----------------------------------------------------------------------------------------------------------
 
-_calendars: dict[str, Any] = {}  # calendar code -> BusinessCalendar, once cutoffs() has built it
+# Market MIC -> its BusinessCalendar, once cutoffs() has built it. By MIC, not calendar code: two markets may share
+# an exchange's calendar with closures of their own (US Treasuries on Fedwire: the NYSE's days less Veterans Day).
+_calendars: dict[str, Any] = {}
 
 
 def _weekdays_between(start: dt.date, end: dt.date) -> int:
@@ -431,10 +433,10 @@ def _weekdays_between(start: dt.date, end: dt.date) -> int:
     return n
 
 
-def _age(calendar_code: str | None, isd: dt.date, as_of: dt.date) -> int:
+def _age(mic: str | None, isd: dt.date, as_of: dt.date) -> int:
     if isd >= as_of:
         return 0
-    cal = _calendars.get(calendar_code or "")
+    cal = _calendars.get(mic or "")
     if cal is not None:
         try:
             return max(0, int(cal.business_days_between(isd, as_of)))
@@ -476,7 +478,7 @@ def _present(
             time.sleep(0)  # a GIL hand-over point between stretches (see _fetch)
         inst = ref.instruments.get(r[d["instrument_id"]])
         isin, market_id, asset_class, price, size = inst if inst else ("?", 0, "", Decimal(0), Decimal(1))
-        mic, calendar = ref.markets.get(market_id, ("", ""))
+        mic = ref.markets.get(market_id, "")
         status = str(getattr(r[d["status"]], "value", r[d["status"]]))
         kind = str(getattr(r[d["instruction_type"]], "value", r[d["instruction_type"]]))
         at_stake = value_at_stake(
@@ -491,7 +493,7 @@ def _present(
             size,
         )
         isd = r[d["intended_settlement_date"]]
-        age = _age(calendar, isd, as_of) if status in OPEN_STATUSES else 0
+        age = _age(mic, isd, as_of) if status in OPEN_STATUSES else 0
         values = {
             "isin": isin,
             "counterparty_code": ref.counterparties.get(r[d["counterparty_id"]], "?"),
@@ -729,7 +731,7 @@ def _estimable(conn: Connection, actor: Actor, flt: QueueFilter) -> list[tuple[s
             instruments = {i for i, x in ref.instruments.items() if x[0] == isin}
         if flt.market:
             mic = flt.market.strip().upper()
-            markets = {i for i, (m, _cal) in ref.markets.items() if m == mic}
+            markets = {i for i, m in ref.markets.items() if m == mic}
             in_market = {i for i, x in ref.instruments.items() if x[1] in markets}
             instruments = in_market if instruments is None else instruments & in_market
         if instruments is not None:
@@ -1056,7 +1058,6 @@ def cutoffs(db: Database, actor: Actor, *, now: dt.datetime | None = None) -> li
                 Market.name,
                 Market.timezone,
                 Market.instruction_cutoff,
-                Market.calendar_code,
             )
             .where(Market.id.in_(select(Instrument.market_id).distinct()))
             .order_by(Market.mic)
@@ -1067,7 +1068,7 @@ def cutoffs(db: Database, actor: Actor, *, now: dt.datetime | None = None) -> li
             local_now = now.astimezone(zone)
             try:
                 cal = calendars.get_calendar(m.mic, s)
-                _calendars[m.calendar_code] = cal
+                _calendars[m.mic] = cal
                 day = cal.add_business_days(local_now.date(), 0)
                 if day == local_now.date() and local_now.time() >= m.instruction_cutoff:
                     day = cal.add_business_days(day, 1)
@@ -1251,7 +1252,7 @@ def detail(db: Database, actor: Actor, instruction_id: int) -> InstructionDetail
             "trade_date": si.trade_date,
             "intended_settlement_date": si.intended_settlement_date,
             "actual_settlement_date": si.actual_settlement_date,
-            "age_days": _age(market.calendar_code if market else None, si.intended_settlement_date, as_of)
+            "age_days": _age(market.mic if market else None, si.intended_settlement_date, as_of)
             if status in OPEN_STATUSES
             else 0,
             "penalty": sum((p["amount"] for p in penalties), Decimal("0.00")),
