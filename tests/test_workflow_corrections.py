@@ -327,6 +327,14 @@ def test_manual_match_needs_both_sides_one_definition_and_free_breaks(
     other = make_break(db, make_definition(db, "Cash"), kind=BreakType.MISSING_EXTERNAL, internal_ref="T-3")
     with pytest.raises(ValidationFailed, match="one reconciliation"):
         wf.propose(db, users["clerk1"], MATCH, "breaks", ext, {"break_ids": [other]}, "x", seen_version=None)
+    yen = make_break(
+        db, definition, kind=BreakType.MISSING_EXTERNAL, internal_ref="T-JPY", amount="1000", currency="JPY"
+    )
+    with pytest.raises(
+        ValidationFailed, match=r"one currency; these are in JPY and USD \(#\d+ USD, #\d+ JPY\)"
+    ):
+        wf.propose(db, users["clerk1"], MATCH, "breaks", ext, {"break_ids": [yen]}, "x", seen_version=None)
+    assert get_break(db, yen).status == BreakStatus.OPEN and get_break(db, ext).status == BreakStatus.OPEN
     wb.claim_break(db, users["clerk2"], b)
     with pytest.raises(Exception, match="claimed by clerk2"):
         wf.propose(db, users["clerk1"], MATCH, "breaks", ext, {"break_ids": [a, b]}, "x", seen_version=None)

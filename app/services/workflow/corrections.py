@@ -467,6 +467,14 @@ def _plan_manual_match(
         raise ValidationFailed(
             f"Break(s) {', '.join(f'#{d}' for d in dups)} are duplicate keys; sort the duplicates out first."
         )
+    # Records booked in different currencies are not one trade or one position: their totals cannot be compared,
+    # and the match's amount (what the four-eyes threshold is read against) would mix units.
+    currencies = sorted({b.currency for b in breaks if b.currency})
+    if len(currencies) > 1:
+        listed = ", ".join(f"#{b.id} {b.currency}" for b in breaks if b.currency)
+        raise ValidationFailed(
+            f"A manual match pairs records of one currency; these are in {' and '.join(currencies)} ({listed})."
+        )
     internal = [b for b in breaks if _sides(b)[0] and not _sides(b)[1]]
     external = [b for b in breaks if _sides(b)[1] and not _sides(b)[0]]
     both = [b for b in breaks if all(_sides(b))]
@@ -1496,33 +1504,31 @@ def seed_demo(db: Database, actor_by_name: dict[str, Actor]) -> list[int]:
             .limit(1)
         ).first()
     used: set[int] = set()
+    # The manual match a clerk would propose: the record missing on one side and the one missing on the other that
+    # look most alike - same reconciliation, same currency, the nearest amounts.
     ins = [b for b in open_breaks if b.break_type == BreakType.MISSING_INTERNAL]
-    for b in ins:
-        partner = next(
-            (
-                o
-                for o in open_breaks
-                if o.break_type == BreakType.MISSING_EXTERNAL
-                and o.definition_id == b.definition_id
-                and o.id not in used
-            ),
-            None,
-        )
-        if partner is not None:
-            used |= {b.id, partner.id}
-            attempt(
-                lambda b=b, partner=partner: propose(
-                    db,
-                    maker,
-                    CorrectionKind.MANUAL_MATCH,
-                    BREAKS,
-                    b.id,
-                    {"break_ids": [partner.id]},
-                    "Same trade: the custodian booked it under its own reference.",
-                    seen_version=None,
-                )
+    outs = [b for b in open_breaks if b.break_type == BreakType.MISSING_EXTERNAL]
+    pairs = [
+        (abs(abs(b.amount) - abs(o.amount)) / max(abs(b.amount), abs(o.amount), Decimal(1)), b.id, o.id)
+        for b in ins
+        for o in outs
+        if o.definition_id == b.definition_id and o.currency == b.currency
+    ]
+    if pairs:
+        _gap, one, other = min(pairs)
+        used |= {one, other}
+        attempt(
+            lambda: propose(
+                db,
+                maker,
+                CorrectionKind.MANUAL_MATCH,
+                BREAKS,
+                one,
+                {"break_ids": [other]},
+                "Same trade: the custodian booked it under its own reference.",
+                seen_version=None,
             )
-            break
+        )
     rest = [b for b in open_breaks if b.id not in used]
     if rest:
         big = rest[0]
