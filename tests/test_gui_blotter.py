@@ -344,14 +344,22 @@ def insert_elsewhere(db: Database, actor: Actor, rows: list[dict[str, Any]]) -> 
         audit.publish(s, actor, "trades", None, ChangeAction.BULK, {"action": "import"})
 
 
+def follow_changes(
+    qtbot: QtBot, db: Database, actor: Actor, tasks: TaskRunner, pane: TradeBlotterPane
+) -> ChangeFeed:
+    """A change feed polling every 50 ms that tells the pane, started and past its first read."""
+    feed = ChangeFeed(db, actor, tasks, interval_ms=50)
+    feed.changed.connect(pane.on_changed)
+    feed.start()
+    qtbot.waitUntil(lambda: feed.last_id is not None)
+    return feed
+
+
 def test_a_live_insert_keeps_the_top_trade_and_the_selection(
     qtbot: QtBot, db: Database, users: dict[str, Actor], book: list, open_pane: PaneFactory, tasks: TaskRunner
 ) -> None:
     pane = open_pane(users["clerk1"])
-    feed = ChangeFeed(db, users["clerk1"], tasks, interval_ms=50)
-    feed.changed.connect(pane.on_changed)
-    feed.start()
-    qtbot.waitUntil(lambda: feed.last_id is not None)
+    feed = follow_changes(qtbot, db, users["clerk1"], tasks, pane)
     table, model = pane.table, pane.model
     table.scrollTo(model.index(180, 0), table.ScrollHint.PositionAtTop)
     wait_idle(qtbot, pane)
@@ -383,10 +391,7 @@ def test_a_live_insert_at_the_bottom_of_the_list_keeps_the_top_trade(
     # At the end of the list the view cannot scroll further: the trades arriving above must still not move what the
     # clerk sees, although the place to put the top row back is past where the list could scroll before they came.
     pane = open_pane(users["clerk1"])
-    feed = ChangeFeed(db, users["clerk1"], tasks, interval_ms=50)
-    feed.changed.connect(pane.on_changed)
-    feed.start()
-    qtbot.waitUntil(lambda: feed.last_id is not None)
+    feed = follow_changes(qtbot, db, users["clerk1"], tasks, pane)
     table, model = pane.table, pane.model
     bar = table.verticalScrollBar()
     qtbot.waitUntil(lambda: bar.maximum() > 0)
