@@ -286,6 +286,8 @@ def test_the_detail_panel_shows_every_version_and_highlights_what_the_front_offi
     assert "Lifecycle:" in panel.lifecycle.text()
     fields = [panel.fields_grid.itemAt(i).widget().text() for i in range(panel.fields_grid.count())]
     assert "Instrument" in fields and "Counterparty" in fields
+    # The reference data reads in words; its ids (meaningless to a clerk) are not listed beside them.
+    assert not {"Instrument id", "Account id", "Counterparty id"} & set(fields)
 
 
 def open_repair_dialog(qtbot: QtBot, pane: TradeBlotterPane) -> RepairDialog:
@@ -320,6 +322,16 @@ def test_a_clerk_repairs_a_trade_in_the_repair_queue(
     assert one(demo_db, f"SELECT status FROM trades WHERE id = {trade_id}")[0] == "VALIDATED"
     # The pane refreshed: the trade left "My repairs" (it is no longer in repair).
     qtbot.waitUntil(lambda: not pane.model.loading and pane.model.rowCount() == 0, timeout=10_000)
+    # Its detail names who changed it last, by name.
+    with qtbot.waitSignal(pane.model.query_loaded, timeout=10_000):
+        pane.filter_bar.my_repairs.click()  # off: the reference typed before is still the filter
+    qtbot.waitUntil(lambda: pane.model.count_exact and pane.model.rowCount() == 1, timeout=10_000)
+    pane.select_row(0)
+    with qtbot.waitSignal(pane.detail.loaded, timeout=10_000):
+        qtbot.keyClick(pane.table, Qt.Key.Key_Return)
+    grid = pane.detail.fields_grid
+    fields = [grid.itemAt(i).widget().text() for i in range(grid.count())]
+    assert fields[fields.index("Updated by") + 1] == "clerk1"
 
 
 def test_a_stale_repair_says_who_changed_the_trade_and_reloads(

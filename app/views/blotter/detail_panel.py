@@ -65,6 +65,15 @@ LABELS = {c.key: c.label for c in COLUMNS} | {
     "updated_by_id": "Updated by",
     "claimed_at": "Claimed",
 }
+# Keys whose value is an id of reference data shown in words below the fields (the line of that title): the id
+# says nothing to a clerk when the words are there. Without them (a trade in repair may lack its account) it shows.
+REFERENCE_IDS = {
+    "instrument_id": "Instrument",
+    "account_id": "Account",
+    "counterparty_id": "Counterparty",
+    "our_ssi_id": "Our SSI",
+    "their_ssi_id": "Their SSI",
+}
 LIFECYCLE = ("trade_time", "allocated_at", "confirmed_at", "affirmed_at", "settlement_date")
 # Keys of a version's payload that are bookkeeping, not trade fields (shown in the column header instead).
 VERSION_META = frozenset({"fo_version", "action", "batch", "line", "raw"})
@@ -383,7 +392,9 @@ class DetailPanel(QFrame):
             widget = item.widget()
             if widget is not None:
                 widget.deleteLater()
-        keys = [k for k in COLUMN_KEYS if k in trade] + sorted(k for k in trade if k not in COLUMN_KEYS)
+        reference = reference or {}
+        shown = {k: v for k, v in trade.items() if REFERENCE_IDS.get(k) not in reference}
+        keys = [k for k in COLUMN_KEYS if k in shown] + sorted(k for k in shown if k not in COLUMN_KEYS)
         per_column = max(1, (len(keys) + 2) // 3)
         for i, key in enumerate(keys):
             col, row = divmod(i, per_column)
@@ -394,7 +405,7 @@ class DetailPanel(QFrame):
             grid.addWidget(name, row, col * 2)
             grid.addWidget(value, row, col * 2 + 1)
         row = per_column
-        for title, line in (reference or {}).items():
+        for title, line in reference.items():
             name = QLabel(title)
             name.setObjectName("muted")
             value = QLabel(line)

@@ -138,7 +138,7 @@ class CellFormat:
     def text(self, key: str, value: Any) -> str:
         if value is None:
             return ""
-        if key == "owner_id":
+        if key in ("owner_id", "updated_by_id"):
             return self.usernames.get(int(value), f"#{value}")
         if key == "status":
             return status_label(str(_plain(value)))
