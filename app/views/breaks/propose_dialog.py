@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.services.capture.detail import EDITABLE  # a light module: no pandas
 from app.services.workflow.worklist import BreakDetail
 
 AMEND, WRITE_OFF, FORCE_CLOSE, UNMATCH, MANUAL_MATCH = (
@@ -52,17 +53,6 @@ TITLES = {
     UNMATCH: "Propose to undo a match",
     MANUAL_MATCH: "Propose a manual match",
 }
-#: Trade fields an amendment may correct (the repair queue's editable fields).
-AMENDABLE = (
-    "isin",
-    "account_code",
-    "counterparty_code",
-    "side",
-    "quantity",
-    "price",
-    "currency",
-    "trade_date",
-)
 CHANGED = QColor("#fff3c4")
 
 
@@ -173,7 +163,7 @@ class ProposeDialog(QDialog):
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         internal = self.detail.internal_record or {}
         differing = {f.field: f for f in self.detail.fields if f.differs}
-        for name in AMENDABLE:
+        for name in EDITABLE:  # what an amendment may correct: the service's list (the repair queue's)
             if name not in internal and name not in differing:
                 continue
             r = table.rowCount()
